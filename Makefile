@@ -1,0 +1,57 @@
+# H-Neurons workbook. `make reproduce` = the main job; `make test` = the whole test suite (what CI runs).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+PROFILE ?= default
+PYTEST_ARGS ?=
+
+.PHONY: env test test-fast smoke reproduce figures lab data-check clean-results help
+help:
+	@echo "make reproduce   - set up, fetch model and data, run every notebook with params/default.yaml"
+	@echo "make test        - set up and run the whole test suite (incl. real models and the notebook smoke run)"
+	@echo "make test-fast   - unit tests on the tiny in-code model only (seconds)"
+	@echo "make smoke       - run every notebook with params/smoke.yaml (results/smoke/)"
+	@echo "make figures     - re-draw every figure from saved results (no model needed)"
+	@echo "make lab         - JupyterLab on the project's own kernel"
+
+$(STAMP):
+	@$(PYTHON_BOOT) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required (torch 2.13.0 CPU wheel), found {sys.version.split()[0]}"'
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==23.2.1 2>&1 | grep -v "is ignored" || true
+	# torch first and alone: on a CPU-only machine this picks the local CPU wheel (no CUDA download).
+	$(PY) -m pip install --quiet torch==2.13.0 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]' 2>&1 | grep -v "is ignored" || true
+	$(PY) -c 'import torch, transformers, nnsight, papermill, sklearn, seaborn, hneuron_utils; print("environment ok: torch", torch.__version__, "transformers", transformers.__version__, "nnsight", nnsight.__version__)'
+	$(PY) -m ipykernel install --sys-prefix --name hneurons --display-name "Python (hneurons)" >/dev/null
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+env: $(STAMP)
+
+test: env
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+test-fast: env
+	$(PY) -m pytest -ra -m "not network and not real_model and not notebooks" $(PYTEST_ARGS)
+
+smoke: env
+	$(PY) -m hneuron_utils.run --params params/smoke.yaml
+
+reproduce: env
+	$(PY) -m hneuron_utils.run --params params/$(PROFILE).yaml
+	if [ "$(PROFILE)" = default ]; then $(PY) -m hneuron_utils.report --update-readme; fi
+
+figures: env
+	$(PY) -m hneuron_utils.figures --run results/default
+
+data-check: env
+	$(PY) scripts/build_data.py --check
+
+lab: env
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+clean-results:
+	rm -rf results/smoke

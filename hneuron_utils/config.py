@@ -1,0 +1,219 @@
+"""One configuration schema for every notebook, loaded from profiles in ``params/``.
+
+A profile is a YAML mapping of parameter names to values. ``params/default.yaml`` names every
+parameter; other profiles override a subset of it. Every notebook's ``parameters`` cell declares the
+parameters it uses as literals, and the next cell calls :func:`from_notebook` which validates them
+(unknown names, wrong types, values out of range) and returns a :class:`Config` that only exposes the
+parameters that notebook declared.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import yaml
+
+from .paths import project_root
+
+
+class ConfigError(ValueError):
+    """A profile or a notebook's parameters are invalid."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of the schema."""
+
+    name: str
+    types: tuple[type, ...]
+    doc: str
+    paper: str = ""
+    choices: tuple[Any, ...] | None = None
+    check: Callable[[Any], str | None] | None = None
+    nullable: bool = False
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def _probability(v: Any) -> str | None:
+    return None if 0.0 < v <= 1.0 else "must be in (0, 1]"
+
+
+_NUM = (int, float)
+
+SCHEMA: tuple[Param, ...] = (
+    # --- run bookkeeping -------------------------------------------------------------------
+    Param("run_name", (str,), "Name of this run: outputs go to results/<run_name>/."),
+    Param("figures_dir", (str,), "Where figures are written, relative to the project root "
+          "(the default run writes to figures/; other runs inside their results folder).", nullable=True),
+    Param("seed", (int,), "Master random seed; every stage derives its own seed from it.", check=_non_negative),
+    # --- model -----------------------------------------------------------------------------
+    Param("model", (str,), "Short name from the asset registry, 'tiny-random', a Hugging Face model id, "
+          "or a local directory.", paper="Mistral-7B-v0.3, Gemma-3, Llama-3.x instruct models"),
+    Param("dtype", (str,), "Weights and activations dtype; 'auto' = bfloat16 where the hardware supports it.",
+          choices=("auto", "bfloat16", "float32", "float16")),
+    Param("device", (str,), "'auto' = cuda if available, else cpu.", choices=("auto", "cpu", "cuda")),
+    # --- 00 tour ---------------------------------------------------------------------------
+    Param("tour_question", (str,), "The question asked in the tour's one chat turn."),
+    Param("tour_layer", (int,), "Layer whose down_proj input the tour reads (-1 = the middle layer)."),
+    Param("max_new_tokens", (int,), "Cap on generated tokens per answer.", paper="50", check=_positive),
+)
+
+_BY_NAME = {p.name: p for p in SCHEMA}
+PARAM_NAMES: tuple[str, ...] = tuple(p.name for p in SCHEMA)
+
+
+def _suggest(name: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def validate_value(name: str, value: Any) -> Any:
+    """Check one value against the schema; return it (ints are accepted where floats are)."""
+    if name not in _BY_NAME:
+        raise ConfigError(f"Unknown parameter '{name}'.{_suggest(name, PARAM_NAMES)} "
+                          f"Valid parameters: {', '.join(sorted(PARAM_NAMES))}")
+    p = _BY_NAME[name]
+    if value is None:
+        if p.nullable:
+            return None
+        raise ConfigError(f"Parameter '{name}' may not be null ({p.doc})")
+    if isinstance(value, bool) and bool not in p.types:
+        raise ConfigError(f"Parameter '{name}' must be {'/'.join(t.__name__ for t in p.types)}, got a bool")
+    if not isinstance(value, p.types):
+        raise ConfigError(f"Parameter '{name}' must be {'/'.join(t.__name__ for t in p.types)}, "
+                          f"got {type(value).__name__} {value!r}")
+    if p.choices is not None and value not in p.choices:
+        raise ConfigError(f"Parameter '{name}' must be one of {list(p.choices)}, got {value!r}")
+    if p.check is not None and (msg := p.check(value)):
+        raise ConfigError(f"Parameter '{name}' {msg}, got {value!r}")
+    return value
+
+
+def validate_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate every entry; unknown names fail and list the valid ones."""
+    unknown = [k for k in values if k not in _BY_NAME]
+    if unknown:
+        hints = "".join(_suggest(k, PARAM_NAMES) for k in unknown)
+        raise ConfigError(f"Unknown parameter(s) {unknown}.{hints} "
+                          f"Valid parameters: {', '.join(sorted(PARAM_NAMES))}")
+    return {k: validate_value(k, v) for k, v in values.items()}
+
+
+def profile_path(profile: str | Path) -> Path:
+    """Resolve a profile name ('smoke') or a path to a YAML file."""
+    p = Path(profile)
+    if p.suffix in (".yaml", ".yml"):
+        cand = (p if p.is_absolute() or p.exists() else project_root() / p).resolve()
+    else:
+        cand = project_root() / "params" / f"{profile}.yaml"
+    if not cand.exists():
+        known = sorted(x.stem for x in (project_root() / "params").glob("*.yaml"))
+        raise ConfigError(f"Profile '{profile}' not found (looked for {cand}). Known profiles: {known}")
+    return cand
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of parameter names to values")
+    return data
+
+
+def load_profile(profile: str | Path) -> dict[str, Any]:
+    """Load a profile: params/default.yaml overridden by the named profile, validated."""
+    base_path = project_root() / "params" / "default.yaml"
+    base = _read_yaml(base_path)
+    missing = [n for n in PARAM_NAMES if n not in base]
+    if missing:
+        raise ConfigError(f"{base_path} must name every parameter; missing: {missing}")
+    path = profile_path(profile)
+    values = dict(base)
+    if path.resolve() != base_path.resolve():
+        values.update(_read_yaml(path))
+    return validate_mapping(values)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated parameters of one notebook. Reading a parameter it did not declare fails."""
+
+    values: Mapping[str, Any]
+    declared: frozenset[str] = field(default_factory=frozenset)
+
+    def __getattr__(self, name: str) -> Any:
+        values = object.__getattribute__(self, "values")
+        if name in values:
+            return values[name]
+        if name in _BY_NAME:
+            raise AttributeError(f"Parameter '{name}' is not declared in this notebook's parameters cell")
+        raise AttributeError(name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    def table(self) -> "Any":
+        """The parameters as a DataFrame with their docs and the paper's value."""
+        import pandas as pd
+
+        rows = [{"parameter": k, "value": v, "paper": _BY_NAME[k].paper, "meaning": _BY_NAME[k].doc}
+                for k, v in self.values.items()]
+        return pd.DataFrame(rows).set_index("parameter")
+
+
+_NOTEBOOK_BUILTINS = {"In", "Out", "exit", "quit", "get_ipython"}
+_LITERAL_TYPES = (str, int, float, bool, list, tuple, dict, type(None))
+
+
+def literal_assignments(source: str) -> list[str] | None:
+    """Names assigned in ``source`` if it consists only of ``name = <literal>`` lines, else None."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    names = []
+    for node in tree.body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            return None
+        try:
+            ast.literal_eval(node.value)
+        except ValueError:
+            return None
+        names.append(node.targets[0].id)
+    return names or None
+
+
+def from_notebook(namespace: Mapping[str, Any]) -> Config:
+    """Validate the parameters a notebook declared (and papermill injected) in ``namespace``.
+
+    In IPython the parameters are the names bound by the executed cells made only of literal
+    assignments (the ``parameters`` cell and papermill's injected cell), read from the input
+    history; elsewhere, every public plain value in ``namespace``. Every one must be a known
+    parameter: a misspelt parameter injected by papermill (which papermill only warns about) fails.
+    """
+    history = namespace.get("In")
+    if isinstance(history, list) and history:
+        names: list[str] = []
+        for src in history:
+            for n in literal_assignments(src) or []:
+                if n not in names:
+                    names.append(n)
+        values = {n: namespace[n] for n in names if n in namespace}
+    else:
+        values = {k: v for k, v in namespace.items()
+                  if not k.startswith("_") and k not in _NOTEBOOK_BUILTINS and isinstance(v, _LITERAL_TYPES)}
+    if not values:
+        raise ConfigError("No parameters found: run the 'parameters' cell first")
+    checked = validate_mapping(values)
+    return Config(values=checked, declared=frozenset(checked))

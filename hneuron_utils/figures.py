@@ -1,0 +1,102 @@
+"""Every figure of the workbook, drawn from saved result tables, so `make figures` needs no model.
+
+Each figure is registered with the tables it reads (under ``results/<run>/tables/``). Notebooks call
+:func:`draw` right after saving a table; ``python -m hneuron_utils.figures --run results/default``
+re-draws all figures whose tables exist into that run's figures folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg") if "ipykernel" not in sys.modules else None
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .paths import figures_dir, project_root  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    tables: tuple[str, ...]
+    draw: Callable[..., plt.Figure]
+
+
+REGISTRY: dict[str, Figure] = {}
+
+
+def register(name: str, *tables: str):
+    def deco(fn):
+        REGISTRY[name] = Figure(name, tables, fn)
+        return fn
+    return deco
+
+
+@register("00_tour_cett", "00_tour_cett.csv")
+def _tour_cett(t: pd.DataFrame) -> plt.Figure:
+    """CETT of every neuron of one layer at one token, sorted: how concentrated is the FFN output?"""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    v = np.sort(t["cett"].to_numpy())[::-1]
+    axes[0].plot(np.arange(1, len(v) + 1), v, lw=1.5)
+    axes[0].set(xscale="log", yscale="log", xlabel="neuron rank (by CETT)", ylabel="CETT",
+                title=f"layer {int(t['layer'].iloc[0])}, last prompt token")
+    axes[1].plot(np.arange(1, len(v) + 1), np.cumsum(v) / v.sum(), lw=1.5)
+    axes[1].set(xscale="log", xlabel="top-k neurons", ylabel="share of the layer's total CETT",
+                title="cumulative share", ylim=(0, 1.02))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{t['model'].iloc[0]}: CETT = |z_j|·‖W_down[:,j]‖ / ‖h‖", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def draw(name: str, tables_dir: Path, out_dir: Path) -> plt.Figure:
+    """Draw figure ``name`` from its saved tables and write ``<out_dir>/<name>.png``."""
+    f = REGISTRY[name]
+    missing = [t for t in f.tables if not (tables_dir / t).exists()]
+    if missing:
+        raise FileNotFoundError(f"figure {name} needs tables {missing} in {tables_dir}: run its notebook first")
+    fig = f.draw(*[pd.read_csv(tables_dir / t) for t in f.tables])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_dir / f"{name}.png", dpi=130, bbox_inches="tight")
+    return fig
+
+
+def redraw_run(run: Path) -> list[Path]:
+    """Re-draw every registered figure whose tables exist in ``run/tables``; return the files written."""
+    log = json.loads((run / "run_log.json").read_text()) if (run / "run_log.json").exists() else {}
+    params = log.get("params", {})
+    out_dir = figures_dir(params.get("run_name", run.name), params.get("figures_dir"))
+    written = []
+    for name, f in REGISTRY.items():
+        if all((run / "tables" / t).exists() for t in f.tables):
+            plt.close(draw(name, run / "tables", out_dir))
+            written.append(out_dir / f"{name}.png")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hneuron_utils.figures", description=__doc__.split("\n")[0])
+    ap.add_argument("--run", default="results/default")
+    args = ap.parse_args(argv)
+    run = Path(args.run) if Path(args.run).is_absolute() else project_root() / args.run
+    if not (run / "tables").exists():
+        print(f"error: {run}/tables not found: run the notebooks first (make reproduce)", file=sys.stderr)
+        return 1
+    for p in redraw_run(run):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+import pytest
+import yaml
+
+from hneuron_utils import config
+from hneuron_utils.paths import project_root
+
+
+def test_default_profile_names_every_parameter():
+    raw = yaml.safe_load((project_root() / "params" / "default.yaml").read_text())
+    assert set(raw) == set(config.PARAM_NAMES)
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (project_root() / "params").glob("*.yaml")))
+def test_every_profile_validates(profile):
+    values = config.load_profile(profile)
+    assert set(values) == set(config.PARAM_NAMES)
+
+
+def test_smoke_overrides_default():
+    assert config.load_profile("smoke")["model"] == "smollm2-135m-instruct"
+    assert config.load_profile("default")["model"] == "qwen2.5-coder-1.5b-instruct"
+
+
+def test_misspelt_key_in_profile_fails_and_names_valid_keys(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("modle: smollm2-135m-instruct\n")
+    with pytest.raises(config.ConfigError) as e:
+        config.load_profile(p)
+    msg = str(e.value)
+    assert "modle" in msg and "Did you mean 'model'" in msg and "max_new_tokens" in msg
+
+
+def test_unknown_profile_lists_known():
+    with pytest.raises(config.ConfigError, match="Known profiles"):
+        config.load_profile("no-such-profile")
+
+
+@pytest.mark.parametrize("name,value,match", [
+    ("seed", "0", "must be int"),
+    ("seed", -1, ">= 0"),
+    ("dtype", "fp8", "must be one of"),
+    ("max_new_tokens", True, "got a bool"),
+    ("model", None, "may not be null"),
+])
+def test_bad_values(name, value, match):
+    with pytest.raises(config.ConfigError, match=match):
+        config.validate_value(name, value)
+
+
+def test_literal_assignments():
+    assert config.literal_assignments('a = 1\nb = "x"\nc = [1, 2]') == ["a", "b", "c"]
+    assert config.literal_assignments("a = f(1)") is None
+    assert config.literal_assignments("import os") is None
+    assert config.literal_assignments("") is None
+
+
+def test_from_notebook_uses_literal_cells_of_history():
+    ns = {"In": ["", 'model = "tiny-random"\nseed = 3', "from x import y", 'prompt = "later"\nz = f()'],
+          "model": "tiny-random", "seed": 3, "prompt": "later"}
+    cfg = config.from_notebook(ns)
+    assert cfg.model == "tiny-random" and cfg.seed == 3
+    with pytest.raises(AttributeError, match="not declared"):
+        _ = cfg.dtype
+
+
+def test_from_notebook_rejects_injected_typo():
+    ns = {"In": ["", 'model = "tiny-random"', '# Parameters\nmodle = "smollm2-135m-instruct"\n'],
+          "model": "tiny-random", "modle": "smollm2-135m-instruct"}
+    with pytest.raises(config.ConfigError, match="Did you mean 'model'"):
+        config.from_notebook(ns)

@@ -1,0 +1,78 @@
+"""Static checks of every numbered notebook, and the smoke run of all of them through papermill."""
+
+import json
+
+import nbformat
+import pytest
+import yaml
+
+from hneuron_utils import config, run
+from hneuron_utils.paths import project_root
+
+NOTEBOOKS = run.notebooks()
+
+
+def _params_cell(nb):
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "exactly one cell must be tagged 'parameters'"
+    return cells[0]
+
+
+def test_there_are_notebooks():
+    assert [p.name for p in NOTEBOOKS][:1] == ["00_setup.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_structure(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == run.KERNEL_NAME
+    cell = _params_cell(nb)
+    names = config.literal_assignments(cell.source)
+    assert names, "the parameters cell must hold only `name = <literal>` lines"
+    assert set(names) <= set(config.PARAM_NAMES)
+    default = yaml.safe_load((project_root() / "params" / "default.yaml").read_text())
+    ns = {}
+    exec(cell.source, ns)
+    assert {n: ns[n] for n in names} == {n: default[n] for n in names}, "parameters cell must equal default.yaml"
+    nxt = nb.cells[nb.cells.index(cell) + 1:]
+    first_code = next(c for c in nxt if c.cell_type == "code")
+    assert "config.from_notebook(globals())" in first_code.source, "the cell after parameters must validate them"
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    used = {n for n in config.PARAM_NAMES if f"cfg.{n}" in code}
+    assert used <= set(names), f"notebook reads parameters it does not declare: {used - set(names)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    for c in nb["cells"]:
+        if c["cell_type"] == "code":
+            assert c["outputs"] == [] and c["execution_count"] is None, f"outputs not stripped in {path.name}"
+
+
+@pytest.mark.notebooks
+def test_misspelt_injected_parameter_fails_in_the_validation_cell(tmp_path):
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    kernel = run.ensure_kernel()
+    with pytest.raises(PapermillExecutionError) as e:
+        pm.execute_notebook(str(NOTEBOOKS[0]), str(tmp_path / "out.ipynb"), parameters={"modle": "tiny-random"},
+                            kernel_name=kernel, progress_bar=False, cwd=str(project_root()))
+    assert e.value.ename == "ConfigError" and "Did you mean 'model'" in e.value.evalue
+
+
+@pytest.mark.notebooks
+@pytest.mark.real_model
+@pytest.mark.network
+def test_smoke_profile_runs_every_notebook():
+    log = run.run("smoke", log_output=False)
+    assert set(log["notebooks"]) == {p.name for p in NOTEBOOKS}
+    assert all(v["status"] == "ok" for v in log["notebooks"].values())
+    out = project_root() / "results" / "smoke"
+    for p in NOTEBOOKS:
+        nb = nbformat.read(out / p.name, as_version=4)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        assert not errors
+    assert (out / "figures" / "00_tour_cett.png").stat().st_size > 10_000
