@@ -279,7 +279,7 @@ def _convert(name: str, dtype: str, out: Path) -> None:
 
     src = fetch_gguf(name)
     torch_dtype = getattr(torch, dtype)
-    _log(f"converting {src.name} to {dtype} safetensors (one-off; the 1.5B model peaks at ~14 GB RAM)")
+    _log(f"converting {src.name} to {dtype} safetensors (one-off; measured for the 1.5B model in bfloat16: ~2 min, ~6 GB RAM)")
     tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
     cfg = AutoConfig.from_pretrained(src.parent, gguf_file=src.name)
     gguf_model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch_dtype)

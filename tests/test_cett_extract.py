@@ -1,0 +1,51 @@
+import copy
+
+import pytest
+import torch
+
+from hneuron_utils import cett, generation, judge, models, tokens
+
+QA = [("Capital of France?", "Paris is the capital.", ["Paris"]),
+      ("Who wrote Hamlet?", "Shakespeare", ["William Shakespeare", "Shakespeare"]),
+      ("Largest planet?", "I think it is Saturn, the ringed one!", ["Jupiter"]),
+      ("2+2?", "4", ["4", "four"]),
+      ("Longest river in the world by length according to most sources?", "The Nile", ["Nile"])]
+
+
+def _examples(loaded):
+    out = []
+    for q, r, a in QA:
+        v = judge.RuleJudge().judge(q, r, a)
+        out.append(tokens.teacher_forced(loaded.tokenizer, generation.qa_prompt(loaded.tokenizer, q), r, v.span))
+    return out
+
+
+def _check(loaded, batch_size):
+    ex = _examples(loaded)
+    a, o = cett.extract(loaded, ex, batch_size=batch_size, progress=False)
+    ref_model = copy.deepcopy(loaded.hf).double()
+    ra, ro = cett.extract_reference(ref_model, ref_model.model.layers, ex)
+    for got, ref in ((a, ra), (o, ro)):
+        rel = (got.double() - ref).norm() / ref.norm()
+        assert rel <= 1e-5, f"relative error {rel:.2e}"
+    return a, o
+
+
+def test_batched_nnsight_extraction_matches_float64_hook_reference(tiny):
+    a, o = _check(tiny, batch_size=3)  # batches mix lengths: exercises left padding and position ids
+    assert a.shape == (len(QA), tiny.n_layers, tiny.d_ff) and (a >= 0).all()
+
+
+def test_batch_size_does_not_change_features(tiny):
+    ex = _examples(tiny)
+    a1, o1 = cett.extract(tiny, ex, batch_size=1, progress=False)
+    a5, o5 = cett.extract(tiny, ex, batch_size=5, progress=False)
+    for x, y in ((a1, a5), (o1, o5)):
+        assert (x - y).norm() / y.norm() <= 1e-5
+
+
+@pytest.mark.real_model
+@pytest.mark.network
+def test_real_default_model_matches_reference_in_float32():
+    loaded = models.load_model("qwen2.5-coder-1.5b-instruct", dtype="float32")
+    _check(loaded, batch_size=5)
