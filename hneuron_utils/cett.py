@@ -83,24 +83,26 @@ def extract(loaded, examples: list, batch_size: int = 16, progress: bool = True,
 
 @torch.no_grad()
 def extract_reference(hf_model, layers, examples: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain reference: one forward per example (no padding), PyTorch forward hooks on every
-    ``down_proj``, CETT per token in the model's dtype (use a float64 copy), then masked means."""
+    """Plain reference: one forward per example (no padding, no nnsight), PyTorch forward hooks on
+    every ``down_proj``, CETT per token computed in float64 from the hooked z and h, then masked means.
+    Pass a float64 model for an all-float64 reference (cheap on small models)."""
     caught: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     hooks = [layer.mlp.down_proj.register_forward_hook(
-        lambda mod, inp, out, i=i: caught.__setitem__(i, (inp[0], out))) for i, layer in enumerate(layers)]
+        lambda mod, inp, out, i=i: caught.__setitem__(i, (inp[0][0].double(), out[0].double())))
+        for i, layer in enumerate(layers)]
+    cols = [layer.mlp.down_proj.weight.double().norm(dim=0) for layer in layers]
     try:
         A, O = [], []
         for ex in examples:
-            hf_model(input_ids=ex.input_ids[None])
+            hf_model(input_ids=ex.input_ids[None].to(cols[0].device), logits_to_keep=1)
             a_l, o_l = [], []
-            for i, layer in enumerate(layers):
+            for i in range(len(layers)):
                 z, h = caught[i]
-                col = layer.mlp.down_proj.weight.norm(dim=0)
-                c = z[0].abs() * col / h[0].norm(dim=-1, keepdim=True)  # [T, F], no eps: exact definition
+                c = z.abs() * cols[i] / h.norm(dim=-1, keepdim=True)  # [T, F], the exact definition
                 a_l.append(c[ex.answer].mean(0))
                 o_l.append(c[~ex.answer].mean(0))
-            A.append(torch.stack(a_l))
-            O.append(torch.stack(o_l))
+            A.append(torch.stack(a_l).cpu())
+            O.append(torch.stack(o_l).cpu())
     finally:
         for hk in hooks:
             hk.remove()

@@ -20,10 +20,10 @@ def _examples(loaded):
     return out
 
 
-def _check(loaded, batch_size):
+def _check(loaded, batch_size, ref_model=None):
     ex = _examples(loaded)
     a, o = cett.extract(loaded, ex, batch_size=batch_size, progress=False)
-    ref_model = copy.deepcopy(loaded.hf).double()
+    ref_model = ref_model if ref_model is not None else copy.deepcopy(loaded.hf).double()
     ra, ro = cett.extract_reference(ref_model, ref_model.model.layers, ex)
     for got, ref in ((a, ra), (o, ro)):
         rel = (got.double() - ref).norm() / ref.norm()
@@ -47,5 +47,9 @@ def test_batch_size_does_not_change_features(tiny):
 @pytest.mark.real_model
 @pytest.mark.network
 def test_real_default_model_matches_reference_in_float32():
-    loaded = models.load_model("qwen2.5-coder-1.5b-instruct", dtype="float32")
-    _check(loaded, batch_size=5)
+    """Batched nnsight extraction vs per-example hooks on the default model, both forwards in float32
+    (the bf16 copy upcast: a float64 copy of 1.5B parameters would not fit next to it), CETT of the
+    reference in float64."""
+    loaded = models.load_model("qwen2.5-coder-1.5b-instruct", dtype="bfloat16")
+    loaded.hf.float()
+    _check(loaded, batch_size=5, ref_model=loaded.hf)
