@@ -174,7 +174,7 @@ def _load_hf(name: str, torch_dtype: torch.dtype, device: torch.device) -> tuple
         try:
             model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype)
             tok = AutoTokenizer.from_pretrained(name)
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise ModelError(f"Could not load '{name}' as a Hugging Face model id or local directory: {e}\n"
                              f"Offline, use one of the packaged models: {', '.join(known_names())}") from e
         return model, tok, "hub-or-path", {}
