@@ -52,12 +52,13 @@ def extract(loaded, examples: list, batch_size: int = 16, progress: bool = True,
     """
     from tqdm import tqdm
 
+    from .generation import length_batches
+
     norms = down_proj_column_norms(loaded).to(loaded.device)
     n, L, F = len(examples), loaded.n_layers, loaded.d_ff
     ans_out = torch.zeros(n, L, F)
     oth_out = torch.zeros(n, L, F)
-    order = sorted(range(n), key=lambda i: len(examples[i].input_ids))
-    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    batches = length_batches([len(ex.input_ids) for ex in examples], batch_size)
     pad = loaded.tokenizer.pad_token_id
     for idx in tqdm(batches, desc="CETT", disable=not progress, mininterval=10.0):
         ids = _pad_left([examples[i].input_ids for i in idx], pad).to(loaded.device)

@@ -48,6 +48,12 @@ class Sampling:
         return kw
 
 
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (sorted ascending), to cut padding."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 @torch.inference_mode()
 def generate(loaded: Any, prompts: Sequence[str], sampling: Sampling = Sampling(), batch_size: int = 16,
              seed: int | None = None, templated: bool = True, progress: bool = True) -> list[str]:
@@ -59,11 +65,10 @@ def generate(loaded: Any, prompts: Sequence[str], sampling: Sampling = Sampling(
 
     tok, model = loaded.tokenizer, loaded.hf
     stop = loaded.stop_token_ids()
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[str] = [""] * len(prompts)
     if seed is not None:
         torch.manual_seed(seed)
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = length_batches([len(p) for p in prompts], batch_size)
     for idx in tqdm(batches, desc="generate", disable=not progress or len(batches) < 2, mininterval=5.0):
         enc = encode(tok, [prompts[i] for i in idx], templated=templated).to(loaded.device)
         ids = model.generate(**enc, **sampling.kwargs(), eos_token_id=stop, pad_token_id=tok.pad_token_id)

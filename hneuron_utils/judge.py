@@ -8,6 +8,7 @@ notebook 01 turns into answer tokens (no LLM and no exact-string search that can
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from dataclasses import dataclass
@@ -54,16 +55,22 @@ def is_refusal(response: str) -> bool:
     return any(p in low for p in REFUSAL_PHRASES)
 
 
+@functools.lru_cache(maxsize=4096)
+def _targets(question: str, answers: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(alias, normalised alias) for every usable alias; cached, as K samples share one question."""
+    q = normalize(question)
+    out: dict[str, str] = {}
+    for a in answers:
+        na = normalize(a)
+        if na and na not in q:
+            out.setdefault(a, na)
+    return tuple(out.items())
+
+
 def usable_aliases(question: str, answers: Sequence[str]) -> list[str]:
     """Aliases that can be judged by substring match: non-empty after normalisation and not already
     contained in the question (a leaked alias scores correct whatever the model knows)."""
-    q = normalize(question)
-    out = []
-    for a in answers:
-        na = normalize(a)
-        if na and na not in q and a not in out:
-            out.append(a)
-    return out
+    return [a for a, _ in _targets(question, tuple(answers))]
 
 
 @dataclass(frozen=True)
@@ -92,14 +99,10 @@ class RuleJudge:
         refusal = is_refusal(response)
         norm, idx = normalize_with_map(response)
         best: tuple[int, str, tuple[int, int]] | None = None
-        for a in usable_aliases(question, answers):
-            na = normalize(a)
+        for a, na in _targets(question, tuple(answers)):
             pos = norm.find(na)
             if pos >= 0 and (best is None or len(na) > best[0]):
                 best = (len(na), a, (idx[pos], idx[pos + len(na) - 1] + 1))
         if best is None:
             return Verdict(correct=False, refusal=refusal)
         return Verdict(correct=True, refusal=refusal, alias=best[1], span=best[2])
-
-    def judge_many(self, question: str, responses: Sequence[str], answers: Sequence[str]) -> list[Verdict]:
-        return [self.judge(question, r, answers) for r in responses]

@@ -21,7 +21,8 @@ def results_block(run: Path) -> str:
     """Markdown summarising a run: profile, model, commit, per-notebook wall times."""
     log = json.loads((run / "run_log.json").read_text())
     p = log["params"]
-    lines = [f"Run `{p['run_name']}` — profile `{log['profile']}`, model `{p['model']}`, dtype `{p['dtype']}` → `{log.get('resolved_dtype', '?')}`, "
+    dtype = f"`{p['dtype']}` → `{log.get('resolved_dtype', '?')}`"
+    lines = [f"Run `{p['run_name']}` — profile `{log['profile']}`, model `{p['model']}`, dtype {dtype}, "
              f"seed {p['seed']}, commit `{log['git_commit']}`, {log['cpus']} CPU cores, started {log['started']}.",
              "", "| notebook | status | wall time |", "|---|---|---|"]
     total = 0.0

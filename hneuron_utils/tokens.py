@@ -8,6 +8,7 @@ unless the response is empty.
 
 from __future__ import annotations
 
+import functools
 import string
 from dataclasses import dataclass
 from typing import Any
@@ -27,10 +28,6 @@ class TeacherForced:
     answer: torch.Tensor  # [T] bool
     response_start: int  # index of the first response token
 
-    @property
-    def n_answer(self) -> int:
-        return int(self.answer.sum())
-
 
 def whole_response_span(response: str) -> tuple[int, int]:
     """The response without leading spaces and trailing punctuation/whitespace."""
@@ -44,14 +41,15 @@ def whole_response_span(response: str) -> tuple[int, int]:
 def conversation(tokenizer: Any, prompt: str, response: str) -> tuple[str, int]:
     """The full teacher-forced text and the character offset where the response starts.
 
-    With a chat template, the (user, assistant) conversation is rendered by the template and must
-    begin with ``prompt + response``; without one (base models), the text is ``prompt + response``.
+    With a chat template the text is ``prompt + response`` followed by what the template appends
+    after an assistant message (e.g. ``<|im_end|>\n``); without one (base models), ``prompt + response``.
     """
     if not getattr(tokenizer, "chat_template", None):
         return prompt + response, len(prompt)
     return prompt + response + _turn_suffix(tokenizer), len(prompt)
 
 
+@functools.lru_cache(maxsize=8)
 def _turn_suffix(tokenizer: Any) -> str:
     """What the chat template appends after an assistant message (e.g. '<|im_end|>\\n')."""
     probe = "XQZPROBE"
