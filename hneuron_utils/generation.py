@@ -1,8 +1,19 @@
-"""Prompts and batched generation: chat templates, left padding, stopping at end-of-turn."""
+"""Prompts and batched generation: chat templates, left padding, stopping at end-of-turn.
+
+Two generators share one interface:
+
+- :func:`generate` — Hugging Face ``generate`` per batch (the plain, obvious way; kept as a reference);
+- :func:`sample_many` — our decoding loop, used by the notebooks: the prompt prefix shared by every
+  prompt (the chat template's system turn) is run once and its KV cache reused; each prompt is prefilled
+  once and its cache copied for its K samples; finished sequences leave the batch at once; and every
+  sample draws its random numbers from its own generator seeded by (seed, prompt key, sample index, step),
+  so a sample does not depend on the batch it ran in, and a resumed run reproduces it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -76,3 +87,188 @@ def generate(loaded: Any, prompts: Sequence[str], sampling: Sampling = Sampling(
         for j, i in enumerate(idx):
             out[i] = tok.decode(new[j], skip_special_tokens=True).strip()
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Our decoding loop
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Sample:
+    """One generated sequence: the text (special tokens removed, stripped), its new token ids, and
+    whether it stopped at an end-of-turn token (False = cut by max_new_tokens)."""
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    stopped: bool = True
+
+
+def sample_seed(seed: int, key: str, k: int, step: int) -> int:
+    """The seed of sample ``k`` of prompt ``key`` at decoding ``step`` (64-bit, from SHA-256)."""
+    h = hashlib.sha256(f"{seed}|{key}|{k}|{step}".encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def filter_logits(logits: torch.Tensor, sampling: Sampling) -> tuple[torch.Tensor, torch.Tensor]:
+    """Temperature, then top-k, then top-p (nucleus), as Hugging Face's warpers do.
+
+    Returns (probs [B, k], token ids [B, k]) of the kept candidates, renormalised, sorted by
+    descending probability; filtered-out candidates have probability 0.
+    """
+    x = logits.float() / sampling.temperature
+    k = min(sampling.top_k, x.shape[-1]) if sampling.top_k and sampling.top_k > 0 else x.shape[-1]
+    vals, ids = torch.topk(x, k, dim=-1)  # sorted descending
+    probs = torch.softmax(vals, dim=-1)
+    if sampling.top_p < 1.0:
+        before = probs.cumsum(-1) - probs  # mass strictly before each candidate
+        keep = before < sampling.top_p
+        keep[:, 0] = True
+        probs = torch.where(keep, probs, torch.zeros_like(probs))
+        probs = probs / probs.sum(-1, keepdim=True)
+    return probs, ids
+
+
+def _draw(probs: torch.Tensor, ids: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
+    """Inverse-CDF draw, one uniform per row from that row's own generator."""
+    g = torch.Generator()
+    u = torch.empty(len(seeds))
+    for r, s in enumerate(seeds):
+        g.manual_seed(s)
+        u[r] = torch.rand((), generator=g)
+    cdf = probs.cumsum(-1)
+    pick = torch.searchsorted(cdf, (u.to(cdf.device) * cdf[:, -1])[:, None].contiguous()).clamp(max=probs.shape[1] - 1)
+    return ids.gather(1, pick).squeeze(1)
+
+
+def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix shared by every sequence, leaving ≥1 token in each."""
+    n = min(len(s) for s in seqs) - 1
+    first = seqs[0]
+    for s in seqs[1:]:
+        m = 0
+        while m < n and s[m] == first[m]:
+            m += 1
+        n = m
+    return max(n, 0)
+
+
+def _expand_cache(model: Any, prefix: list[tuple[torch.Tensor, torch.Tensor]], rows: int) -> Any:
+    """A fresh DynamicCache holding the shared prefix's keys/values for ``rows`` sequences."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    for i, (k, v) in enumerate(prefix):
+        cache.update(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1), i)
+    return cache
+
+
+def _decode(tok: Any, ids: list[int], stopped: bool) -> Sample:
+    return Sample(text=tok.decode(ids, skip_special_tokens=True).strip(), token_ids=ids, stopped=stopped)
+
+
+@torch.inference_mode()
+def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, sampling: Sampling = Sampling(),
+                seed: int = 0, keys: Sequence[str] | None = None, batch_size: int = 64,
+                templated: bool = True, share_prefix: bool = True, progress: bool = True,
+                forward: Any = None) -> list[list[Sample]]:
+    """``n_samples`` completions of every prompt (greedy when ``sampling.do_sample`` is False).
+
+    ``batch_size`` counts sequences (prompts × samples) decoded together. ``keys`` name the prompts
+    for seeding (default: the prompt's index). ``forward(model, **kwargs)`` may replace the model call
+    (e.g. an intervention); by default the Hugging Face model is called directly. Returns, for each
+    prompt in input order, its list of :class:`Sample`.
+    """
+    from tqdm import tqdm
+
+    if n_samples < 1 or batch_size < 1:
+        raise ValueError("n_samples and batch_size must be >= 1")
+    if not sampling.do_sample and n_samples > 1:
+        raise ValueError("greedy decoding gives identical samples: use n_samples=1 or do_sample=True")
+    model, tok = loaded.hf, loaded.tokenizer
+    dev = next(model.parameters()).device
+    call = forward or (lambda m, **kw: m(**kw))
+    keys = [str(i) for i in range(len(prompts))] if keys is None else [str(k) for k in keys]
+    if len(keys) != len(prompts):
+        raise ValueError("keys must name every prompt")
+    stop = torch.tensor(sorted(set(loaded.stop_token_ids())), device=dev)
+    toks = [tok(p, add_special_tokens=not templated)["input_ids"] for p in prompts]
+    if not toks:
+        return []
+    P = _common_prefix(toks) if share_prefix and len(toks) > 1 else 0
+    prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
+    if P:
+        from transformers import DynamicCache
+
+        pc = DynamicCache(config=model.config)
+        call(model, input_ids=torch.tensor([toks[0][:P]], device=dev), past_key_values=pc, use_cache=True,
+             logits_to_keep=1)
+        prefix = [(layer.keys, layer.values) for layer in pc.layers]
+    out: list[list[Sample | None]] = [[None] * n_samples for _ in prompts]
+    per_batch = max(1, batch_size // n_samples)
+    batches = length_batches([len(t) for t in toks], per_batch)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    bar = tqdm(total=len(prompts) * n_samples, desc="sample" if sampling.do_sample else "greedy",
+               disable=not progress, mininterval=10.0, unit="seq")
+    for idx in batches:
+        tails = [toks[i][P:] for i in idx]
+        T = max(len(t) for t in tails)
+        ids = torch.full((len(idx), T), pad, dtype=torch.long)
+        am = torch.zeros((len(idx), P + T), dtype=torch.long)
+        am[:, :P] = 1
+        for r, t in enumerate(tails):
+            ids[r, T - len(t):] = torch.tensor(t)
+            am[r, P + T - len(t):] = 1
+        ids, am = ids.to(dev), am.to(dev)
+        pos = (am.cumsum(-1) - 1).clamp(min=0)[:, P:]
+        cache = _expand_cache(model, prefix, len(idx)) if P else None
+        kw = dict(input_ids=ids, attention_mask=am, position_ids=pos, use_cache=True, logits_to_keep=1)
+        if cache is None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=model.config)
+        res = call(model, past_key_values=cache, **kw)
+        logits = res.logits[:, -1]
+        # copy each prompt's cache for its K samples
+        if n_samples > 1:
+            cache.batch_repeat_interleave(n_samples)
+            logits = logits.repeat_interleave(n_samples, 0)
+            am = am.repeat_interleave(n_samples, 0)
+            pos = pos.repeat_interleave(n_samples, 0)
+        rows = [(i, k) for i in idx for k in range(n_samples)]
+        gen: list[list[int]] = [[] for _ in rows]
+        last_pos = pos[:, -1]
+        active = torch.arange(len(rows), device=dev)
+        step = 0
+        while True:
+            if sampling.do_sample:
+                probs, cand = filter_logits(logits, sampling)
+                act = active.tolist()
+                nxt = _draw(probs, cand, [sample_seed(seed, keys[rows[r][0]], rows[r][1], step) for r in act])
+            else:
+                nxt = logits.argmax(-1)
+            is_stop = torch.isin(nxt, stop)
+            step += 1
+            done = []
+            for j, r in enumerate(active.tolist()):
+                if bool(is_stop[j]):
+                    done.append(j)
+                    out[rows[r][0]][rows[r][1]] = _decode(tok, gen[r], True)
+                else:
+                    gen[r].append(int(nxt[j]))
+                    if step >= sampling.max_new_tokens:
+                        done.append(j)
+                        out[rows[r][0]][rows[r][1]] = _decode(tok, gen[r], False)
+            bar.update(len(done))
+            if len(done) == len(active):
+                break
+            if done:
+                keep = torch.tensor([j for j in range(len(active)) if j not in set(done)], device=dev)
+                cache.batch_select_indices(keep)
+                active, nxt, am, last_pos = active[keep], nxt[keep], am[keep], last_pos[keep]
+            am = torch.cat([am, torch.ones_like(am[:, :1])], 1)
+            last_pos = last_pos + 1
+            res = call(model, input_ids=nxt[:, None], attention_mask=am, position_ids=last_pos[:, None],
+                       past_key_values=cache, use_cache=True, logits_to_keep=1)
+            logits = res.logits[:, -1]
+    bar.close()
+    return out  # type: ignore[return-value]

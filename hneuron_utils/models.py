@@ -182,6 +182,20 @@ def _load_hf(name: str, torch_dtype: torch.dtype, device: torch.device) -> tuple
                      "or pass a Hugging Face model id (org/name) or a local directory.")
 
 
+def contiguous_lm_head_input(hf_model: torch.nn.Module) -> None:
+    """Make the output head's input contiguous (a forward pre-hook; no numerical change).
+
+    With ``logits_to_keep=1`` transformers feeds the head a strided slice ``hidden[:, -1:, :]``; torch
+    2.13 on CPU then runs the [B,1,d]·[d,V] product as a batched matmul that first copies the whole
+    head weight B times (measured: 9.4 s of a 13.2 s forward of 8 × 56 tokens on Qwen-1.5B in bf16).
+    A contiguous input takes the plain matmul path instead.
+    """
+    head = hf_model.get_output_embeddings() if hasattr(hf_model, "get_output_embeddings") else None
+    if head is not None and not getattr(head, "_hneuron_contiguous", False):
+        head.register_forward_pre_hook(lambda mod, args: (args[0].contiguous(), *args[1:]))
+        head._hneuron_contiguous = True
+
+
 def load_model(name: str, dtype: str = "auto", device: str = "auto") -> LoadedModel:
     """Load ``name`` (registry short name, ``tiny-random``, HF id or local dir), wrapped in nnsight."""
     from nnsight.modeling.transformers import TransformersModel
@@ -192,6 +206,7 @@ def load_model(name: str, dtype: str = "auto", device: str = "auto") -> LoadedMo
     hf_model, tok, source, info = _load_hf(name, torch_dtype, dev)
     hf_model = hf_model.to(dev).eval().requires_grad_(False)  # inference only: no autograd graphs
     layers_path = find_layers_path(hf_model)
+    contiguous_lm_head_input(hf_model)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"

@@ -28,3 +28,74 @@ def test_sampling_is_seeded(tiny):
     p = [generation.qa_prompt(tiny.tokenizer, "Who?")] * 2
     s = generation.Sampling(do_sample=True, max_new_tokens=8)
     assert generation.generate(tiny, p, s, seed=1) == generation.generate(tiny, p, s, seed=1)
+
+
+def _prompts(m, n=6):
+    qs = ["Who?", "What is the capital of France?", "x", "Which planet is known as the red planet?",
+          "Name a colour.", "Who wrote Hamlet and when?"][:n]
+    return [generation.qa_prompt(m.tokenizer, q) for q in qs]
+
+
+def test_sample_many_greedy_equals_hf_generate(tiny):
+    """Our loop (shared prefix cache, rows leaving the batch) decodes what HF generate decodes."""
+    ps = _prompts(tiny)
+    s = generation.Sampling(max_new_tokens=10)
+    ref = generation.generate(tiny, ps, s, batch_size=4, progress=False)
+    for share in (True, False):
+        out = generation.sample_many(tiny, ps, 1, s, batch_size=4, share_prefix=share, progress=False)
+        assert [o[0].text for o in out] == ref
+
+
+def test_sample_many_samples_do_not_depend_on_batching(tiny):
+    ps = _prompts(tiny)
+    s = generation.Sampling(do_sample=True, max_new_tokens=10)
+    a = generation.sample_many(tiny, ps, 3, s, seed=7, batch_size=18, progress=False)
+    b = generation.sample_many(tiny, ps[::-1], 3, s, seed=7, keys=[str(i) for i in range(6)][::-1],
+                               batch_size=3, progress=False)[::-1]
+    assert [[x.text for x in r] for r in a] == [[x.text for x in r] for r in b]
+    c = generation.sample_many(tiny, ps, 3, s, seed=8, batch_size=18, progress=False)
+    assert [[x.text for x in r] for r in a] != [[x.text for x in r] for r in c]
+    assert len({x.text for x in a[1]}) > 1  # the K samples of one prompt differ
+
+
+def test_top_k_one_sampling_is_greedy(tiny):
+    ps = _prompts(tiny, 3)
+    g = generation.sample_many(tiny, ps, 1, generation.Sampling(max_new_tokens=8), progress=False)
+    s = generation.sample_many(tiny, ps, 2, generation.Sampling(do_sample=True, top_k=1, max_new_tokens=8),
+                               progress=False)
+    assert all(x.text == gg[0].text for gg, ss in zip(g, s) for x in ss)
+
+
+def test_filter_logits_keeps_what_hf_warpers_keep():
+    import torch
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    torch.manual_seed(0)
+    logits = torch.randn(16, 300) * 3
+    for t, k, p in [(1.0, 50, 0.9), (0.7, 20, 0.8), (1.3, 300, 0.5)]:
+        s = generation.Sampling(do_sample=True, temperature=t, top_k=k, top_p=p)
+        probs, ids = generation.filter_logits(logits, s)
+        x = TopPLogitsWarper(p)(None, TopKLogitsWarper(k)(None, TemperatureLogitsWarper(t)(None, logits.clone())))
+        ref = torch.softmax(x, -1)
+        mine = torch.zeros_like(ref).scatter(1, ids, probs)
+        assert torch.allclose(mine, ref, atol=1e-6)
+
+
+def test_sampling_frequencies_follow_the_filtered_distribution():
+    import torch
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    s = generation.Sampling(do_sample=True, top_k=50, top_p=0.9)
+    probs, ids = generation.filter_logits(logits, s)  # keeps 0.5, 0.3, 0.15 (mass before 0.05 is 0.95)
+    n = 4000
+    draws = torch.cat([generation._draw(probs, ids, [generation.sample_seed(0, "q", i, 0)]) for i in range(n)])
+    freq = torch.bincount(draws, minlength=4).float() / n
+    assert freq[3] == 0
+    assert torch.allclose(freq[:3], torch.tensor([0.5, 0.3, 0.15]) / 0.95, atol=0.03)
+
+
+def test_greedy_with_several_samples_is_refused(tiny):
+    import pytest
+
+    with pytest.raises(ValueError):
+        generation.sample_many(tiny, _prompts(tiny, 1), 2, generation.Sampling(), progress=False)

@@ -64,3 +64,15 @@ def test_real_model_knows_the_capital_of_france(name):
     out = generation.generate(m, [generation.qa_prompt(m.tokenizer, "What is the capital of France?")],
                               generation.Sampling(max_new_tokens=20))[0]
     assert "paris" in out.lower(), out
+
+
+def test_lm_head_input_made_contiguous_without_changing_logits(tiny):
+    """The pre-hook that avoids torch's batched copy of the head weight leaves logits unchanged."""
+    import torch
+
+    ids = torch.randint(5, 200, (3, 9))
+    with torch.no_grad():
+        full = tiny.hf(input_ids=ids).logits[:, -1]
+        last = tiny.hf(input_ids=ids, logits_to_keep=1).logits[:, -1]
+    assert tiny.hf.get_output_embeddings()._forward_pre_hooks
+    assert torch.allclose(full, last, atol=1e-5)

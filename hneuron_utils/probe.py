@@ -1,0 +1,435 @@
+"""Sparse probes on CETT features: the L1 logistic probe that finds H-neurons, and its checks.
+
+Every example (question, response) has two CETT vectors of length ``n_layers * d_ff``: ``ans`` (mean
+over answer tokens) and ``oth`` (mean over the other tokens). Stored as ``[N, n_layers, d_ff]``, they
+are flattened row-major, so ``flat_index = layer * d_ff + neuron``. Label 1 = hallucinated.
+
+The probe is the paper's: L1 logistic regression (liblinear, no class weights, no scaling,
+``max_iter=1000``), trained either "3-vs-1" (hallucinated answer features against faithful answer
+features and every example's other-token features) or "1-vs-1" (answer features only). It is always
+evaluated on answer features. H-neurons are the features with a positive coefficient.
+
+Checks: a C grid with held-out metrics and two selection rules, percentile bootstrap intervals, a
+refit of the same small classifier on the H-neuron set and on random neuron sets (fair comparison),
+bootstrap stability of the selected set (Jaccard), and a response-length confound check.
+
+Memory (read before fitting ~600 x 250,000): pass float32 C-contiguous arrays; scikit-learn then
+makes no dense copy, but liblinear always rebuilds the data as its own sparse ``feature_node`` list
+(an int index + a float64 value, 16 bytes per non-zero entry, zeros skipped) and the L1 solver
+builds a second, column-major copy of it, so the peak is about 32 bytes per non-zero on top of the
+input. A ``scipy.sparse`` CSR input goes through the same conversion and saves nothing on dense
+CETT data. :func:`l1_memory_estimate` gives the number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+MODES: tuple[str, ...] = ("3-vs-1", "1-vs-1")
+METRICS: tuple[str, ...] = ("accuracy", "auroc")
+RULES: tuple[str, ...] = ("held_out", "paper")
+THRESHOLD = 0.5
+
+
+# --------------------------------------------------------------------------- data
+
+
+def flatten(features: np.ndarray) -> np.ndarray:
+    """[N, L, F] (or already [N, L*F]) -> float32 C-contiguous [N, L*F]; no copy when already so."""
+    a = np.asarray(features)
+    if a.ndim == 3:
+        a = a.reshape(a.shape[0], -1)
+    elif a.ndim != 2:
+        raise ValueError(f"features must be [N, n_layers, d_ff] or [N, n_features], got shape {a.shape}")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _labels(y: np.ndarray, n: int) -> np.ndarray:
+    """Validate a 0/1 label vector of length n and return it as int64."""
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"y must be 1-D with {n} entries, got shape {y.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"labels must be 0 or 1, got values {sorted(set(np.unique(y).tolist()))}")
+    return y.astype(np.int64)
+
+
+def _check_mode(mode: str) -> None:
+    """Raise ValueError unless mode is one of MODES."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+
+
+def _rows(a: np.ndarray) -> tuple[int, int]:
+    """(N, n_features) of a [N, L, F] or [N, P] array."""
+    a = np.asarray(a)
+    if a.ndim not in (2, 3):
+        raise ValueError(f"features must be 2-D or 3-D, got shape {a.shape}")
+    return a.shape[0], int(np.prod(a.shape[1:]))
+
+
+def training_set(ans: np.ndarray, oth: np.ndarray | None, y: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """The probe's training matrix and labels.
+
+    "3-vs-1": X = [ans; oth], y = [y; 0...] (label 1 = answer features of hallucinated examples).
+    "1-vs-1": X = ans, y = y (``oth`` is ignored and may be None).
+    X is float32 C-contiguous; for 3-vs-1 it is written once into a new [2N, P] array.
+    """
+    _check_mode(mode)
+    n, p = _rows(ans)
+    y = _labels(y, n)
+    if mode == "1-vs-1":
+        return flatten(ans), y
+    if oth is None:
+        raise ValueError("mode '3-vs-1' needs the other-token features (oth), got None")
+    if np.shape(oth) != np.shape(ans):
+        raise ValueError(f"oth shape {np.shape(oth)} differs from ans shape {np.shape(ans)}")
+    X = np.empty((2 * n, p), dtype=np.float32)
+    X[:n] = np.asarray(ans).reshape(n, p)
+    X[n:] = np.asarray(oth).reshape(n, p)
+    return X, np.concatenate([y, np.zeros(n, dtype=np.int64)])
+
+
+def l1_memory_estimate(n_rows: int, n_features: int, density: float = 1.0) -> int:
+    """Approximate peak bytes of an L1 liblinear fit on a float32 [n_rows, n_features] input.
+
+    Input (4 B/entry) + liblinear's row copy and its column copy (16 B per non-zero each).
+    """
+    nnz = n_rows * n_features * density
+    return int(4 * n_rows * n_features + 32 * (nnz + 2 * n_rows + n_features))
+
+
+# --------------------------------------------------------------------------- probe
+
+
+def fit_l1(X: np.ndarray, y: np.ndarray, C: float, seed: int) -> LogisticRegression:
+    """The paper's probe: L1 logistic regression, liblinear, max_iter=1000, no class weights.
+
+    Pass X as float32 C-contiguous (see the module docstring on memory).
+    """
+    model = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", max_iter=1000, random_state=seed)
+    return model.fit(X, y)
+
+
+def scores(model: object, X: np.ndarray) -> np.ndarray:
+    """P(y=1) for each row: ``predict_proba(X)[:, 1]`` if the model has it, else ``model(X)``."""
+    X = flatten(X)
+    if hasattr(model, "predict_proba"):
+        return np.asarray(model.predict_proba(X))[:, 1]
+    if callable(model):
+        return np.asarray(model(X), dtype=np.float64)
+    raise TypeError(f"{type(model).__name__} has no predict_proba and is not callable")
+
+
+def _auroc(y: np.ndarray, score: np.ndarray) -> float:
+    """AUROC (Mann-Whitney U with average ranks for ties, equal to sklearn's roc_auc_score), or NaN
+    when y has a single class. Cheap enough to call thousands of times in a bootstrap."""
+    n1 = int(np.sum(y == 1))
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    _, inv, counts = np.unique(score, return_inverse=True, return_counts=True)
+    avg_rank = np.cumsum(counts) - (counts - 1) / 2  # 1-based average rank of each distinct score
+    return float((avg_rank[inv][y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _metric(metric: str, y: np.ndarray, prob: np.ndarray, threshold: float = THRESHOLD) -> float:
+    """One metric of :func:`evaluate` without input validation."""
+    return float(np.mean((prob > threshold) == y)) if metric == "accuracy" else _auroc(y, prob)
+
+
+def evaluate(y: np.ndarray, prob: np.ndarray, threshold: float = THRESHOLD) -> dict[str, float]:
+    """Accuracy (predict 1 when prob > threshold, as sklearn's predict) and AUROC (NaN if one class)."""
+    prob = np.asarray(prob, dtype=np.float64)
+    y = _labels(y, len(prob))
+    return {m: _metric(m, y, prob, threshold) for m in METRICS}
+
+
+def bootstrap_ci(
+    y: np.ndarray, prob: np.ndarray, metric: str, n_boot: int, seed: int, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(point, lo, hi): percentile bootstrap over examples of ``evaluate(y, prob)[metric]``.
+
+    For AUROC, resamples with a single class are skipped (so fewer than n_boot may be used).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    prob = np.asarray(prob, dtype=np.float64)
+    y = _labels(y, len(prob))
+    point = evaluate(y, prob)[metric]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        if metric == "auroc" and y[idx].min() == y[idx].max():
+            continue
+        values.append(_metric(metric, y[idx], prob[idx]))
+    if not values:
+        raise ValueError("no bootstrap resample had both classes")
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return point, float(lo), float(hi)
+
+
+# --------------------------------------------------------------------------- C grid and selection
+
+
+@dataclass
+class GridResult:
+    """One probe per C: the summary table and the fitted coefficients, keyed by C."""
+
+    table: pd.DataFrame
+    coefs: dict[float, np.ndarray] = field(default_factory=dict)
+    intercepts: dict[float, float] = field(default_factory=dict)
+
+    def positive(self, C: float) -> np.ndarray:
+        """Flat indices of the positive coefficients of the probe fitted with C."""
+        return np.flatnonzero(self.coefs[C] > 0)
+
+
+def c_grid(
+    ans_tr: np.ndarray,
+    oth_tr: np.ndarray | None,
+    y_tr: np.ndarray,
+    ans_val: np.ndarray,
+    y_val: np.ndarray,
+    Cs: Iterable[float],
+    mode: str,
+    seed: int,
+    n_layers: int,
+    d_ff: int,
+) -> GridResult:
+    """Fit the L1 probe for every C and score it on the validation answer features.
+
+    Table columns: C, n_positive, n_nonzero, permille (n_positive per 1000 neurons), val_accuracy,
+    val_auroc. The training matrix is built once and shared by all fits.
+    """
+    X, y = training_set(ans_tr, oth_tr, y_tr, mode)
+    if X.shape[1] != n_layers * d_ff:
+        raise ValueError(f"{X.shape[1]} features, expected n_layers * d_ff = {n_layers * d_ff}")
+    X_val = flatten(ans_val)
+    rows, coefs, intercepts = [], {}, {}
+    for C in Cs:
+        C = float(C)
+        model = fit_l1(X, y, C, seed)
+        coef = model.coef_[0].copy()
+        coefs[C], intercepts[C] = coef, float(model.intercept_[0])
+        n_pos = int((coef > 0).sum())
+        rows.append({"C": C, "n_positive": n_pos, "n_nonzero": int((coef != 0).sum()),
+                     "permille": n_pos / (n_layers * d_ff) * 1000,
+                     **{f"val_{k}": v for k, v in evaluate(y_val, scores(model, X_val)).items()}})
+    return GridResult(pd.DataFrame(rows), coefs, intercepts)
+
+
+def select_c(table: pd.DataFrame, rule: str = "held_out") -> pd.Series:
+    """The selected row of a :func:`c_grid` table (its ``C`` is ``row["C"]``).
+
+    "held_out": max val_accuracy. "paper": max val_accuracy + suppressed_accuracy, a column the
+    caller adds (TriviaQA accuracy with the selected neurons suppressed); rows where it is NaN are
+    skipped. Ties -> larger val_auroc, then smaller n_positive. Rows with no positive coefficient
+    cannot be selected.
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; valid rules: {', '.join(RULES)}")
+    t = table[table["n_positive"] > 0].copy()
+    if rule == "paper":
+        if "suppressed_accuracy" not in table.columns:
+            raise KeyError("rule 'paper' needs a 'suppressed_accuracy' column (TriviaQA accuracy with the "
+                           "selected neurons suppressed); add it to the c_grid table first")
+        t = t[t["suppressed_accuracy"].notna()]
+        t["_score"] = t["val_accuracy"] + t["suppressed_accuracy"]
+    else:
+        t["_score"] = t["val_accuracy"]
+    if t.empty:
+        raise ValueError(f"no selectable C for rule {rule!r}: every row has n_positive == 0"
+                         + (" or no suppressed_accuracy" if rule == "paper" else ""))
+    t["_auroc"] = t["val_auroc"].fillna(-np.inf)
+    best = t.sort_values(["_score", "_auroc", "n_positive"], ascending=[False, False, True], kind="stable")
+    return table.loc[best.index[0]]
+
+
+def h_neurons(coef: np.ndarray, n_layers: int, d_ff: int) -> pd.DataFrame:
+    """Positive coefficients as (layer, neuron, flat_index, coefficient), largest coefficient first."""
+    coef = np.asarray(coef).ravel()
+    if coef.size != n_layers * d_ff:
+        raise ValueError(f"{coef.size} coefficients, expected n_layers * d_ff = {n_layers * d_ff}")
+    idx = np.flatnonzero(coef > 0)
+    idx = idx[np.argsort(-coef[idx], kind="stable")]
+    return pd.DataFrame({"layer": idx // d_ff, "neuron": idx % d_ff, "flat_index": idx,
+                         "coefficient": coef[idx].astype(np.float64)})
+
+
+# --------------------------------------------------------------------------- subset classifiers
+
+
+@dataclass
+class SubsetClassifier:
+    """L2 logistic regression on standardised feature columns; call it on answer features."""
+
+    columns: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    model: LogisticRegression
+
+    def predict_proba_ans(self, ans: np.ndarray) -> np.ndarray:
+        """P(hallucinated) from full answer features ([N, L, F] or [N, L*F])."""
+        Z = (flatten(ans)[:, self.columns] - self.mean) / self.std
+        return self.model.predict_proba(Z)[:, 1]
+
+    __call__ = predict_proba_ans
+
+
+def _columns(columns: Iterable[int], n_features: int) -> np.ndarray:
+    """Validate a non-empty set of distinct column indices in range; return them as int64."""
+    cols = np.asarray(list(columns), dtype=np.int64).ravel()
+    if cols.size == 0:
+        raise ValueError("columns is empty")
+    if len(np.unique(cols)) != cols.size:
+        raise ValueError("columns has duplicates")
+    if cols.min() < 0 or cols.max() >= n_features:
+        raise ValueError(f"columns must be in [0, {n_features}), got min {cols.min()} max {cols.max()}")
+    return cols
+
+
+def fit_subset(
+    ans_tr: np.ndarray,
+    oth_tr: np.ndarray | None,
+    y_tr: np.ndarray,
+    columns: Iterable[int],
+    mode: str,
+    C: float = 1.0,
+    seed: int = 0,
+) -> SubsetClassifier:
+    """Refit on a subset of columns: standardise with the training matrix's mean/std (floor 1e-12),
+    L2 logistic regression (lbfgs, max_iter 2000), trained in the same mode as the probe."""
+    _check_mode(mode)
+    n, p = _rows(ans_tr)
+    cols = _columns(columns, p)
+    oth_sub = None if (mode == "1-vs-1" or oth_tr is None) else flatten(oth_tr)[:, cols]
+    X, y = training_set(flatten(ans_tr)[:, cols], oth_sub, y_tr, mode)
+    mean = X.mean(axis=0, dtype=np.float64)
+    std = np.maximum(X.std(axis=0, dtype=np.float64), 1e-12)
+    model = LogisticRegression(C=C, l1_ratio=0.0, solver="lbfgs", max_iter=2000, random_state=seed)
+    model.fit((X - mean) / std, y)
+    return SubsetClassifier(cols, mean, std, model)
+
+
+def evaluate_subset(
+    ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, ans_te: np.ndarray, y_te: np.ndarray,
+    columns: Iterable[int], mode: str, C: float = 1.0, seed: int = 0,
+) -> dict[str, float]:
+    """Test accuracy/AUROC of :func:`fit_subset` on the given columns (the H-neuron set or a random one)."""
+    clf = fit_subset(ans_tr, oth_tr, y_tr, columns, mode, C, seed)
+    return evaluate(y_te, clf.predict_proba_ans(ans_te))
+
+
+def random_baseline(
+    ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, ans_te: np.ndarray, y_te: np.ndarray,
+    k: int, draws: int, mode: str, C: float = 1.0, seed: int = 0, exclude: Iterable[int] | None = None,
+) -> pd.DataFrame:
+    """Same subset classifier on ``draws`` random sets of k distinct columns (draw d uses
+    ``default_rng(seed + d)``), optionally never drawing the columns in ``exclude``.
+
+    Returns one row per draw: draw, accuracy, auroc.
+    """
+    _, p = _rows(ans_tr)
+    pool = np.setdiff1d(np.arange(p), np.asarray([] if exclude is None else list(exclude), dtype=np.int64))
+    if not 0 < k <= pool.size:
+        raise ValueError(f"k must be in [1, {pool.size}] (columns available), got {k}")
+    rows = []
+    for d in range(draws):
+        cols = np.random.default_rng(seed + d).choice(pool, size=k, replace=False)
+        rows.append({"draw": d, **evaluate_subset(ans_tr, oth_tr, y_tr, ans_te, y_te, cols, mode, C, seed)})
+    return pd.DataFrame(rows, columns=["draw", "accuracy", "auroc"])
+
+
+# --------------------------------------------------------------------------- stability
+
+
+def jaccard(a: Iterable[int], b: Iterable[int]) -> float:
+    """|a ∩ b| / |a ∪ b| of two index sets; 1.0 when both are empty."""
+    a, b = {int(i) for i in a}, {int(i) for i in b}
+    return 1.0 if not (a or b) else len(a & b) / len(a | b)
+
+
+def stability(
+    ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, C: float, mode: str,
+    n_boot: int, seed: int, reference: Iterable[int],
+) -> np.ndarray:
+    """Jaccard overlap of ``reference`` with the positive set of the L1 probe refit on each of
+    ``n_boot`` bootstrap resamples of the training examples (an example's ans and oth rows stay
+    together; resamples with a single class are redrawn)."""
+    _check_mode(mode)
+    n, _ = _rows(ans_tr)
+    y_tr = _labels(y_tr, n)
+    if y_tr.min() == y_tr.max():
+        raise ValueError("y_tr has a single class")
+    if mode == "3-vs-1" and (oth_tr is None or np.shape(oth_tr) != np.shape(ans_tr)):
+        raise ValueError(f"mode '3-vs-1' needs oth with the shape of ans {np.shape(ans_tr)}, "
+                         f"got {None if oth_tr is None else np.shape(oth_tr)}")
+    ref = {int(i) for i in reference}
+    ans = np.asarray(ans_tr).reshape(n, -1)  # views in the stored dtype; cast once, into X
+    oth = None if mode == "1-vs-1" else np.asarray(oth_tr).reshape(n, -1)
+    X = np.empty((n if oth is None else 2 * n, ans.shape[1]), dtype=np.float32)  # reused by every fit
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        while y_tr[idx].min() == y_tr[idx].max():
+            idx = rng.integers(0, n, n)
+        X[:n] = ans[idx]
+        if oth is not None:
+            X[n:] = oth[idx]
+        y = y_tr[idx] if oth is None else np.concatenate([y_tr[idx], np.zeros(n, dtype=np.int64)])
+        out[b] = jaccard(ref, np.flatnonzero(fit_l1(X, y, C, seed).coef_[0] > 0))
+    return out
+
+
+# --------------------------------------------------------------------------- length confound
+
+
+def length_check(
+    lengths_te: np.ndarray, y_te: np.ndarray, prob_te: np.ndarray, n_strata: int = 4,
+    threshold: float = THRESHOLD,
+) -> dict[str, object]:
+    """Is the probe just detecting response length?
+
+    Returns ``length_auroc`` (raw AUROC of length as a score for y=1; 0.5 = uninformative, <0.5 =
+    shorter responses hallucinate more), ``strata`` (per length-quantile stratum: stratum,
+    length_min, length_max, n, n_hallucinated, n_faithful, majority_accuracy, accuracy, auroc),
+    ``stratified_accuracy`` (n-weighted mean of the stratum accuracies; equals the overall accuracy
+    by construction, compare it with the n-weighted ``majority_accuracy``) and
+    ``stratified_auroc`` (n-weighted mean of within-stratum AUROCs over strata with both classes).
+    Equal lengths may merge quantile bins, so there can be fewer than n_strata strata.
+    """
+    lengths = np.asarray(lengths_te, dtype=np.float64)
+    prob = np.asarray(prob_te, dtype=np.float64)
+    y = _labels(y_te, len(lengths))
+    if len(prob) != len(y):
+        raise ValueError(f"prob_te has {len(prob)} entries, y_te has {len(y)}")
+    bins = pd.qcut(lengths, n_strata, labels=False, duplicates="drop")
+    rows = []
+    for s in np.unique(bins):
+        m = bins == s
+        ev = evaluate(y[m], prob[m], threshold)
+        n_h = int(y[m].sum())
+        rows.append({"stratum": int(s), "length_min": lengths[m].min(), "length_max": lengths[m].max(),
+                     "n": int(m.sum()), "n_hallucinated": n_h, "n_faithful": int(m.sum()) - n_h,
+                     "majority_accuracy": max(n_h, int(m.sum()) - n_h) / m.sum(), **ev})
+    strata = pd.DataFrame(rows)
+    w = strata["n"] / strata["n"].sum()
+    ok = strata["auroc"].notna()
+    return {
+        "length_auroc": _auroc(y, lengths),
+        "strata": strata,
+        "stratified_accuracy": float((w * strata["accuracy"]).sum()),
+        "stratified_majority_accuracy": float((w * strata["majority_accuracy"]).sum()),
+        "stratified_auroc": (float(np.average(strata.loc[ok, "auroc"], weights=strata.loc[ok, "n"]))
+                             if ok.any() else float("nan")),
+    }
