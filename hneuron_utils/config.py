@@ -68,6 +68,28 @@ SCHEMA: tuple[Param, ...] = (
     Param("tour_question", (str,), "The question asked in the tour's one chat turn."),
     Param("tour_layer", (int,), "Layer whose down_proj input the tour reads (-1 = the middle layer)."),
     Param("max_new_tokens", (int,), "Cap on generated tokens per answer.", paper="50", check=_positive),
+    # --- 01 dataset ------------------------------------------------------------------------
+    Param("pool_size", (int,), "TriviaQA questions in the pool (null = all 8,837 packaged ones).",
+          paper="10,000 (train split)", check=_positive, nullable=True),
+    Param("leak_policy", (str,), "Gold aliases already contained in the question: drop those aliases "
+          "(and questions left with none), drop those questions, or keep them.", paper="keep (not handled)",
+          choices=("drop_aliases", "drop_questions", "keep")),
+    Param("screen", (bool,), "Greedy-screen the pool and sample K only for questions that can still pass "
+          "the consistency rule.", paper="false (all questions sampled)"),
+    Param("screen_check_size", (int,), "Questions sampled K times whatever their greedy answer, to measure "
+          "what the screen misses.", paper="—", check=_non_negative),
+    Param("n_samples", (int,), "K, samples per question.", paper="10", check=_positive),
+    Param("temperature", _NUM, "Sampling temperature.", paper="1.0", check=_positive),
+    Param("top_k", (int,), "Sampling top-k.", paper="50", check=_positive),
+    Param("top_p", _NUM, "Sampling top-p (nucleus).", paper="0.9", check=_probability),
+    Param("faithful_min_correct", (int,), "A question is faithful if at least this many of K samples are "
+          "correct.", paper="10 (= K)", check=_positive),
+    Param("hallucinated_max_correct", (int,), "A question is hallucinated if at most this many of K samples "
+          "are correct.", paper="0", check=_non_negative),
+    Param("n_train_per_class", (int,), "Training questions per class.", paper="1,000", check=_positive),
+    Param("n_test_per_class", (int,), "Test questions per class.", paper="1,000", check=_positive),
+    Param("gen_batch_size", (int,), "Sequences decoded together (prompts × samples).", paper="—",
+          check=_positive),
 )
 
 _BY_NAME = {p.name: p for p in SCHEMA}

@@ -60,6 +60,29 @@ def _tour_cett(t: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+@register("01_histogram", "01_histogram.csv")
+def _histogram(t: pd.DataFrame) -> plt.Figure:
+    """Correct samples out of K per question: the paper keeps only the two end bars."""
+    subsets = [s for s in ("unscreened", "sampled") if s in set(t["subset"])]
+    fig, axes = plt.subplots(1, len(subsets), figsize=(5 * len(subsets), 3.6), squeeze=False)
+    k = int(t["correct_of_K"].max())
+    titles = {"unscreened": "random check subset (every question sampled)",
+              "sampled": "all sampled questions (screen-selected)"}
+    for ax, s in zip(axes[0], subsets):
+        d = t[t["subset"] == s]
+        colors = ["tab:red" if x == 0 else "tab:green" if x == k else "tab:gray" for x in d["correct_of_K"]]
+        ax.bar(d["correct_of_K"], d["questions"], color=colors)
+        for x, y in zip(d["correct_of_K"], d["questions"]):
+            ax.text(x, y, str(int(y)), ha="center", va="bottom", fontsize=8)
+        ax.set(xlabel=f"correct samples out of K = {k}", ylabel="questions", xticks=range(k + 1),
+               title=f"{titles[s]}, n = {int(d['questions'].sum())}")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Consistency of sampled answers (red: all wrong → hallucinated; green: all right → faithful)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def draw(name: str, tables_dir: Path, out_dir: Path) -> plt.Figure:
     """Draw figure ``name`` from its saved tables and write ``<out_dir>/<name>.png``."""
     f = REGISTRY[name]

@@ -1,0 +1,271 @@
+"""Notebook 01's machinery: sample answers, judge them, keep consistent questions, split, count.
+
+The paper's protocol (SPEC §3): K samples per TriviaQA question; all K correct → faithful, all K wrong
+(and none refusing) → hallucinated; the most frequent response is the example's response. Every
+deviation is an argument: the consistency thresholds, the leak policy, and an optional greedy screen
+that samples K only for questions that can still pass the rule.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .data import QARecord
+from .generation import PAPER_SUFFIX, Sampling, qa_prompt, sample_many
+from .judge import Judge, normalize, usable_aliases
+from .stages import cached_map
+
+LEAK_POLICIES = ("drop_aliases", "drop_questions", "keep")
+FAITHFUL, HALLUCINATED = 0, 1  # probe labels: 1 = hallucinated
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Consistency rule: ≥ faithful_min of K correct → faithful; ≤ hallucinated_max → hallucinated."""
+
+    n_samples: int
+    faithful_min: int
+    hallucinated_max: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.hallucinated_max < self.faithful_min <= self.n_samples:
+            raise ValueError(f"need 0 <= hallucinated_max < faithful_min <= n_samples, got {self}")
+
+    def label(self, n_correct: int, n_refused: int, n_empty: int) -> str:
+        """'faithful', 'hallucinated', 'mixed' or 'dropped' (a refusal or an empty answer among the K)."""
+        if n_refused or n_empty:
+            return "dropped"
+        if n_correct >= self.faithful_min:
+            return "faithful"
+        if n_correct <= self.hallucinated_max:
+            return "hallucinated"
+        return "mixed"
+
+
+def apply_leak_policy(records: Sequence[QARecord], policy: str) -> tuple[list[QARecord], dict[str, int]]:
+    """Handle gold aliases already contained in the question (a substring judge calls those correct
+    whatever the model knows). 'drop_aliases' removes such aliases (and questions left with none),
+    'drop_questions' removes the questions, 'keep' does nothing (the paper)."""
+    if policy not in LEAK_POLICIES:
+        raise ValueError(f"leak_policy must be one of {LEAK_POLICIES}, got {policy!r}")
+    out, leaked, dropped = [], 0, 0
+    for r in records:
+        q = normalize(r.question)
+        bad = [a for a in r.answers if normalize(a) and normalize(a) in q]
+        leaked += bool(bad)
+        if policy == "keep" or not bad:
+            out.append(r)
+        elif policy == "drop_questions":
+            dropped += 1
+        else:
+            good = usable_aliases(r.question, r.answers)
+            if good:
+                out.append(QARecord(r.id, r.question, tuple(good), r.source, r.meta))
+            else:
+                dropped += 1
+    return out, {"questions": len(records), "with a leaked alias": leaked, "dropped": dropped, "kept": len(out)}
+
+
+def model_key(loaded: Any) -> dict[str, Any]:
+    """What identifies a model's outputs in stage keys."""
+    d = loaded.describe()
+    return {k: d.get(k) for k in ("model", "source", "architecture", "dtype", "parameters", "weights")}
+
+
+def greedy_answers(loaded: Any, records: Sequence[QARecord], max_new_tokens: int, batch_size: int,
+                   suffix: str = PAPER_SUFFIX, progress: bool = True) -> dict[str, dict]:
+    """One greedy answer per question (cached per question): {id: {"text", "stopped"}}."""
+    by_id = {r.id: r for r in records}
+    s = Sampling(max_new_tokens=max_new_tokens)
+    key = {"stage": "greedy", "model": model_key(loaded), "suffix": suffix, "max_new_tokens": max_new_tokens}
+
+    def compute(ids: list[str]) -> dict[str, dict]:
+        prompts = [qa_prompt(loaded.tokenizer, by_id[i].question, suffix) for i in ids]
+        outs = sample_many(loaded, prompts, 1, s, keys=ids, batch_size=batch_size, progress=False)
+        return {i: {"text": o[0].text, "stopped": o[0].stopped} for i, o in zip(ids, outs)}
+
+    return cached_map("greedy", key, [r.id for r in records], compute, chunk=max(batch_size, 64))
+
+
+def sampled_answers(loaded: Any, records: Sequence[QARecord], sampling: Sampling, n_samples: int, seed: int,
+                    batch_size: int, suffix: str = PAPER_SUFFIX) -> dict[str, list[dict]]:
+    """K sampled answers per question (cached per question; seeded per question and sample)."""
+    by_id = {r.id: r for r in records}
+    key = {"stage": "samples", "model": model_key(loaded), "suffix": suffix, "sampling": vars(sampling),
+           "n_samples": n_samples, "seed": seed}
+
+    def compute(ids: list[str]) -> dict[str, list[dict]]:
+        prompts = [qa_prompt(loaded.tokenizer, by_id[i].question, suffix) for i in ids]
+        outs = sample_many(loaded, prompts, n_samples, sampling, seed=seed, keys=ids, batch_size=batch_size,
+                           progress=False)
+        return {i: [{"text": x.text, "stopped": x.stopped} for x in o] for i, o in zip(ids, outs)}
+
+    per_chunk = max(1, batch_size // n_samples) * 4
+    return cached_map("samples", key, [r.id for r in records], compute, chunk=per_chunk)
+
+
+def most_frequent(texts: Sequence[str]) -> int:
+    """Index of the most frequent response (exact text; ties → the earliest)."""
+    counts = Counter(texts)
+    best = max(counts.values())
+    return next(i for i, t in enumerate(texts) if counts[t] == best)
+
+
+def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rule, sampling: Sampling,
+               target_per_class: int, seed: int, batch_size: int, screen: bool = True, check_size: int = 0,
+               chunk_size: int = 250, hallucinated_pass_rate: float = 0.8, progress: bool = True) -> pd.DataFrame:
+    """Walk the pool in a seeded random order, ``chunk_size`` questions at a time, until both classes
+    have ``target_per_class`` questions (or the pool ends). One row per question looked at.
+
+    With ``screen``, each question first gets one greedy answer; K samples are drawn only for questions
+    that can still pass the rule: greedy-correct ones (faithful candidates) and, while hallucinated
+    questions are still needed, greedy-wrong ones (about ``(needed) / hallucinated_pass_rate`` of them
+    per chunk). The first ``check_size`` questions of the order are sampled whatever their greedy
+    answer, to measure what the screen misses. Without ``screen`` every question looked at is sampled.
+    """
+    from tqdm import tqdm
+
+    order = list(records)
+    random.Random(seed).shuffle(order)
+    check = {r.id for r in order[:check_size]}
+    rows: list[dict] = []
+    found = Counter()
+    chunks = [order[i:i + chunk_size] for i in range(0, len(order), chunk_size)]
+    bar = tqdm(chunks, desc="pool chunks", disable=not progress, mininterval=5.0)
+    for chunk in bar:
+        greedy = greedy_answers(loaded, chunk, sampling.max_new_tokens, batch_size) if screen else {}
+        need_h = max(0, target_per_class - found["hallucinated"])
+        quota_h = math.ceil(need_h / hallucinated_pass_rate)
+        todo, info = [], {}
+        for r in chunk:
+            row: dict[str, Any] = {"id": r.id, "question": r.question, "answers": list(r.answers),
+                                   "in_check": r.id in check}
+            if screen:
+                g = greedy[r.id]
+                v = judge.judge(r.question, g["text"], r.answers)
+                row.update(greedy=g["text"], greedy_correct=v.correct, greedy_refusal=v.refusal)
+                if r.id in check:
+                    take = True
+                elif v.refusal or not g["text"]:
+                    take = False
+                elif v.correct:
+                    take = True
+                else:
+                    take = quota_h > 0
+                    quota_h -= take
+            else:
+                take = True
+            row["sampled"] = take
+            info[r.id] = row
+            if take:
+                todo.append(r)
+        samples = sampled_answers(loaded, todo, sampling, rule.n_samples, seed, batch_size) if todo else {}
+        for r in chunk:
+            row = info[r.id]
+            if row["sampled"]:
+                texts = [x["text"] for x in samples[r.id]]
+                verdicts = [judge.judge(r.question, t, r.answers) for t in texts]
+                n_correct = sum(v.correct for v in verdicts)
+                n_refused = sum(v.refusal for v in verdicts)
+                n_empty = sum(not t for t in texts)
+                label = rule.label(n_correct, n_refused, n_empty)
+                row.update(samples=texts, stopped=[x["stopped"] for x in samples[r.id]], n_correct=n_correct,
+                           n_refused=n_refused, n_empty=n_empty, label=label)
+                found[label] += 1
+            else:
+                row.update(label="not sampled")
+            rows.append(row)
+        bar.set_postfix(faithful=found["faithful"], hallucinated=found["hallucinated"], refresh=False)
+        if found["faithful"] >= target_per_class and found["hallucinated"] >= target_per_class \
+                and len(rows) >= check_size:
+            break
+    bar.close()
+    return pd.DataFrame(rows)
+
+
+def split(df: pd.DataFrame, judge: Judge, n_train: int, n_test: int, seed: int) -> tuple[pd.DataFrame, dict]:
+    """Balanced train/test examples, split by question. If a class has fewer than n_train + n_test
+    questions, both splits shrink in the same proportion (balanced, largest achievable).
+
+    Train examples use the most frequent of the K responses; test examples one sampled response
+    (sample 0), as the paper does. (Under a relaxed rule, only samples whose verdict matches the label
+    are eligible.) The answer span is the matched alias for a correct response and
+    None (the whole response) for a wrong one.
+    """
+    pools = {lab: df[df.label == lab].sample(frac=1.0, random_state=seed)
+             for lab in ("faithful", "hallucinated")}
+    avail = min(len(p) for p in pools.values())
+    want = n_train + n_test
+    if avail >= want:
+        k_tr, k_te = n_train, n_test
+    else:
+        k_tr = round(avail * n_train / want)
+        k_te = avail - k_tr
+    out = []
+    for lab, p in pools.items():
+        for split_name, part in (("train", p.iloc[:k_tr]), ("test", p.iloc[k_tr:k_tr + k_te])):
+            for _, row in part.iterrows():
+                # under the paper's rule every sample agrees with the label; under a relaxed rule only
+                # samples that agree are eligible (most frequent of them for train, the first for test)
+                ok = [j for j, t in enumerate(row.samples)
+                      if judge.judge(row.question, t, row.answers).correct == (lab == "faithful")]
+                if split_name == "train":
+                    i = ok[most_frequent([row.samples[j] for j in ok])]
+                else:
+                    i = ok[0]
+                resp = row.samples[i]
+                v = judge.judge(row.question, resp, row.answers)
+                out.append({"id": row.id, "question": row.question, "answers": row.answers,
+                            "label": HALLUCINATED if lab == "hallucinated" else FAITHFUL, "class": lab,
+                            "split": split_name, "response": resp, "sample_index": i,
+                            "span": list(v.span) if v.span else None, "alias": v.alias,
+                            "n_correct": row.n_correct, "stopped": row.stopped[i]})
+    sizes = {"available per class": avail, "train per class": k_tr, "test per class": k_te}
+    return pd.DataFrame(out), sizes
+
+
+def funnel(df: pd.DataFrame, examples: pd.DataFrame, pool_size: int, leak: dict[str, int]) -> pd.DataFrame:
+    """Pool → looked at → screened → sampled → consistent per class → kept, as a table."""
+    rows = [("TriviaQA questions in the pool", leak["questions"]),
+            ("after the leak policy", pool_size),
+            ("looked at (until both classes were full)", len(df))]
+    if "greedy_correct" in df:
+        rows += [("greedy answer correct", int(df.greedy_correct.sum())),
+                 ("greedy answer refused or empty", int((df.greedy_refusal | (df.greedy == "")).sum()))]
+    rows += [("sampled K times", int(df.sampled.sum()))]
+    for lab in ("faithful", "hallucinated", "mixed", "dropped"):
+        rows.append((f"  → {lab}", int((df.label == lab).sum())))
+    for split_name in ("train", "test"):
+        for lab in ("faithful", "hallucinated"):
+            rows.append((f"kept: {split_name} {lab}",
+                         int(((examples.split == split_name) & (examples["class"] == lab)).sum())))
+    return pd.DataFrame(rows, columns=["stage", "questions"])
+
+
+def histogram(df: pd.DataFrame, n_samples: int, subset: str) -> pd.DataFrame:
+    """Number of questions by correct samples out of K, for 'unscreened' (the check subset) or 'sampled'."""
+    d = df[df.sampled & (df.in_check if subset == "unscreened" else True)]
+    counts = d.n_correct.astype(int).value_counts().reindex(range(n_samples + 1), fill_value=0)
+    return pd.DataFrame({"correct_of_K": counts.index, "questions": counts.values, "subset": subset})
+
+
+def screen_misses(df: pd.DataFrame) -> dict[str, Any]:
+    """On the unscreened check subset: consistent questions the greedy screen would not have sampled."""
+    d = df[df.in_check & df.sampled]
+    if "greedy_correct" not in d or d.empty:
+        return {"checked": int(len(d))}
+    bad_greedy = d.greedy_refusal | (d.greedy == "")
+    miss_f = d[(d.label == "faithful") & (~d.greedy_correct | bad_greedy)]
+    miss_h = d[(d.label == "hallucinated") & (d.greedy_correct | bad_greedy)]
+    kept = d[d.label.isin(["faithful", "hallucinated"])]
+    return {"checked": int(len(d)), "faithful": int((d.label == "faithful").sum()),
+            "hallucinated": int((d.label == "hallucinated").sum()),
+            "faithful missed by the screen": int(len(miss_f)),
+            "hallucinated missed by the screen": int(len(miss_h)),
+            "share of kept questions missed": (len(miss_f) + len(miss_h)) / max(1, len(kept))}
