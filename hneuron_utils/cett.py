@@ -34,51 +34,77 @@ def _pad_left(seqs: list[torch.Tensor], value: int | bool) -> torch.Tensor:
     return out
 
 
-def _weights(mask: torch.Tensor, hnorm: torch.Tensor) -> torch.Tensor:
-    """Per-token weights w[b,t] = mask / (‖h_bt‖ · n_b), so that Σ_t w·|z|·colnorm is the masked CETT mean."""
-    n = mask.sum(1, keepdim=True).clamp_min(1)
-    return mask / (hnorm * n)
+def _reduce(loaded, ids, am, pos, ans, oth, n_oth, norms, eps, cache=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One nnsight trace: per layer, Σ_t w_bt·|z_btj|·‖W_down[:,j]‖ for answer and other weights.
+
+    ``n_oth`` is each row's total count of other tokens (including any cached prefix)."""
+    a_layers: list = []
+    o_layers: list = []
+    n_ans = ans.sum(1, keepdim=True).clamp_min(1)
+    kw = {"past_key_values": cache, "use_cache": True} if cache is not None else {}
+    with loaded.lm.trace({"input_ids": ids, "attention_mask": am, "position_ids": pos}, logits_to_keep=1, **kw):
+        for layer in range(loaded.n_layers):
+            z = loaded.down_proj(layer).input
+            h = loaded.down_proj(layer).output
+            hn = h.float().norm(dim=-1).clamp_min(eps)                    # [B, T]
+            w = torch.stack([ans / (hn * n_ans), oth / (hn * n_oth)], 1)  # [B, 2, T]
+            r = torch.bmm(w, z.float().abs()) * norms[layer]              # [B, 2, F]
+            a_layers.append(r[:, 0].cpu())
+            o_layers.append(r[:, 1].cpu())
+    return torch.stack(a_layers, 1), torch.stack(o_layers, 1)
 
 
 @torch.no_grad()
-def extract(loaded, examples: list, batch_size: int = 16, progress: bool = True,
+def extract(loaded, examples: list, batch_size: int = 16, progress: bool = True, share_prefix: bool = True,
             eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean CETT over answer tokens and over all other (non-pad) tokens, for every layer and neuron.
 
-    ``examples`` are :class:`hneuron_utils.tokens.TeacherForced`. One nnsight trace per batch (sorted by
+    ``examples`` are :class:`hneuron_utils.tokens.TeacherForced`. The token prefix every example shares
+    (the chat template's system turn) is run once: its keys/values are reused by every batch and its
+    CETT sums are added to each example's other-token mean. Then one nnsight trace per batch (sorted by
     length, left-padded, mask-derived position ids, logits for the last position only) reads every
     layer's ``down_proj`` input and output and reduces to per-example means inside the trace, so no
     [batch, tokens, d_ff] activation outlives its layer. Returns two float32 tensors [N, n_layers, d_ff].
     """
     from tqdm import tqdm
 
-    from .generation import length_batches
+    from .generation import _common_prefix, _expand_cache, length_batches
 
     norms = down_proj_column_norms(loaded).to(loaded.device)
     n, L, F = len(examples), loaded.n_layers, loaded.d_ff
     ans_out = torch.zeros(n, L, F)
     oth_out = torch.zeros(n, L, F)
+    if n == 0:
+        return ans_out, oth_out
+    dev = loaded.device
+    P = _common_prefix([ex.input_ids.tolist() for ex in examples]) if share_prefix and n > 1 else 0
+    P = min([P] + [int(ex.answer.nonzero()[0]) for ex in examples])  # never cache an answer token
+    prefix_kv, prefix_sum = [], torch.zeros(L, F)
+    if P:
+        from transformers import DynamicCache
+
+        pc = DynamicCache(config=loaded.hf.config)
+        ids = examples[0].input_ids[None, :P].to(dev)
+        one = torch.ones_like(ids)
+        _, prefix_sum = _reduce(loaded, ids, one, torch.arange(P, device=dev)[None], torch.zeros(1, P, device=dev),
+                                torch.ones(1, P, device=dev), torch.ones(1, 1, device=dev), norms, eps, cache=pc)
+        prefix_sum = prefix_sum[0]  # Σ over prefix tokens of CETT, [L, F]
+        prefix_kv = [(layer.keys, layer.values) for layer in pc.layers]
     batches = length_batches([len(ex.input_ids) for ex in examples], batch_size)
     pad = loaded.tokenizer.pad_token_id
     for idx in tqdm(batches, desc="CETT", disable=not progress, mininterval=10.0):
-        ids = _pad_left([examples[i].input_ids for i in idx], pad).to(loaded.device)
-        am = _pad_left([torch.ones_like(examples[i].input_ids) for i in idx], 0).to(loaded.device)
-        ans = _pad_left([examples[i].answer for i in idx], False).to(loaded.device).float()
-        oth = am.float() - ans
-        pos = (am.cumsum(-1) - 1).clamp(min=0)
-        a_layers: list = []
-        o_layers: list = []
-        with loaded.lm.trace({"input_ids": ids, "attention_mask": am, "position_ids": pos}, logits_to_keep=1):
-            for layer in range(L):
-                z = loaded.down_proj(layer).input
-                h = loaded.down_proj(layer).output
-                hn = h.float().norm(dim=-1).clamp_min(eps)                  # [B, T]
-                w = torch.stack([_weights(ans, hn), _weights(oth, hn)], 1)  # [B, 2, T]
-                r = torch.bmm(w, z.float().abs()) * norms[layer]            # [B, 2, F]
-                a_layers.append(r[:, 0].cpu())
-                o_layers.append(r[:, 1].cpu())
-        ans_out[idx] = torch.stack(a_layers, 1)
-        oth_out[idx] = torch.stack(o_layers, 1)
+        tails = [examples[i].input_ids[P:] for i in idx]
+        ids = _pad_left(tails, pad).to(dev)
+        am_t = _pad_left([torch.ones_like(t) for t in tails], 0).to(dev)
+        am = torch.cat([torch.ones(len(idx), P, dtype=am_t.dtype, device=dev), am_t], 1)
+        ans = _pad_left([examples[i].answer[P:] for i in idx], False).to(dev).float()
+        oth = am_t.float() - ans
+        n_oth = (oth.sum(1, keepdim=True) + P).clamp_min(1)
+        pos = (am.cumsum(-1) - 1).clamp(min=0)[:, P:]
+        cache = _expand_cache(loaded.hf, prefix_kv, len(idx)) if P else None
+        a, o = _reduce(loaded, ids, am, pos, ans, oth, n_oth, norms, eps, cache=cache)
+        ans_out[idx] = a
+        oth_out[idx] = o + prefix_sum[None] / n_oth.cpu()[:, :, None]
     return ans_out, oth_out
 
 
@@ -108,3 +134,47 @@ def extract_reference(hf_model, layers, examples: list) -> tuple[torch.Tensor, t
         for hk in hooks:
             hk.remove()
     return torch.stack(A), torch.stack(O)
+
+
+def features_key(loaded, examples: list, ids: list[str]) -> dict:
+    """Everything that changes the features: the model, and every example's tokens and answer mask."""
+    from .labelling import model_key
+    from .stages import digest
+
+    content = [(i, ex.input_ids.tolist(), ex.answer.nonzero().flatten().tolist()) for i, ex in zip(ids, examples)]
+    return {"stage": "cett", "version": 2, "model": model_key(loaded), "examples": digest(content, 32), "n": len(ids)}
+
+
+def extract_cached(loaded, examples: list, ids: list[str], batch_size: int = 16, shard_size: int = 64,
+                   progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """:func:`extract` in shards of ``shard_size`` examples, each stored as float16 on disk as soon as it
+    is done (keyed by :func:`features_key`), so an interrupted extraction resumes at the next shard.
+    Returns (answer, other) float16 [N, n_layers, d_ff] and a small record of what was done."""
+    import os
+    import time
+
+    from tqdm import tqdm
+
+    from .stages import stage_dir
+
+    key = features_key(loaded, examples, ids)
+    d = stage_dir("cett", key)
+    starts = list(range(0, len(examples), shard_size))
+    t0, computed = time.perf_counter(), 0
+    for s in tqdm(starts, desc="CETT shards", disable=not progress, mininterval=5.0):
+        f = d / f"shard_{s // shard_size:05d}.pt"
+        if f.exists():
+            continue
+        a, o = extract(loaded, examples[s:s + shard_size], batch_size=batch_size, progress=False)
+        tmp = f.with_name(f.name + f".tmp{os.getpid()}")
+        torch.save({"ids": ids[s:s + shard_size], "answer": a.half(), "other": o.half()}, tmp)
+        os.replace(tmp, f)
+        computed += 1
+    parts = [torch.load(d / f"shard_{s // shard_size:05d}.pt") for s in starts]
+    got = [i for p in parts for i in p["ids"]]
+    if got != list(ids):
+        raise RuntimeError(f"CETT cache {d} holds shards for other examples; delete it and re-run")
+    ans = torch.cat([p["answer"] for p in parts])
+    oth = torch.cat([p["other"] for p in parts])
+    return ans, oth, {"cache": str(d), "shards": len(starts), "computed now": computed,
+                      "seconds": round(time.perf_counter() - t0, 1)}

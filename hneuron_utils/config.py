@@ -76,6 +76,9 @@ SCHEMA: tuple[Param, ...] = (
           choices=("drop_aliases", "drop_questions", "keep")),
     Param("screen", (bool,), "Greedy-screen the pool and sample K only for questions that can still pass "
           "the consistency rule.", paper="false (all questions sampled)"),
+    Param("screen_max_new_tokens", (int,), "Cap on the greedy screening answer's tokens (answers to the "
+          "answer-only prompt are short; the cap stops the rare rambling answer from holding up a batch).",
+          paper="— (no screen)", check=_positive),
     Param("screen_check_size", (int,), "Questions sampled K times whatever their greedy answer, to measure "
           "what the screen misses.", paper="—", check=_non_negative),
     Param("n_samples", (int,), "K, samples per question.", paper="10", check=_positive),

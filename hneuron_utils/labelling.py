@@ -119,7 +119,8 @@ def most_frequent(texts: Sequence[str]) -> int:
 
 def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rule, sampling: Sampling,
                target_per_class: int, seed: int, batch_size: int, screen: bool = True, check_size: int = 0,
-               chunk_size: int = 250, hallucinated_pass_rate: float = 0.8, progress: bool = True) -> pd.DataFrame:
+               chunk_size: int = 250, hallucinated_pass_rate: float = 0.8, screen_max_new_tokens: int | None = None,
+               progress: bool = True) -> pd.DataFrame:
     """Walk the pool in a seeded random order, ``chunk_size`` questions at a time, until both classes
     have ``target_per_class`` questions (or the pool ends). One row per question looked at.
 
@@ -139,7 +140,8 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
     chunks = [order[i:i + chunk_size] for i in range(0, len(order), chunk_size)]
     bar = tqdm(chunks, desc="pool chunks", disable=not progress, mininterval=5.0)
     for chunk in bar:
-        greedy = greedy_answers(loaded, chunk, sampling.max_new_tokens, batch_size) if screen else {}
+        greedy = greedy_answers(loaded, chunk, screen_max_new_tokens or sampling.max_new_tokens, batch_size) \
+            if screen else {}
         need_h = max(0, target_per_class - found["hallucinated"])
         quota_h = math.ceil(need_h / hallucinated_pass_rate)
         todo, info = [], {}

@@ -53,3 +53,27 @@ def test_real_default_model_matches_reference_in_float32():
     loaded = models.load_model("qwen2.5-coder-1.5b-instruct", dtype="bfloat16")
     loaded.hf.float()
     _check(loaded, batch_size=5, ref_model=loaded.hf)
+
+
+def test_shared_prefix_does_not_change_features(tiny):
+    ex = _examples(tiny)
+    a1, o1 = cett.extract(tiny, ex, batch_size=2, share_prefix=False, progress=False)
+    a2, o2 = cett.extract(tiny, ex, batch_size=2, share_prefix=True, progress=False)
+    for x, y in ((a1, a2), (o1, o2)):
+        assert (x - y).norm() / y.norm() <= 1e-5
+
+
+def test_cached_extraction_resumes_and_reuses_shards(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
+    ex = _examples(tiny)
+    ids = [f"q{i}" for i in range(len(ex))]
+    a, o, info = cett.extract_cached(tiny, ex, ids, batch_size=2, shard_size=2, progress=False)
+    assert info["shards"] == 3 and info["computed now"] == 3 and a.dtype == torch.float16
+    ref_a, _ = cett.extract(tiny, ex, batch_size=2, progress=False)
+    assert torch.allclose(a.float(), ref_a, rtol=2e-3, atol=1e-6)
+    shard = sorted(__import__("pathlib").Path(info["cache"]).glob("shard_*.pt"))[1]
+    shard.unlink()  # as if interrupted before the second shard was written
+    a2, o2, info2 = cett.extract_cached(tiny, ex, ids, batch_size=2, shard_size=2, progress=False)
+    assert info2["computed now"] == 1 and torch.equal(a, a2) and torch.equal(o, o2)
+    _, _, info3 = cett.extract_cached(tiny, ex[:4], ids[:4], batch_size=2, shard_size=2, progress=False)
+    assert info3["cache"] != info["cache"]  # other examples, other key
