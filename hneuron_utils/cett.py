@@ -170,11 +170,20 @@ def extract_cached(loaded, examples: list, ids: list[str], batch_size: int = 16,
         torch.save({"ids": ids[s:s + shard_size], "answer": a.half(), "other": o.half()}, tmp)
         os.replace(tmp, f)
         computed += 1
-    parts = [torch.load(d / f"shard_{s // shard_size:05d}.pt") for s in starts]
-    got = [i for p in parts for i in p["ids"]]
+    got, ans, oth = load_features(d)
     if got != list(ids):
         raise RuntimeError(f"CETT cache {d} holds shards for other examples; delete it and re-run")
-    ans = torch.cat([p["answer"] for p in parts])
-    oth = torch.cat([p["other"] for p in parts])
     return ans, oth, {"cache": str(d), "shards": len(starts), "computed now": computed,
                       "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def load_features(cache_dir) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """All shards of a CETT cache folder, in order: (example ids, answer, other) float16 [N, L, F]."""
+    from pathlib import Path
+
+    files = sorted(Path(cache_dir).glob("shard_*.pt"))
+    if not files:
+        raise FileNotFoundError(f"no CETT shards in {cache_dir}: run notebook 02 first")
+    parts = [torch.load(f) for f in files]
+    return ([i for p in parts for i in p["ids"]], torch.cat([p["answer"] for p in parts]),
+            torch.cat([p["other"] for p in parts]))

@@ -93,6 +93,30 @@ SCHEMA: tuple[Param, ...] = (
     Param("n_test_per_class", (int,), "Test questions per class.", paper="1,000", check=_positive),
     Param("gen_batch_size", (int,), "Sequences decoded together (prompts × samples).", paper="—",
           check=_positive),
+    # --- 02 CETT ---------------------------------------------------------------------------
+    Param("cett_batch_size", (int,), "Examples per teacher-forced forward pass.", paper="1 (one pass per "
+          "example)", check=_positive),
+    # --- 03 probe --------------------------------------------------------------------------
+    Param("probe_mode", (str,), "Training mode of the L1 probe.", paper="3-vs-1", choices=("3-vs-1", "1-vs-1")),
+    Param("probe_Cs", (list,), "Inverse L1 strengths tried.", paper="a grid (values not reported)",
+          check=lambda v: None if v and all(isinstance(c, (int, float)) and c > 0 for c in v)
+          else "must be a non-empty list of positive numbers"),
+    Param("c_rule", (str,), "How C is chosen: best held-out accuracy, or the paper's held-out accuracy + "
+          "TriviaQA accuracy with the selected neurons suppressed.", paper="paper",
+          choices=("held_out", "paper")),
+    Param("val_fraction", _NUM, "Share of training questions held out to choose C.", paper="not reported",
+          check=lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
+    Param("suppress_eval_size", (int,), "Greedy-correct TriviaQA questions (not in the dataset) answered with "
+          "each C's neurons suppressed, for the paper's rule.", paper="TriviaQA (size not reported)",
+          check=_positive),
+    Param("random_draws", (int,), "Random neuron sets drawn for the baseline.", paper="not reported",
+          check=_positive),
+    Param("subset_C", _NUM, "L2 strength of the classifier refit on a neuron subset (H-neurons or random), on "
+          "standardised features.", paper="not reported", check=_positive),
+    Param("n_bootstrap", (int,), "Bootstrap resamples for 95% intervals.", paper="— (no intervals)",
+          check=_positive),
+    Param("stability_boots", (int,), "Probe refits on bootstrap resamples of the training questions, for the "
+          "Jaccard stability of the H-neuron set.", paper="—", check=_positive),
 )
 
 _BY_NAME = {p.name: p for p in SCHEMA}

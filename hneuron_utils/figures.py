@@ -83,6 +83,67 @@ def _histogram(t: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+@register("02_layer_means", "02_layer_means.csv")
+def _layer_means(t: pd.DataFrame) -> plt.Figure:
+    """Mean CETT per layer for answer tokens (by class) and other tokens."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for name, d in t.groupby("tokens"):
+        ax.plot(d["layer"], d["mean_cett"], marker="o", ms=3, label=name)
+    ax.set(xlabel="layer", ylabel="mean CETT over neurons and examples", title="CETT by layer")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+@register("03_c_grid", "03_c_grid.csv")
+def _c_grid(t: pd.DataFrame) -> plt.Figure:
+    """Neurons selected and held-out performance across the C grid."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    axes[0].plot(t["C"], t["n_positive"], marker="o", label="positive (H-neurons)")
+    axes[0].plot(t["C"], t["n_nonzero"], marker="s", ls="--", label="non-zero")
+    axes[0].set(xscale="log", yscale="symlog", xlabel="C (inverse L1 strength)", ylabel="neurons",
+                title="neurons selected by the L1 probe")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(t["C"], t["val_accuracy"], marker="o", label="held-out accuracy")
+    axes[1].plot(t["C"], t["val_auroc"], marker="s", label="held-out AUROC")
+    if "suppressed_accuracy" in t and t["suppressed_accuracy"].notna().any():
+        axes[1].plot(t["C"], t["suppressed_accuracy"], marker="^", label="TriviaQA acc., neurons suppressed")
+    axes[1].axhline(0.5, color="gray", lw=0.8, ls=":")
+    axes[1].set(xscale="log", xlabel="C", ylim=(0, 1.02), title="selection criteria")
+    axes[1].legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@register("03_test", "03_test.csv")
+def _test(t: pd.DataFrame) -> plt.Figure:
+    """Held-out accuracy and AUROC with 95% intervals: probe, H-neurons, random neurons."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+    labels = [f"{c.split(' (')[0]} ({n})" for c, n in zip(t["classifier"], t["neurons"])]
+    for ax, m in zip(axes, ("accuracy", "auroc")):
+        err = [t[m] - t[f"{m}_lo"], t[f"{m}_hi"] - t[m]]
+        ax.barh(labels, t[m], xerr=err, color=["tab:blue", "tab:red", "tab:gray"][: len(t)], capsize=4)
+        ax.axvline(0.5, color="k", lw=0.8, ls=":")
+        ax.set(xlim=(0, 1), xlabel=m, title=f"held-out TriviaQA {m} (95% CI)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@register("03_layers", "03_layers.csv")
+def _layers(t: pd.DataFrame) -> plt.Figure:
+    """How many H-neurons each layer holds."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.bar(t["layer"], t["h_neurons"], color="tab:red")
+    ax.set(xlabel="layer", ylabel="H-neurons", title=f"H-neurons by layer (total {int(t['h_neurons'].sum())})")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def draw(name: str, tables_dir: Path, out_dir: Path) -> plt.Figure:
     """Draw figure ``name`` from its saved tables and write ``<out_dir>/<name>.png``."""
     f = REGISTRY[name]

@@ -1,0 +1,96 @@
+import pandas as pd
+import pytest
+
+from hneuron_utils import judge, labelling
+from hneuron_utils.data import QARecord
+
+
+def test_rule_labels_and_validation():
+    r = labelling.Rule(10, 10, 0)
+    assert r.label(10, 0, 0) == "faithful" and r.label(0, 0, 0) == "hallucinated"
+    assert r.label(5, 0, 0) == "mixed" and r.label(10, 1, 0) == "dropped" and r.label(0, 0, 1) == "dropped"
+    with pytest.raises(ValueError):
+        labelling.Rule(10, 3, 3)
+    with pytest.raises(ValueError):
+        labelling.Rule(4, 5, 0)
+
+
+def test_leak_policies():
+    recs = [QARecord("a", "What is laughing gas made of?", ("Laughing gas", "Nitrous oxide"), "t"),
+            QARecord("b", "Which gas is laughing gas?", ("Laughing Gas",), "t"),
+            QARecord("c", "Capital of France?", ("Paris",), "t")]
+    kept, st = labelling.apply_leak_policy(recs, "drop_aliases")
+    assert [r.id for r in kept] == ["a", "c"] and kept[0].answers == ("Nitrous oxide",)
+    assert st == {"questions": 3, "with a leaked alias": 2, "dropped": 1, "kept": 2}
+    kept, st = labelling.apply_leak_policy(recs, "drop_questions")
+    assert [r.id for r in kept] == ["c"]
+    assert len(labelling.apply_leak_policy(recs, "keep")[0]) == 3
+    with pytest.raises(ValueError):
+        labelling.apply_leak_policy(recs, "ignore")
+
+
+def test_most_frequent_prefers_earliest_on_ties():
+    assert labelling.most_frequent(["b", "a", "a", "b", "c"]) == 0
+    assert labelling.most_frequent(["x", "y", "y"]) == 1
+
+
+def _looked(n_per_class=6):
+    rows = []
+    for i in range(n_per_class):
+        rows.append({"id": f"f{i}", "question": "Capital of France?", "answers": ["Paris"], "label": "faithful",
+                     "samples": ["Paris", "It is Paris.", "Paris"], "stopped": [True] * 3, "n_correct": 3})
+        rows.append({"id": f"h{i}", "question": "Capital of France?", "answers": ["Paris"], "label": "hallucinated",
+                     "samples": ["Lyon", "Lyon", "Nice"], "stopped": [True] * 3, "n_correct": 0})
+    rows.append({"id": "m", "question": "q", "answers": ["x"], "label": "mixed", "samples": ["x", "y", "y"],
+                 "stopped": [True] * 3, "n_correct": 1})
+    return pd.DataFrame(rows)
+
+
+def test_split_is_balanced_disjoint_and_uses_the_right_response():
+    ex, sizes = labelling.split(_looked(), judge.RuleJudge(), 3, 2, seed=0)
+    assert sizes == {"available per class": 6, "train per class": 3, "test per class": 2}
+    assert not set(ex[ex.split == "train"].id) & set(ex[ex.split == "test"].id)
+    assert (ex.groupby(["split", "class"]).size() == pd.Series({("test", "faithful"): 2, ("test", "hallucinated"): 2,
+                                                               ("train", "faithful"): 3, ("train", "hallucinated"): 3})).all()
+    tr_f = ex[(ex.split == "train") & (ex["class"] == "faithful")]
+    assert (tr_f.response == "Paris").all() and all(s == [0, 5] for s in tr_f.span)
+    te = ex[ex.split == "test"]
+    assert (te.sample_index == 0).all()
+    assert ex[ex["class"] == "hallucinated"].span.isna().all()
+
+
+def test_split_shrinks_proportionally_when_short():
+    ex, sizes = labelling.split(_looked(3), judge.RuleJudge(), 4, 2, seed=0)
+    assert sizes == {"available per class": 3, "train per class": 2, "test per class": 1}
+
+
+def test_screen_misses_counts_consistent_questions_the_screen_skips():
+    df = pd.DataFrame([
+        {"in_check": True, "sampled": True, "greedy": "Lyon", "greedy_correct": False, "greedy_refusal": False, "label": "faithful"},
+        {"in_check": True, "sampled": True, "greedy": "Paris", "greedy_correct": True, "greedy_refusal": False, "label": "faithful"},
+        {"in_check": True, "sampled": True, "greedy": "Paris", "greedy_correct": True, "greedy_refusal": False, "label": "hallucinated"},
+        {"in_check": True, "sampled": True, "greedy": "Lyon", "greedy_correct": False, "greedy_refusal": False, "label": "mixed"},
+        {"in_check": False, "sampled": True, "greedy": "Lyon", "greedy_correct": False, "greedy_refusal": False, "label": "faithful"},
+    ])
+    m = labelling.screen_misses(df)
+    assert m["checked"] == 4 and m["faithful missed by the screen"] == 1 and m["hallucinated missed by the screen"] == 1
+    assert m["share of kept questions missed"] == pytest.approx(2 / 3)
+
+
+def test_label_pool_screens_and_stops_when_full(tiny, tmp_path, monkeypatch):
+    """End to end on the tiny model with a judge that calls every answer wrong: only hallucinated
+    questions exist, the screen samples just the quota, and the check subset is sampled whatever."""
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
+
+    class Wrong:
+        def judge(self, q, r, a):
+            return judge.Verdict(correct=False, refusal=False)
+
+    recs = [QARecord(f"q{i}", f"Question number {i}?", ("zzz",), "t") for i in range(30)]
+    s = labelling.Sampling(do_sample=True, max_new_tokens=4)
+    df = labelling.label_pool(tiny, recs, Wrong(), labelling.Rule(2, 2, 0), s, target_per_class=4, seed=0,
+                              batch_size=8, screen=True, check_size=3, chunk_size=10, progress=False)
+    assert len(df) == 30  # the faithful class never fills, so the whole pool is looked at
+    assert df.in_check.sum() == 3 and df[df.in_check].sampled.all()
+    assert (df.label == "hallucinated").sum() == df.sampled.sum()
+    assert df.sampled.sum() == 3 + 5  # check subset + ceil(4 / 0.8) in the first chunk, none after
