@@ -82,6 +82,9 @@ SCHEMA: tuple[Param, ...] = (
     Param("screen_check_size", (int,), "Questions sampled K times whatever their greedy answer, to measure "
           "what the screen misses.", paper="—", check=_non_negative),
     Param("n_samples", (int,), "K, samples per question.", paper="10", check=_positive),
+    Param("sample_first_round", (int,), "Draw this many of the K samples first and the rest only for questions "
+          "that can still pass the rule (0 = all K at once). Samples are seeded per index, so the ones drawn "
+          "are the same either way.", paper="0 (all K)", check=_non_negative),
     Param("temperature", _NUM, "Sampling temperature.", paper="1.0", check=_positive),
     Param("top_k", (int,), "Sampling top-k.", paper="50", check=_positive),
     Param("top_p", _NUM, "Sampling top-p (nucleus).", paper="0.9", check=_probability),

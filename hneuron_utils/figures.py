@@ -67,7 +67,7 @@ def _histogram(t: pd.DataFrame) -> plt.Figure:
     fig, axes = plt.subplots(1, len(subsets), figsize=(5 * len(subsets), 3.6), squeeze=False)
     k = int(t["correct_of_K"].max())
     titles = {"unscreened": "random check subset (every question sampled)",
-              "sampled": "all sampled questions (screen-selected)"}
+              "sampled": "all questions sampled K times (screen-selected)"}
     for ax, s in zip(axes[0], subsets):
         d = t[t["subset"] == s]
         colors = ["tab:red" if x == 0 else "tab:green" if x == k else "tab:gray" for x in d["correct_of_K"]]

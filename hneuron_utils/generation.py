@@ -170,13 +170,14 @@ def _decode(tok: Any, ids: list[int], stopped: bool) -> Sample:
 def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, sampling: Sampling = Sampling(),
                 seed: int = 0, keys: Sequence[str] | None = None, batch_size: int = 64,
                 templated: bool = True, share_prefix: bool = True, progress: bool = True,
-                forward: Any = None) -> list[list[Sample]]:
+                forward: Any = None, first_sample: int = 0) -> list[list[Sample]]:
     """``n_samples`` completions of every prompt (greedy when ``sampling.do_sample`` is False).
 
     ``batch_size`` counts sequences (prompts × samples) decoded together. ``keys`` name the prompts
     for seeding (default: the prompt's index). ``forward(model, **kwargs)`` may replace the model call
-    (e.g. an intervention); by default the Hugging Face model is called directly. Returns, for each
-    prompt in input order, its list of :class:`Sample`.
+    (e.g. an intervention); by default the Hugging Face model is called directly. ``first_sample``
+    offsets the sample indices: samples k0..k0+n-1 of a prompt are the same whether drawn in one call
+    or in several. Returns, for each prompt in input order, its list of :class:`Sample`.
     """
     from tqdm import tqdm
 
@@ -243,7 +244,7 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
             if sampling.do_sample:
                 probs, cand = filter_logits(logits, sampling)
                 act = active.tolist()
-                nxt = _draw(probs, cand, [sample_seed(seed, keys[rows[r][0]], rows[r][1], step) for r in act])
+                nxt = _draw(probs, cand, [sample_seed(seed, keys[rows[r][0]], first_sample + rows[r][1], step) for r in act])
             else:
                 nxt = logits.argmax(-1)
             is_stop = torch.isin(nxt, stop)

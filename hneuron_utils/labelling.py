@@ -94,20 +94,45 @@ def greedy_answers(loaded: Any, records: Sequence[QARecord], max_new_tokens: int
 
 
 def sampled_answers(loaded: Any, records: Sequence[QARecord], sampling: Sampling, n_samples: int, seed: int,
-                    batch_size: int, suffix: str = PAPER_SUFFIX) -> dict[str, list[dict]]:
-    """K sampled answers per question (cached per question; seeded per question and sample)."""
+                    batch_size: int, suffix: str = PAPER_SUFFIX, upto: int | None = None) -> dict[str, list[dict]]:
+    """The first ``upto`` (default all K) of each question's K seeded samples, cached per question.
+
+    The cache holds, per question, the samples drawn so far (a prefix of its K); asking for more
+    draws only the missing ones, which are the same as if all had been drawn at once.
+    """
+    from .stages import JsonlStore, stage_dir
+
+    upto = n_samples if upto is None else upto
+    if not 0 < upto <= n_samples:
+        raise ValueError(f"upto must be in 1..{n_samples}, got {upto}")
     by_id = {r.id: r for r in records}
     key = {"stage": "samples", "model": model_key(loaded), "suffix": suffix, "sampling": vars(sampling),
            "n_samples": n_samples, "seed": seed}
+    store = JsonlStore(stage_dir("samples", key) / "items.jsonl")
+    have = {i: (store[i] if i in store else []) for i in by_id}
+    groups: dict[int, list[str]] = {}
+    for i, got in have.items():
+        if len(got) < upto:
+            groups.setdefault(len(got), []).append(i)
+    for start, ids in sorted(groups.items()):
+        per_chunk = max(1, batch_size // (upto - start)) * 4
+        for j in range(0, len(ids), per_chunk):
+            chunk = ids[j:j + per_chunk]
+            prompts = [qa_prompt(loaded.tokenizer, by_id[i].question, suffix) for i in chunk]
+            outs = sample_many(loaded, prompts, upto - start, sampling, seed=seed, keys=chunk, batch_size=batch_size,
+                               progress=False, first_sample=start)
+            new = {i: have[i] + [{"text": x.text, "stopped": x.stopped} for x in o] for i, o in zip(chunk, outs)}
+            store.add(new)
+            have.update(new)
+    return {i: have[i][:upto] for i in by_id}
 
-    def compute(ids: list[str]) -> dict[str, list[dict]]:
-        prompts = [qa_prompt(loaded.tokenizer, by_id[i].question, suffix) for i in ids]
-        outs = sample_many(loaded, prompts, n_samples, sampling, seed=seed, keys=ids, batch_size=batch_size,
-                           progress=False)
-        return {i: [{"text": x.text, "stopped": x.stopped} for x in o] for i, o in zip(ids, outs)}
 
-    per_chunk = max(1, batch_size // n_samples) * 4
-    return cached_map("samples", key, [r.id for r in records], compute, chunk=per_chunk)
+def can_still_pass(rule: Rule, n_drawn: int, n_correct: int, n_bad: int) -> bool:
+    """Whether more samples could still make the question faithful or hallucinated."""
+    if n_bad:
+        return False
+    left = rule.n_samples - n_drawn
+    return n_correct + left >= rule.faithful_min or n_correct <= rule.hallucinated_max
 
 
 def most_frequent(texts: Sequence[str]) -> int:
@@ -120,7 +145,7 @@ def most_frequent(texts: Sequence[str]) -> int:
 def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rule, sampling: Sampling,
                target_per_class: int, seed: int, batch_size: int, screen: bool = True, check_size: int = 0,
                chunk_size: int = 250, hallucinated_pass_rate: float = 0.8, screen_max_new_tokens: int | None = None,
-               progress: bool = True) -> pd.DataFrame:
+               first_round: int = 0, progress: bool = True) -> pd.DataFrame:
     """Walk the pool in a seeded random order, ``chunk_size`` questions at a time, until both classes
     have ``target_per_class`` questions (or the pool ends). One row per question looked at.
 
@@ -167,7 +192,20 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
             info[r.id] = row
             if take:
                 todo.append(r)
-        samples = sampled_answers(loaded, todo, sampling, rule.n_samples, seed, batch_size) if todo else {}
+        samples: dict[str, list[dict]] = {}
+        if todo and 0 < first_round < rule.n_samples:
+            early = [r for r in todo if r.id not in check]
+            samples.update(sampled_answers(loaded, early, sampling, rule.n_samples, seed, batch_size, upto=first_round))
+            more = []
+            for r in early:
+                vs = [judge.judge(r.question, x["text"], r.answers) for x in samples[r.id]]
+                bad = sum(v.refusal for v in vs) + sum(not x["text"] for x in samples[r.id])
+                if can_still_pass(rule, len(vs), sum(v.correct for v in vs), bad):
+                    more.append(r)
+            rest = more + [r for r in todo if r.id in check]
+            samples.update(sampled_answers(loaded, rest, sampling, rule.n_samples, seed, batch_size))
+        elif todo:
+            samples = sampled_answers(loaded, todo, sampling, rule.n_samples, seed, batch_size)
         for r in chunk:
             row = info[r.id]
             if row["sampled"]:
@@ -176,9 +214,10 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
                 n_correct = sum(v.correct for v in verdicts)
                 n_refused = sum(v.refusal for v in verdicts)
                 n_empty = sum(not t for t in texts)
-                label = rule.label(n_correct, n_refused, n_empty)
-                row.update(samples=texts, stopped=[x["stopped"] for x in samples[r.id]], n_correct=n_correct,
-                           n_refused=n_refused, n_empty=n_empty, label=label)
+                label = rule.label(n_correct, n_refused, n_empty) if len(texts) == rule.n_samples \
+                    else ("dropped" if n_refused or n_empty else "stopped early")
+                row.update(samples=texts, stopped=[x["stopped"] for x in samples[r.id]], n_drawn=len(texts),
+                           n_correct=n_correct, n_refused=n_refused, n_empty=n_empty, label=label)
                 found[label] += 1
             else:
                 row.update(label="not sampled")
@@ -241,7 +280,7 @@ def funnel(df: pd.DataFrame, examples: pd.DataFrame, pool_size: int, leak: dict[
         rows += [("greedy answer correct", int(df.greedy_correct.sum())),
                  ("greedy answer refused or empty", int((df.greedy_refusal | (df.greedy == "")).sum()))]
     rows += [("sampled K times", int(df.sampled.sum()))]
-    for lab in ("faithful", "hallucinated", "mixed", "dropped"):
+    for lab in ("faithful", "hallucinated", "mixed", "stopped early", "dropped"):
         rows.append((f"  → {lab}", int((df.label == lab).sum())))
     for split_name in ("train", "test"):
         for lab in ("faithful", "hallucinated"):
@@ -253,6 +292,8 @@ def funnel(df: pd.DataFrame, examples: pd.DataFrame, pool_size: int, leak: dict[
 def histogram(df: pd.DataFrame, n_samples: int, subset: str) -> pd.DataFrame:
     """Number of questions by correct samples out of K, for 'unscreened' (the check subset) or 'sampled'."""
     d = df[df.sampled & (df.in_check if subset == "unscreened" else True)]
+    if "n_drawn" in d:
+        d = d[d.n_drawn == n_samples]  # questions stopped early have partial counts
     counts = d.n_correct.astype(int).value_counts().reindex(range(n_samples + 1), fill_value=0)
     return pd.DataFrame({"correct_of_K": counts.index, "questions": counts.values, "subset": subset})
 

@@ -94,3 +94,21 @@ def test_label_pool_screens_and_stops_when_full(tiny, tmp_path, monkeypatch):
     assert df.in_check.sum() == 3 and df[df.in_check].sampled.all()
     assert (df.label == "hallucinated").sum() == df.sampled.sum()
     assert df.sampled.sum() == 3 + 5  # check subset + ceil(4 / 0.8) in the first chunk, none after
+
+
+def test_samples_drawn_in_rounds_equal_samples_drawn_at_once(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
+    recs = [QARecord(f"q{i}", f"Question {i}?", ("a",), "t") for i in range(3)]
+    s = labelling.Sampling(do_sample=True, max_new_tokens=5)
+    part = labelling.sampled_answers(tiny, recs, s, 4, seed=3, batch_size=8, upto=2)
+    assert all(len(v) == 2 for v in part.values())
+    full = labelling.sampled_answers(tiny, recs, s, 4, seed=3, batch_size=8)  # draws only samples 2 and 3
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path / "fresh"))
+    at_once = labelling.sampled_answers(tiny, recs, s, 4, seed=3, batch_size=5)
+    assert full == at_once and all(full[k][:2] == part[k] for k in part)
+
+
+def test_can_still_pass():
+    r = labelling.Rule(10, 10, 0)
+    assert labelling.can_still_pass(r, 3, 3, 0) and labelling.can_still_pass(r, 3, 0, 0)
+    assert not labelling.can_still_pass(r, 3, 2, 0) and not labelling.can_still_pass(r, 3, 3, 1)
