@@ -41,6 +41,8 @@ class QARecord:
 DATASETS: dict[str, tuple[str, str]] = {
     "triviaqa": ("triviaqa_rc_nocontext_train_dpr.jsonl", "triviaqa"),
     "nq_open": ("nq_open_test_dpr.jsonl", "nq_open"),
+    # open-ended stand-in for BioASQ built from medical MCQ sets by scripts/build_biomed.py (hneuron_utils.biomed)
+    "biomed_standin": ("biomed_standin.jsonl", "biomed_standin"),
 }
 
 

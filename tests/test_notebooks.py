@@ -75,4 +75,10 @@ def test_smoke_profile_runs_every_notebook():
         nb = nbformat.read(out / p.name, as_version=4)
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
         assert not errors
-    assert (out / "figures" / "00_tour_cett.png").stat().st_size > 10_000
+    from hneuron_utils import figures
+
+    for name in figures.REGISTRY:  # every registered figure of 00–03 rendered
+        if name[:2] <= max(p.name[:2] for p in NOTEBOOKS):
+            assert (out / "figures" / f"{name}.png").stat().st_size > 10_000, name
+    hn = (out / "data" / "03_h_neurons.csv").read_text().splitlines()
+    assert hn[0].startswith("layer,neuron,flat_index,coefficient,C,mode,model,data_hash")

