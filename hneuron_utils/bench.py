@@ -118,7 +118,7 @@ def run_cett(model: str, n: int, batch_size: int, dtype: str = "bfloat16") -> di
     flops = 2 * body * tokens_real + 2 * head * n
     res = {
         "model": model, "dtype": str(loaded.dtype).replace("torch.", ""), "examples": n, "batch_size": batch_size,
-        "tokens": tokens_real, "bf16 matmul GFLOP/s (measured now)": round(peak / 1e9, 1),
+        "tokens": tokens_real, "matmul GFLOP/s in this dtype (measured now)": round(peak / 1e9, 1),
         "seconds": {"ours": round(t_ours, 2), "ours without prefix sharing": round(t_noprefix, 2),
                     "bare batched forward": round(t_bare, 2), "per-example (official style)": round(t_per, 2)},
         "examples/s": {"ours": round(n / t_ours, 2), "ours without prefix sharing": round(n / t_noprefix, 2),

@@ -1,0 +1,14 @@
+from hneuron_utils import bench
+
+
+def test_bench_cett_runs_and_agrees_with_the_per_example_way():
+    res = bench.run_cett("tiny-random", 6, 3, dtype="float32")
+    assert set(res["seconds"]) == {"ours", "ours without prefix sharing", "bare batched forward",
+                                   "per-example (official style)"}
+    assert res["max relative difference ours vs per-example"] < 1e-4
+    assert res["matmul GFLOP/s in this dtype (measured now)"] > 0
+
+
+def test_bench_sample_runs():
+    res = bench.run_sample("tiny-random", 2, 2, batch_size=4, max_new_tokens=4)
+    assert res["questions"] == 2 and res["speed-up"] > 0
