@@ -162,6 +162,51 @@ def _expand_cache(model: Any, prefix: list[tuple[torch.Tensor, torch.Tensor]], r
     return cache
 
 
+def _prefill(call: Any, model: Any, tails: list[list[int]], prefix: list, P: int, pad: int, dev: Any) -> tuple:
+    """Prefill left-padded prompt tails after the shared prefix; return (cache, mask, positions, logits)."""
+    from transformers import DynamicCache
+
+    T = max(len(t) for t in tails)
+    ids = torch.full((len(tails), T), pad, dtype=torch.long)
+    am = torch.zeros((len(tails), P + T), dtype=torch.long)
+    am[:, :P] = 1
+    for r, t in enumerate(tails):
+        ids[r, T - len(t):] = torch.tensor(t)
+        am[r, P + T - len(t):] = 1
+    ids, am = ids.to(dev), am.to(dev)
+    pos = (am.cumsum(-1) - 1).clamp(min=0)[:, P:]
+    cache = _expand_cache(model, prefix, len(tails)) if P else DynamicCache(config=model.config)
+    res = call(model, input_ids=ids, attention_mask=am, position_ids=pos, past_key_values=cache, use_cache=True,
+               logits_to_keep=1)
+    return cache, am, pos[:, -1:], res.logits[:, -1]
+
+
+def _merge_prefills(model: Any, parts: list[tuple], P: int) -> tuple:
+    """One cache for several prefilled sub-batches: shorter ones get zero keys/values (masked out)
+    inserted right after the shared prefix, so every row has the same cache length."""
+    from transformers import DynamicCache
+
+    if len(parts) == 1:
+        return parts[0]
+    L = max(p[1].shape[1] for p in parts)
+
+    def widen(x: torch.Tensor, dim: int) -> torch.Tensor:
+        gap = L - x.shape[dim]
+        if gap == 0:
+            return x
+        shape = list(x.shape)
+        shape[dim] = gap
+        return torch.cat([x.narrow(dim, 0, P), x.new_zeros(shape), x.narrow(dim, P, x.shape[dim] - P)], dim)
+
+    cache = DynamicCache(config=model.config)
+    for i in range(len(parts[0][0].layers)):
+        k = torch.cat([widen(p[0].layers[i].keys, 2) for p in parts])
+        v = torch.cat([widen(p[0].layers[i].values, 2) for p in parts])
+        cache.update(k, v, i)
+    am = torch.cat([widen(p[1], 1) for p in parts])
+    return cache, am, torch.cat([p[2] for p in parts]), torch.cat([p[3] for p in parts])
+
+
 def _decode(tok: Any, ids: list[int], stopped: bool) -> Sample:
     return Sample(text=tok.decode(ids, skip_special_tokens=True).strip(), token_ids=ids, stopped=stopped)
 
@@ -170,10 +215,11 @@ def _decode(tok: Any, ids: list[int], stopped: bool) -> Sample:
 def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, sampling: Sampling = Sampling(),
                 seed: int = 0, keys: Sequence[str] | None = None, batch_size: int = 64,
                 templated: bool = True, share_prefix: bool = True, progress: bool = True,
-                forward: Any = None, first_sample: int = 0) -> list[list[Sample]]:
+                forward: Any = None, first_sample: int = 0, prefill_rows: int = 16) -> list[list[Sample]]:
     """``n_samples`` completions of every prompt (greedy when ``sampling.do_sample`` is False).
 
-    ``batch_size`` counts sequences (prompts × samples) decoded together. ``keys`` name the prompts
+    ``batch_size`` counts sequences (prompts × samples) decoded together; prompts are prefilled
+    ``prefill_rows`` at a time, grouped by length, to waste little compute on padding. ``keys`` name the prompts
     for seeding (default: the prompt's index). ``forward(model, **kwargs)`` may replace the model call
     (e.g. an intervention); by default the Hugging Face model is called directly. ``first_sample``
     offsets the sample indices: samples k0..k0+n-1 of a prompt are the same whether drawn in one call
@@ -211,24 +257,11 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
     bar = tqdm(total=len(prompts) * n_samples, desc="sample" if sampling.do_sample else "greedy",
                disable=not progress, mininterval=10.0, unit="seq")
     for idx in batches:
-        tails = [toks[i][P:] for i in idx]
-        T = max(len(t) for t in tails)
-        ids = torch.full((len(idx), T), pad, dtype=torch.long)
-        am = torch.zeros((len(idx), P + T), dtype=torch.long)
-        am[:, :P] = 1
-        for r, t in enumerate(tails):
-            ids[r, T - len(t):] = torch.tensor(t)
-            am[r, P + T - len(t):] = 1
-        ids, am = ids.to(dev), am.to(dev)
-        pos = (am.cumsum(-1) - 1).clamp(min=0)[:, P:]
-        cache = _expand_cache(model, prefix, len(idx)) if P else None
-        kw = dict(input_ids=ids, attention_mask=am, position_ids=pos, use_cache=True, logits_to_keep=1)
-        if cache is None:
-            from transformers import DynamicCache
-
-            cache = DynamicCache(config=model.config)
-        res = call(model, past_key_values=cache, **kw)
-        logits = res.logits[:, -1]
+        # prefill in length-sorted sub-batches (little padding), then merge their caches: the padding
+        # goes between the shared prefix and each tail, where the attention mask hides it
+        parts = [_prefill(call, model, [toks[i][P:] for i in sub], prefix, P, pad, dev)
+                 for sub in (idx[j:j + prefill_rows] for j in range(0, len(idx), prefill_rows))]
+        cache, am, pos, logits = _merge_prefills(model, parts, P)
         # copy each prompt's cache for its K samples
         if n_samples > 1:
             cache.batch_repeat_interleave(n_samples)

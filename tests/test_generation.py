@@ -42,8 +42,10 @@ def test_sample_many_greedy_equals_hf_generate(tiny):
     s = generation.Sampling(max_new_tokens=10)
     ref = generation.generate(tiny, ps, s, batch_size=4, progress=False)
     for share in (True, False):
-        out = generation.sample_many(tiny, ps, 1, s, batch_size=4, share_prefix=share, progress=False)
-        assert [o[0].text for o in out] == ref
+        for rows in (16, 1, 3):  # 1 and 3: prefill in sub-batches whose caches are merged
+            out = generation.sample_many(tiny, ps, 1, s, batch_size=6, share_prefix=share, progress=False,
+                                         prefill_rows=rows)
+            assert [o[0].text for o in out] == ref, (share, rows)
 
 
 def test_sample_many_samples_do_not_depend_on_batching(tiny):
@@ -51,7 +53,7 @@ def test_sample_many_samples_do_not_depend_on_batching(tiny):
     s = generation.Sampling(do_sample=True, max_new_tokens=10)
     a = generation.sample_many(tiny, ps, 3, s, seed=7, batch_size=18, progress=False)
     b = generation.sample_many(tiny, ps[::-1], 3, s, seed=7, keys=[str(i) for i in range(6)][::-1],
-                               batch_size=3, progress=False)[::-1]
+                               batch_size=9, prefill_rows=2, progress=False)[::-1]
     assert [[x.text for x in r] for r in a] == [[x.text for x in r] for r in b]
     c = generation.sample_many(tiny, ps, 3, s, seed=8, batch_size=18, progress=False)
     assert [[x.text for x in r] for r in a] != [[x.text for x in r] for r in c]
