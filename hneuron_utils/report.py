@@ -39,8 +39,32 @@ def results_block(run: Path) -> str:
         lines += ["", f"Model shape (from `00_setup`): {s['layers']} layers × {s['FFN neurons per layer (d_ff)']} "
                       f"FFN neurons = {s['FFN neurons in total = features per example']} neurons; "
                       f"one neuron = {s['one neuron in ‰ of all FFN neurons']}‰."]
-    lines += _dataset_lines(run) + _headline_lines(run)
+    lines += _dataset_lines(run) + _headline_lines(run) + _bench_lines(run.parent / "bench", p["model"])
     return "\n".join(lines)
+
+
+def _bench_lines(bench: Path, model: str) -> list[str]:
+    """The benchmark results for the run's model (``python -m hneuron_utils.bench``), if present."""
+    lines = []
+    c = bench / f"cett-{model.replace('/', '_')}.json"
+    if c.exists():
+        r = json.loads(c.read_text())
+        e, sh = r["examples/s"], r["share of matmul peak (executed FLOPs)"]
+        lines += ["", f"**Benchmarks** (`python -m hneuron_utils.bench cett`, {r['examples']} examples, {r['dtype']}, "
+                  f"this CPU's matmul rate measured in the same run: {r['matmul GFLOP/s in this dtype (measured now)']} "
+                  "GFLOP/s):", "", "| CETT extraction | examples/s | share of matmul peak |", "|---|---|---|"]
+        lines += [f"| {k} | {v} | {sh[k]:.0%} |" for k, v in e.items()]
+        lines += ["", f"Ours is {r['speed-up over per-example']}× the per-example way and takes "
+                  f"{r['time vs bare batched forward']}× the time of the bare batched forward pass "
+                  f"({r['time vs bare batched forward, without prefix sharing']}× without prefix sharing)."]
+    s = bench / f"sample-{model.replace('/', '_')}.json"
+    if s.exists():
+        r = json.loads(s.read_text())
+        sq = r["sequences/s"]
+        lines += ["", f"Sampling (`python -m hneuron_utils.bench sample`, {r['questions']} questions × "
+                  f"{r['samples per question']} samples): " + "; ".join(f"{k} {v} sequences/s" for k, v in sq.items())
+                  + f" — {r['speed-up']}×."]
+    return lines
 
 
 def _dataset_lines(run: Path) -> list[str]:
