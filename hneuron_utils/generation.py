@@ -252,57 +252,60 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
         prefix = [(layer.keys, layer.values) for layer in pc.layers]
     out: list[list[Sample | None]] = [[None] * n_samples for _ in prompts]
     per_batch = max(1, batch_size // n_samples)
-    batches = length_batches([len(t) for t in toks], per_batch)
+    queue = [i for b in length_batches([len(t) for t in toks], len(toks)) for i in b]  # shortest first
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     bar = tqdm(total=len(prompts) * n_samples, desc="sample" if sampling.do_sample else "greedy",
                disable=not progress, mininterval=10.0, unit="seq")
-    for idx in batches:
-        # prefill in length-sorted sub-batches (little padding), then merge their caches: the padding
-        # goes between the shared prefix and each tail, where the attention mask hides it
-        parts = [_prefill(call, model, [toks[i][P:] for i in sub], prefix, P, pad, dev)
-                 for sub in (idx[j:j + prefill_rows] for j in range(0, len(idx), prefill_rows))]
-        cache, am, pos, logits = _merge_prefills(model, parts, P)
-        # copy each prompt's cache for its K samples
-        if n_samples > 1:
-            cache.batch_repeat_interleave(n_samples)
-            logits = logits.repeat_interleave(n_samples, 0)
-            am = am.repeat_interleave(n_samples, 0)
-            pos = pos.repeat_interleave(n_samples, 0)
-        rows = [(i, k) for i in idx for k in range(n_samples)]
-        gen: list[list[int]] = [[] for _ in rows]
-        last_pos = pos[:, -1]
-        active = torch.arange(len(rows), device=dev)
-        step = 0
-        while True:
-            if sampling.do_sample:
-                probs, cand = filter_logits(logits, sampling)
-                act = active.tolist()
-                nxt = _draw(probs, cand, [sample_seed(seed, keys[rows[r][0]], first_sample + rows[r][1], step) for r in act])
+    state = None  # (cache, mask, last positions [B,1], logits) of the active rows
+    rows: list[tuple[int, int]] = []  # (prompt, sample) of each active row, in cache order
+    gens: list[list[int]] = []
+    while queue or rows:
+        # continuous batching: when half the batch has finished, prefill the next prompts (in
+        # length-sorted sub-batches) and merge their caches with the running rows' caches
+        if queue and len(rows) <= batch_size // 2:
+            take = max(1, min(per_batch - len(rows) // n_samples, len(queue)))
+            idx, queue = queue[:take], queue[take:]
+            parts = [_prefill(call, model, [toks[i][P:] for i in sub], prefix, P, pad, dev)
+                     for sub in (idx[j:j + prefill_rows] for j in range(0, len(idx), prefill_rows))]
+            cache, am, pos, logits = _merge_prefills(model, parts, P)
+            if n_samples > 1:  # copy each prompt's cache for its K samples
+                cache.batch_repeat_interleave(n_samples)
+                am, pos, logits = (x.repeat_interleave(n_samples, 0) for x in (am, pos, logits))
+            new = (cache, am, pos, logits)
+            state = new if not rows else _merge_prefills(model, [state, new], P)
+            rows += [(i, k) for i in idx for k in range(n_samples)]
+            gens += [[] for _ in range(len(idx) * n_samples)]
+        cache, am, pos, logits = state
+        if sampling.do_sample:
+            probs, cand = filter_logits(logits, sampling)
+            nxt = _draw(probs, cand, [sample_seed(seed, keys[i], first_sample + k, len(g))
+                                      for (i, k), g in zip(rows, gens)])
+        else:
+            nxt = logits.argmax(-1)
+        is_stop = torch.isin(nxt, stop).tolist()
+        keep = []
+        for j, ((i, k), g) in enumerate(zip(rows, gens)):
+            if is_stop[j]:
+                out[i][k] = _decode(tok, g, True)
+                continue
+            g.append(int(nxt[j]))
+            if len(g) >= sampling.max_new_tokens:
+                out[i][k] = _decode(tok, g, False)
             else:
-                nxt = logits.argmax(-1)
-            is_stop = torch.isin(nxt, stop)
-            step += 1
-            done = []
-            for j, r in enumerate(active.tolist()):
-                if bool(is_stop[j]):
-                    done.append(j)
-                    out[rows[r][0]][rows[r][1]] = _decode(tok, gen[r], True)
-                else:
-                    gen[r].append(int(nxt[j]))
-                    if step >= sampling.max_new_tokens:
-                        done.append(j)
-                        out[rows[r][0]][rows[r][1]] = _decode(tok, gen[r], False)
-            bar.update(len(done))
-            if len(done) == len(active):
-                break
-            if done:
-                keep = torch.tensor([j for j in range(len(active)) if j not in set(done)], device=dev)
-                cache.batch_select_indices(keep)
-                active, nxt, am, last_pos = active[keep], nxt[keep], am[keep], last_pos[keep]
-            am = torch.cat([am, torch.ones_like(am[:, :1])], 1)
-            last_pos = last_pos + 1
-            res = call(model, input_ids=nxt[:, None], attention_mask=am, position_ids=last_pos[:, None],
-                       past_key_values=cache, use_cache=True, logits_to_keep=1)
-            logits = res.logits[:, -1]
+                keep.append(j)
+        bar.update(len(rows) - len(keep))
+        if not keep:
+            rows, gens, state = [], [], None
+            continue
+        if len(keep) < len(rows):
+            kt = torch.tensor(keep, device=dev)
+            cache.batch_select_indices(kt)
+            nxt, am, pos = nxt[kt], am[kt], pos[kt]
+            rows, gens = [rows[j] for j in keep], [gens[j] for j in keep]
+        am = torch.cat([am, torch.ones_like(am[:, :1])], 1)
+        pos = pos + 1
+        res = call(model, input_ids=nxt[:, None], attention_mask=am, position_ids=pos, past_key_values=cache,
+                   use_cache=True, logits_to_keep=1)
+        state = (cache, am, pos, res.logits[:, -1])
     bar.close()
     return out  # type: ignore[return-value]

@@ -46,6 +46,9 @@ def test_sample_many_greedy_equals_hf_generate(tiny):
             out = generation.sample_many(tiny, ps, 1, s, batch_size=6, share_prefix=share, progress=False,
                                          prefill_rows=rows)
             assert [o[0].text for o in out] == ref, (share, rows)
+    for bs in (2, 3):  # small batches: finished rows are replaced by new prompts mid-decoding
+        out = generation.sample_many(tiny, ps, 1, s, batch_size=bs, prefill_rows=1, progress=False)
+        assert [o[0].text for o in out] == ref, bs
 
 
 def test_sample_many_samples_do_not_depend_on_batching(tiny):
@@ -55,6 +58,8 @@ def test_sample_many_samples_do_not_depend_on_batching(tiny):
     b = generation.sample_many(tiny, ps[::-1], 3, s, seed=7, keys=[str(i) for i in range(6)][::-1],
                                batch_size=9, prefill_rows=2, progress=False)[::-1]
     assert [[x.text for x in r] for r in a] == [[x.text for x in r] for r in b]
+    d = generation.sample_many(tiny, ps, 3, s, seed=7, batch_size=4, prefill_rows=1, progress=False)
+    assert [[x.text for x in r] for r in a] == [[x.text for x in r] for r in d]
     c = generation.sample_many(tiny, ps, 3, s, seed=8, batch_size=18, progress=False)
     assert [[x.text for x in r] for r in a] != [[x.text for x in r] for r in c]
     assert len({x.text for x in a[1]}) > 1  # the K samples of one prompt differ
