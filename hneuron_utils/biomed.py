@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .data import DataError, QARecord
+from .data import DataError, QARecord, records_from_lines
 
 BIOASQ_SOURCE = "bioasq"
 STANDIN_SOURCE = "biomed_standin"
@@ -232,25 +232,6 @@ def _bioasq_json(obj: Any, path: Path) -> list[QARecord]:
     return recs
 
 
-def _bioasq_jsonl(lines: Iterable[str], path: Path) -> list[QARecord]:
-    recs = []
-    for n, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-            rec = QARecord(id=str(d["id"]), question=str(d["question"]).strip(),
-                           answers=_flatten_exact(d["answers"]), source=BIOASQ_SOURCE)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n + 1}: not valid JSON ({e.msg})") from e
-        except (KeyError, TypeError) as e:
-            raise DataError(f"{path}:{n + 1}: expected an object with id, question, answers ({e})") from e
-        if not rec.answers:
-            raise DataError(f"{path}:{n + 1}: empty answer list")
-        recs.append(rec)
-    return recs
-
-
 def load_bioasq(path: str | Path) -> list[QARecord]:
     """BioASQ factoid questions from a user-supplied file: BioASQ's JSON (``{"questions": [...]}``,
     non-factoid questions skipped, ``exact_answer`` flattened to aliases) or JSONL (id, question,
@@ -268,7 +249,7 @@ def load_bioasq(path: str | Path) -> list[QARecord]:
     if isinstance(obj, dict) and "questions" in obj:
         recs = _bioasq_json(obj, path)
     elif isinstance(obj, dict) or obj is None:
-        recs = _bioasq_jsonl(text.splitlines(), path)
+        recs = records_from_lines(text.splitlines(), path, BIOASQ_SOURCE, answers=_flatten_exact)
     else:
         raise DataError(f"{path}: neither BioASQ JSON nor JSONL (top level is {type(obj).__name__})")
     if not recs:

@@ -10,7 +10,7 @@ import json
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .paths import project_root
 
@@ -54,24 +54,34 @@ def read_jsonl(path: Path, source: str | None = None) -> list[QARecord]:
     """Read records from a JSONL file; ``id`` and ``source`` are filled in when absent."""
     if not path.exists():
         raise DataError(f"Data file {path} not found. Rebuild the packaged data with `python scripts/build_data.py`")
-    recs = []
     with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f):
-            if not line.strip():
-                continue
+        return records_from_lines(f, path, source)
+
+
+def _plain_answers(answers: Any) -> tuple[str, ...]:
+    return (answers,) if isinstance(answers, str) else tuple(str(a) for a in answers)
+
+
+def records_from_lines(lines: Iterable[str], path: Path, source: str | None = None,
+                       answers: Callable[[Any], tuple[str, ...]] = _plain_answers) -> list[QARecord]:
+    """Parse JSONL lines (id, question, answers[, source, meta]) into records; ``answers`` turns the
+    raw answers field into aliases. Malformed lines raise :class:`DataError` naming the line."""
+    recs = []
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
             d = json.loads(line)
-            try:
-                answers = d["answers"]
-                if isinstance(answers, str):
-                    answers = [answers]
-                rec = QARecord(id=str(d.get("id", f"{path.stem}-{n:06d}")), question=str(d["question"]),
-                               answers=tuple(str(a) for a in answers), source=str(d.get("source", source or path.stem)),
-                               meta=d.get("meta", {}))
-            except KeyError as e:
-                raise DataError(f"{path}:{n + 1}: missing field {e}") from e
-            if not rec.answers:
-                raise DataError(f"{path}:{n + 1}: empty answer list")
-            recs.append(rec)
+            rec = QARecord(id=str(d.get("id", f"{path.stem}-{n:06d}")), question=str(d["question"]),
+                           answers=answers(d["answers"]), source=str(d.get("source", source or path.stem)),
+                           meta=d.get("meta", {}))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n + 1}: not valid JSON ({e.msg})") from e
+        except (KeyError, TypeError, AttributeError) as e:
+            raise DataError(f"{path}:{n + 1}: expected an object with question and answers ({e!r})") from e
+        if not rec.answers:
+            raise DataError(f"{path}:{n + 1}: empty answer list")
+        recs.append(rec)
     return recs
 
 
