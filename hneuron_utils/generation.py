@@ -252,7 +252,7 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
         prefix = [(layer.keys, layer.values) for layer in pc.layers]
     out: list[list[Sample | None]] = [[None] * n_samples for _ in prompts]
     per_batch = max(1, batch_size // n_samples)
-    queue = [i for b in length_batches([len(t) for t in toks], len(toks)) for i in b]  # shortest first
+    queue = sorted(range(len(toks)), key=lambda i: len(toks[i]))  # shortest first
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     bar = tqdm(total=len(prompts) * n_samples, desc="sample" if sampling.do_sample else "greedy",
                disable=not progress, mininterval=10.0, unit="seq")

@@ -312,3 +312,28 @@ def screen_misses(df: pd.DataFrame) -> dict[str, Any]:
             "faithful missed by the screen": int(len(miss_f)),
             "hallucinated missed by the screen": int(len(miss_h)),
             "share of kept questions missed": (len(miss_f) + len(miss_h)) / max(1, len(kept))}
+
+
+def teacher_forced_examples(tokenizer: Any, examples: pd.DataFrame,
+                            suffix: str = PAPER_SUFFIX) -> tuple[list, list[tuple[str, str]]]:
+    """The teacher-forced sequence (chat-templated question + response + end of turn, answer-token
+    mask from the example's span) of every example row, and the (id, reason) of examples lost
+    because their span covers no token — those get None in the list."""
+    from .tokens import SpanError, teacher_forced
+
+    out, lost = [], []
+    for ex in examples.itertuples():
+        try:
+            out.append(teacher_forced(tokenizer, qa_prompt(tokenizer, ex.question, suffix), ex.response,
+                                      tuple(ex.span) if ex.span else None))
+        except SpanError as e:
+            out.append(None)
+            lost.append((ex.id, str(e)))
+    return out, lost
+
+
+def span_is_whole_response(response: str, span: Sequence[int] | None) -> bool:
+    """Whether the answer tokens are the whole response (minus edge whitespace and trailing punctuation)."""
+    from .tokens import whole_response_span
+
+    return span is None or tuple(span) == whole_response_span(response)

@@ -112,3 +112,14 @@ def test_can_still_pass():
     r = labelling.Rule(10, 10, 0)
     assert labelling.can_still_pass(r, 3, 3, 0) and labelling.can_still_pass(r, 3, 0, 0)
     assert not labelling.can_still_pass(r, 3, 2, 0) and not labelling.can_still_pass(r, 3, 3, 1)
+
+
+def test_teacher_forced_examples_marks_spans_and_reports_lost(tiny):
+    ex = pd.DataFrame([{"id": "a", "question": "Capital of France?", "response": "It is Paris.", "span": [6, 11]},
+                       {"id": "b", "question": "Who?", "response": "Nobody knows", "span": None},
+                       {"id": "c", "question": "Empty?", "response": "", "span": None}])
+    tf, lost = labelling.teacher_forced_examples(tiny.tokenizer, ex)
+    assert tf[0] is not None and tf[1] is not None and tf[2] is None and [i for i, _ in lost] == ["c"]
+    assert tf[1].answer.sum() > tf[0].answer.sum() > 0
+    assert labelling.span_is_whole_response("Paris.", [0, 5]) and labelling.span_is_whole_response("x", None)
+    assert not labelling.span_is_whole_response("It is Paris.", [6, 11])
