@@ -79,6 +79,35 @@ def _biomed_source(v: Any) -> str | None:
     return (f"must be 'standin' or the path of an existing BioASQ file; {v!r} is neither (BioASQ is not "
             "shipped: register at bioasq.org and download it)")
 
+def _sft_freeze(v: Any) -> str | None:
+    from .sft import FREEZABLE
+
+    if len(set(v)) != len(v) or not all(isinstance(x, str) and x in FREEZABLE for x in v):
+        return f"must be a list of distinct names from {list(FREEZABLE)}"
+    return None
+
+
+_NOT_OVERRIDABLE = ("model", "run_name", "figures_dir")
+
+
+def _origin_overrides(v: Any) -> str | None:
+    bad = [k for k in v if k in _NOT_OVERRIDABLE]
+    if bad:
+        return f"may not set {bad}: notebook 06 sets the tuned model, its run name and figure folder itself"
+    try:
+        validate_mapping(v)
+    except ConfigError as e:
+        return f"holds an invalid entry ({e})"
+    return None
+
+
+def _origin_datasets(v: Any) -> str | None:
+    known = ("triviaqa", "nq_open", "biomed")
+    if not v or len(set(v)) != len(v) or not all(isinstance(x, str) and x in known for x in v):
+        return f"must be a non-empty list of distinct names from {list(known)}"
+    return None
+
+
 SCHEMA: tuple[Param, ...] = (
     # --- run bookkeeping -------------------------------------------------------------------
     Param("run_name", (str,), "Name of this run: outputs go to results/<run_name>/."),
@@ -181,6 +210,41 @@ SCHEMA: tuple[Param, ...] = (
           "verdicts do not hinge on the token cap.", paper="—", check=_non_negative),
     Param("truncation_check_tokens", (int,), "The longer cap of the truncation check.", paper="—",
           check=_positive),
+    # --- 06 origin -------------------------------------------------------------------------
+    Param("base_model", (str,), "The base model of the base/instruct pair (registry name, HF id or local "
+          "directory).", paper="Mistral-7B-v0.3, Mistral-Small-3.1-24B, Gemma-3, Llama-3.x base models"),
+    Param("tuned_model", (str,), "The instruction-tuned model of the pair; null = notebook 06 tunes one from "
+          "base_model (offline no pair exists).", paper="the vendors' instruct models", nullable=True),
+    Param("sft_qa_items", (int,), "Short-answer QA pairs in the tuning set (TriviaQA test split + WebQuestions, "
+          "never evaluated on).", paper="— (the vendors' own tuning)", check=_positive),
+    Param("sft_instruction_items", (int,), "Generated instructions (arithmetic, spelling, counting, sorting) in "
+          "the tuning set.", paper="—", check=_non_negative),
+    Param("sft_steps", (int,), "Optimiser steps of the tuning.", paper="—", check=_positive),
+    Param("sft_batch_size", (int,), "Conversations per tuning step.", paper="—", check=_positive),
+    Param("sft_lr", _NUM, "Peak learning rate (AdamW; linear warm-up, cosine decay to 10%).", paper="—",
+          check=_positive),
+    Param("sft_warmup_steps", (int,), "Warm-up steps of the learning rate.", paper="—", check=_positive),
+    Param("sft_max_tokens", (int,), "Tokens per tuning conversation at most (longer ones are cut).", paper="—",
+          check=_positive),
+    Param("sft_freeze", (list,), "Parameter groups kept frozen during tuning.", paper="— (full fine-tuning by "
+          "the vendors)", check=_sft_freeze),
+    Param("sft_checkpoint_every", (int,), "Save a resumable checkpoint every this many steps (0 = never).",
+          paper="—", check=_non_negative),
+    Param("origin_profile", (str,), "Profile whose values notebook 06 runs notebooks 01–03 with on the tuned "
+          "model (origin_overrides on top; model and run name set by 06).", paper="—"),
+    Param("origin_overrides", (dict,), "Parameters of the tuned model's 01–03 run that differ from "
+          "origin_profile (e.g. a relaxed consistency rule for a small model).", paper="—",
+          check=_origin_overrides),
+    Param("origin_eval_size", (int,), "TriviaQA questions answered greedily by the base model (base prompt) and "
+          "the tuned model (chat prompt), before/after accuracy.", paper="—", check=_positive),
+    Param("origin_datasets", (list,), "Sets on which the tuned model's probe is applied to the base model.",
+          paper="TriviaQA, NQ-Open, BioASQ", check=_origin_datasets),
+    Param("origin_n_per_class", (int,), "Base-model test examples per class in each set (balanced; the "
+          "largest the model allows, if fewer).", paper="not reported", check=_positive),
+    Param("origin_pool_size", (int,), "Questions looked at per set at most (a seeded subset; null = all).",
+          paper="whole sets", check=_positive, nullable=True),
+    Param("n_permutations", (int,), "Random neuron sets in the permutation test of parameter inertia.",
+          paper="— (t-test only)", check=_positive),
 )
 
 _BY_NAME = {p.name: p for p in SCHEMA}

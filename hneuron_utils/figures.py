@@ -210,6 +210,68 @@ def _side_effects(t: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+@register("06_tuning_loss", "06_tuning_loss.csv")
+def _tuning_loss(t: pd.DataFrame) -> plt.Figure:
+    """Training loss of the instruction tuning (response tokens only), per step and smoothed."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    ax.plot(t.step, t.loss, color="tab:blue", alpha=0.35, lw=1, label="per step")
+    ax.plot(t.step, t.loss.rolling(10, min_periods=1).mean(), color="tab:blue", lw=2, label="10-step mean")
+    ax.set(xlabel="optimiser step", ylabel="cross-entropy on response tokens", title="instruction tuning")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+@register("06_transfer", "06_transfer.csv")
+def _transfer(t: pd.DataFrame) -> plt.Figure:
+    """The tuned model's classifiers applied unchanged to the base model: AUROC with 95% intervals."""
+    import numpy as np
+
+    sets = list(dict.fromkeys(t["set"]))
+    fig, ax = plt.subplots(figsize=(1.9 * len(sets) + 2.5, 3.6))
+    kinds = list(dict.fromkeys(t.classifier))
+    w = 0.8 / len(kinds)
+    for k, kind in enumerate(kinds):
+        d = t[t.classifier == kind].set_index("set").reindex(sets)
+        x = np.arange(len(sets)) + (k - (len(kinds) - 1) / 2) * w
+        err = np.vstack([d.auroc - d.auroc_lo, d.auroc_hi - d.auroc]).clip(min=0)
+        ax.bar(x, d.auroc, w, yerr=err, capsize=3, label=kind,
+               color="tab:red" if kind.startswith("H") else "tab:gray")
+    ax.axhline(0.5, color="k", lw=0.8, ls=":")
+    ax.set_xticks(np.arange(len(sets)), [f"{s}\n(n = {int(min(a, b))}/class)" for s, a, b in
+                                          t.drop_duplicates("set")[["set", "n faithful", "n hallucinated"]].values])
+    ax.set(ylabel="AUROC on the base model", ylim=(0, 1.05), title="backward transfer: tuned-model probe on base-model CETT")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+@register("06_drift", "06_drift_h.csv", "06_inertia.csv")
+def _drift(h: pd.DataFrame, tests: pd.DataFrame) -> plt.Figure:
+    """The Fig-4b analogue: normalised drift ranks of the H-neurons (0 = changed most, 1 = changed least);
+    all neurons are uniform on [0, 1] by construction."""
+    import numpy as np
+
+    cols = [c for c in ("rank_global", "rank_layer") if c in h]
+    fig, axes = plt.subplots(1, len(cols), figsize=(5.2 * len(cols), 3.6), squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        z = c.split("_")[1]
+        row = tests[tests.zscore == z].iloc[0]
+        ax.hist(h[c], bins=np.linspace(0, 1, 11), density=True, color="tab:red", alpha=0.7,
+                label=f"H-neurons (n = {len(h)})")
+        ax.axhline(1.0, color="tab:gray", ls="--", label="all neurons (uniform)")
+        ax.axvline(row["H mean rank"], color="tab:red", lw=2)
+        ax.axvline(0.5, color="tab:gray", lw=1)
+        ax.set(xlabel="normalised drift rank (1 = least changed)", ylabel="density", xlim=(0, 1),
+               title=f"z-scored {'globally' if z == 'global' else 'within each layer'}: mean {row['H mean rank']:.3f}\n"
+                     f"t-test p = {row['p (t-test, one-sided)']:.3g}, permutation p = {row['p (permutation)']:.3g}")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def draw(name: str, tables_dir: Path, out_dir: Path) -> plt.Figure:
     """Draw figure ``name`` from its saved tables and write ``<out_dir>/<name>.png``."""
     f = REGISTRY[name]

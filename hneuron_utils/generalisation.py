@@ -214,10 +214,11 @@ def flag_rates(clfs: Mapping[str, Any], features: Mapping[tuple[str, str], np.nd
     return pd.DataFrame(rows)
 
 
-def answer_features(loaded: Any, examples: pd.DataFrame, batch_size: int,
-                    progress: bool = True) -> tuple[pd.DataFrame, np.ndarray, list[tuple[str, str]], float]:
+def answer_features(loaded: Any, examples: pd.DataFrame, batch_size: int, progress: bool = True,
+                    style: str = "chat") -> tuple[pd.DataFrame, np.ndarray, list[tuple[str, str]], float]:
     """Teacher-forced answer-token CETT of test examples (cached like notebook 02): (the examples that
-    have an answer token, their features float32 [N, L*F], the (id, reason) of examples lost, seconds)."""
+    have an answer token, their features float32 [N, L*F], the (id, reason) of examples lost, seconds).
+    ``style``: the prompt style the responses were generated with (notebook 06 uses 'base')."""
     import time
 
     from .cett import extract_cached
@@ -227,7 +228,7 @@ def answer_features(loaded: Any, examples: pd.DataFrame, batch_size: int,
     n_features = loaded.n_layers * loaded.d_ff
     if examples.empty:
         return examples, np.zeros((0, n_features), np.float32), [], 0.0
-    tf, lost = teacher_forced_examples(loaded.tokenizer, examples)
+    tf, lost = teacher_forced_examples(loaded.tokenizer, examples, style=style)
     keep = [t is not None for t in tf]
     kept = examples[keep].reset_index(drop=True)
     if kept.empty:

@@ -34,6 +34,22 @@ def qa_prompt(tokenizer: Any, question: str, suffix: str = PAPER_SUFFIX) -> str:
     return chat_prompt(tokenizer, question.strip() + suffix)
 
 
+PROMPT_STYLES = ("chat", "base")
+BASE_SUFFIX = "\nAnswer:"
+
+
+def question_prompt(tokenizer: Any, question: str, style: str = "chat", suffix: str = PAPER_SUFFIX) -> str:
+    """A question's prompt in one of :data:`PROMPT_STYLES`: ``chat`` = :func:`qa_prompt` (the paper's
+    instruct-model prompt); ``base`` = the paper's base-model prompt, the question followed by
+    ``"\nAnswer:"`` as plain text (the tokenizer adds its own special tokens, e.g. Gemma's ``<bos>``;
+    generate with ``templated=False, stop_at_newline=True``)."""
+    if style == "chat":
+        return qa_prompt(tokenizer, question, suffix)
+    if style == "base":
+        return question.strip() + BASE_SUFFIX
+    raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")
+
+
 def encode(tokenizer: Any, texts: Sequence[str], templated: bool = True) -> dict[str, torch.Tensor]:
     """Tokenise a batch with left padding. A rendered chat template already holds its special tokens."""
     tokenizer.padding_side = "left"
@@ -207,6 +223,16 @@ def _merge_prefills(model: Any, parts: list[tuple], P: int) -> tuple:
     return cache, am, torch.cat([p[2] for p in parts]), torch.cat([p[3] for p in parts])
 
 
+def _first_line(tok: Any, ids: list[int]) -> str | None:
+    """The text up to its first newline after some content, if the last token holds a newline; else None."""
+    if "\n" not in tok.decode(ids[-1:]):
+        return None
+    text = tok.decode(ids, skip_special_tokens=True)
+    start = len(text) - len(text.lstrip())
+    cut = text.find("\n", start)
+    return text[start:cut].strip() if cut > start else None
+
+
 def _decode(tok: Any, ids: list[int], stopped: bool) -> Sample:
     return Sample(text=tok.decode(ids, skip_special_tokens=True).strip(), token_ids=ids, stopped=stopped)
 
@@ -215,7 +241,8 @@ def _decode(tok: Any, ids: list[int], stopped: bool) -> Sample:
 def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, sampling: Sampling = Sampling(),
                 seed: int = 0, keys: Sequence[str] | None = None, batch_size: int = 64,
                 templated: bool = True, share_prefix: bool = True, progress: bool = True,
-                forward: Any = None, first_sample: int = 0, prefill_rows: int = 16) -> list[list[Sample]]:
+                forward: Any = None, first_sample: int = 0, prefill_rows: int = 16,
+                stop_at_newline: bool = False) -> list[list[Sample]]:
     """``n_samples`` completions of every prompt (greedy when ``sampling.do_sample`` is False).
 
     ``batch_size`` counts sequences (prompts × samples) decoded together; prompts are prefilled
@@ -223,7 +250,9 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
     for seeding (default: the prompt's index). ``forward(model, **kwargs)`` may replace the model call
     (e.g. an intervention); by default the Hugging Face model is called directly. ``first_sample``
     offsets the sample indices: samples k0..k0+n-1 of a prompt are the same whether drawn in one call
-    or in several. Returns, for each prompt in input order, its list of :class:`Sample`.
+    or in several. ``stop_at_newline`` ends a sequence at its first newline after some content (the
+    paper's base-model protocol; a leading newline is skipped) and cuts the text there. Returns, for
+    each prompt in input order, its list of :class:`Sample`.
     """
     from tqdm import tqdm
 
@@ -289,6 +318,9 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
                 out[i][k] = _decode(tok, g, True)
                 continue
             g.append(int(nxt[j]))
+            if stop_at_newline and (line := _first_line(tok, g)) is not None:
+                out[i][k] = Sample(text=line, token_ids=list(g), stopped=True)
+                continue
             if len(g) >= sampling.max_new_tokens:
                 out[i][k] = _decode(tok, g, False)
             else:

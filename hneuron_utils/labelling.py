@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from .data import QARecord
-from .generation import PAPER_SUFFIX, Sampling, qa_prompt, sample_many
+from .generation import PAPER_SUFFIX, Sampling, question_prompt, sample_many
 from .judge import Judge, Verdict, normalize, usable_aliases
 from .stages import cached_map
 
@@ -78,23 +78,37 @@ def model_key(loaded: Any) -> dict[str, Any]:
     return {k: d.get(k) for k in ("model", "source", "architecture", "dtype", "parameters", "weights")}
 
 
+def _style_key(style: str) -> dict[str, str]:
+    """The prompt style's part of a stage key (empty for 'chat', so chat-prompt caches keep their keys)."""
+    return {} if style == "chat" else {"style": style}
+
+
+def _generate_kw(style: str) -> dict[str, bool]:
+    """How :func:`sample_many` treats a prompt style (base: plain text, stop at the first newline)."""
+    return {"templated": style == "chat", "stop_at_newline": style == "base"}
+
+
 def greedy_answers(loaded: Any, records: Sequence[QARecord], max_new_tokens: int, batch_size: int,
-                   suffix: str = PAPER_SUFFIX, progress: bool = True) -> dict[str, dict]:
-    """One greedy answer per question (cached per question): {id: {"text", "stopped"}}."""
+                   suffix: str = PAPER_SUFFIX, progress: bool = True, style: str = "chat") -> dict[str, dict]:
+    """One greedy answer per question (cached per question): {id: {"text", "stopped"}}. ``style``:
+    :func:`~hneuron_utils.generation.question_prompt` (chat = the paper's prompt; base = "\nAnswer:")."""
     by_id = {r.id: r for r in records}
     s = Sampling(max_new_tokens=max_new_tokens)
-    key = {"stage": "greedy", "model": model_key(loaded), "suffix": suffix, "max_new_tokens": max_new_tokens}
+    key = {"stage": "greedy", "model": model_key(loaded), "suffix": suffix, "max_new_tokens": max_new_tokens,
+           **_style_key(style)}
 
     def compute(ids: list[str]) -> dict[str, dict]:
-        prompts = [qa_prompt(loaded.tokenizer, by_id[i].question, suffix) for i in ids]
-        outs = sample_many(loaded, prompts, 1, s, keys=ids, batch_size=batch_size, progress=False)
+        prompts = [question_prompt(loaded.tokenizer, by_id[i].question, style, suffix) for i in ids]
+        outs = sample_many(loaded, prompts, 1, s, keys=ids, batch_size=batch_size, progress=False,
+                           **_generate_kw(style))
         return {i: {"text": o[0].text, "stopped": o[0].stopped} for i, o in zip(ids, outs)}
 
     return cached_map("greedy", key, [r.id for r in records], compute, chunk=max(batch_size, 64))
 
 
 def sampled_answers(loaded: Any, records: Sequence[QARecord], sampling: Sampling, n_samples: int, seed: int,
-                    batch_size: int, suffix: str = PAPER_SUFFIX, upto: int | None = None) -> dict[str, list[dict]]:
+                    batch_size: int, suffix: str = PAPER_SUFFIX, upto: int | None = None,
+                    style: str = "chat") -> dict[str, list[dict]]:
     """The first ``upto`` (default all K) of each question's K seeded samples, cached per question.
 
     The cache holds, per question, the samples drawn so far (a prefix of its K); asking for more
@@ -107,7 +121,7 @@ def sampled_answers(loaded: Any, records: Sequence[QARecord], sampling: Sampling
         raise ValueError(f"upto must be in 1..{n_samples}, got {upto}")
     by_id = {r.id: r for r in records}
     key = {"stage": "samples", "model": model_key(loaded), "suffix": suffix, "sampling": vars(sampling),
-           "n_samples": n_samples, "seed": seed}
+           "n_samples": n_samples, "seed": seed, **_style_key(style)}
     store = JsonlStore(stage_dir("samples", key) / "items.jsonl")
     have = {i: (store[i] if i in store else []) for i in by_id}
     groups: dict[int, list[str]] = {}
@@ -118,9 +132,9 @@ def sampled_answers(loaded: Any, records: Sequence[QARecord], sampling: Sampling
         per_chunk = max(1, batch_size // (upto - start)) * 4
         for j in range(0, len(ids), per_chunk):
             chunk = ids[j:j + per_chunk]
-            prompts = [qa_prompt(loaded.tokenizer, by_id[i].question, suffix) for i in chunk]
+            prompts = [question_prompt(loaded.tokenizer, by_id[i].question, style, suffix) for i in chunk]
             outs = sample_many(loaded, prompts, upto - start, sampling, seed=seed, keys=chunk, batch_size=batch_size,
-                               progress=False, first_sample=start)
+                               progress=False, first_sample=start, **_generate_kw(style))
             new = {i: have[i] + [{"text": x.text, "stopped": x.stopped} for x in o] for i, o in zip(chunk, outs)}
             store.add(new)
             have.update(new)
@@ -151,7 +165,7 @@ def most_frequent(texts: Sequence[str]) -> int:
 def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rule, sampling: Sampling,
                target_per_class: int, seed: int, batch_size: int, screen: bool = True, check_size: int = 0,
                chunk_size: int = 250, hallucinated_pass_rate: float = 0.8, screen_max_new_tokens: int | None = None,
-               first_round: int = 0, progress: bool = True) -> pd.DataFrame:
+               first_round: int = 0, progress: bool = True, style: str = "chat") -> pd.DataFrame:
     """Walk the pool in a seeded random order, ``chunk_size`` questions at a time, until both classes
     have ``target_per_class`` questions (or the pool ends). One row per question looked at.
 
@@ -160,6 +174,7 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
     questions are still needed, greedy-wrong ones (about ``(needed) / hallucinated_pass_rate`` of them
     per chunk). The first ``check_size`` questions of the order are sampled whatever their greedy
     answer, to measure what the screen misses. Without ``screen`` every question looked at is sampled.
+    ``style`` is the prompt style (:func:`~hneuron_utils.generation.question_prompt`).
     """
     from tqdm import tqdm
 
@@ -171,7 +186,8 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
     chunks = [order[i:i + chunk_size] for i in range(0, len(order), chunk_size)]
     bar = tqdm(chunks, desc="pool chunks", disable=not progress, mininterval=5.0)
     for chunk in bar:
-        greedy = greedy_answers(loaded, chunk, screen_max_new_tokens or sampling.max_new_tokens, batch_size) \
+        greedy = greedy_answers(loaded, chunk, screen_max_new_tokens or sampling.max_new_tokens, batch_size,
+                                style=style) \
             if screen else {}
         need_h = max(0, target_per_class - found["hallucinated"])
         quota_h = math.ceil(need_h / hallucinated_pass_rate)
@@ -201,7 +217,8 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
         samples: dict[str, list[dict]] = {}
         if todo and 0 < first_round < rule.n_samples:
             early = [r for r in todo if r.id not in check]
-            samples.update(sampled_answers(loaded, early, sampling, rule.n_samples, seed, batch_size, upto=first_round))
+            samples.update(sampled_answers(loaded, early, sampling, rule.n_samples, seed, batch_size, upto=first_round,
+                                           style=style))
             more = []
             for r in early:
                 vs = [judge.judge(r.question, x["text"], r.answers) for x in samples[r.id]]
@@ -209,9 +226,9 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
                 if can_still_pass(rule, len(vs), sum(v.correct for v in vs), bad):
                     more.append(r)
             rest = more + [r for r in todo if r.id in check]
-            samples.update(sampled_answers(loaded, rest, sampling, rule.n_samples, seed, batch_size))
+            samples.update(sampled_answers(loaded, rest, sampling, rule.n_samples, seed, batch_size, style=style))
         elif todo:
-            samples = sampled_answers(loaded, todo, sampling, rule.n_samples, seed, batch_size)
+            samples = sampled_answers(loaded, todo, sampling, rule.n_samples, seed, batch_size, style=style)
         for r in chunk:
             row = info[r.id]
             if row["sampled"]:
@@ -290,13 +307,14 @@ def split(df: pd.DataFrame, judge: Judge, n_train: int, n_test: int, seed: int) 
 def test_set(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rule, sampling: Sampling,
              n_per_class: int, seed: int, batch_size: int, screen: bool = True,
              screen_max_new_tokens: int | None = None, first_round: int = 0,
-             progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+             progress: bool = True, style: str = "chat") -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """A balanced test set built by the TriviaQA rules (notebooks 04 and 06): :func:`label_pool` until
     both classes hold ``n_per_class`` questions (no unscreened check subset), then :func:`split` with no
     training part, so each question contributes one sampled response. Returns (looked, examples, sizes)."""
     looked = label_pool(loaded, records, judge, rule, sampling, target_per_class=n_per_class, seed=seed,
                         batch_size=batch_size, screen=screen, check_size=0,
-                        screen_max_new_tokens=screen_max_new_tokens, first_round=first_round, progress=progress)
+                        screen_max_new_tokens=screen_max_new_tokens, first_round=first_round, progress=progress,
+                        style=style)
     examples, sizes = split(looked, judge, 0, n_per_class, seed)
     return looked, examples, sizes
 
@@ -344,18 +362,19 @@ def screen_misses(df: pd.DataFrame) -> dict[str, Any]:
             "share of kept questions missed": (len(miss_f) + len(miss_h)) / max(1, len(kept))}
 
 
-def teacher_forced_examples(tokenizer: Any, examples: pd.DataFrame,
-                            suffix: str = PAPER_SUFFIX) -> tuple[list, list[tuple[str, str]]]:
-    """The teacher-forced sequence (chat-templated question + response + end of turn, answer-token
-    mask from the example's span) of every example row, and the (id, reason) of examples lost
-    because their span covers no token — those get None in the list."""
+def teacher_forced_examples(tokenizer: Any, examples: pd.DataFrame, suffix: str = PAPER_SUFFIX,
+                            style: str = "chat") -> tuple[list, list[tuple[str, str]]]:
+    """The teacher-forced sequence (chat-templated question + response + end of turn, or for the base
+    style the plain "question\nAnswer: response"; answer-token mask from the example's span) of every
+    example row, and the (id, reason) of examples lost because their span covers no token — those get
+    None in the list."""
     from .tokens import SpanError, teacher_forced
 
     out, lost = [], []
     for ex in examples.itertuples():
         try:
-            out.append(teacher_forced(tokenizer, qa_prompt(tokenizer, ex.question, suffix), ex.response,
-                                      tuple(ex.span) if ex.span else None))
+            out.append(teacher_forced(tokenizer, question_prompt(tokenizer, ex.question, style, suffix), ex.response,
+                                      tuple(ex.span) if ex.span else None, templated=style == "chat"))
         except SpanError as e:
             out.append(None)
             lost.append((ex.id, str(e)))

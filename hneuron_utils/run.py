@@ -103,9 +103,12 @@ def run_notebook(nb: Path, out: Path, params: dict[str, Any], kernel: str, log_o
 
 
 def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = None,
-        log_output: bool = True) -> dict[str, Any]:
-    """Run the numbered notebooks with a profile; return the run log (also written to run_log.json)."""
+        log_output: bool = True, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the numbered notebooks with a profile (``overrides`` on top, validated); return the run log
+    (also written to run_log.json)."""
     params = config.load_profile(profile)
+    if overrides:
+        params.update(config.validate_mapping(overrides))
     if run_name:
         params["run_name"] = config.validate_value("run_name", run_name)
     out_dir = run_dir(params["run_name"])
@@ -117,7 +120,7 @@ def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = 
     log: dict[str, Any] = json.loads(log_path.read_text()) if (log_path.exists() and only) else {}
     prof = config.profile_path(profile)
     prof_shown = str(prof.relative_to(project_root())) if prof.is_relative_to(project_root()) else str(prof)
-    log.update({"profile": prof_shown, "params": params, "versions": _versions(), "cpus": os.cpu_count()})
+    log.update({"profile": prof_shown, "overrides": overrides or {}, "params": params, "versions": _versions(), "cpus": os.cpu_count()})
     if not only:  # a partial run keeps the full run's start and commit; each notebook records its own
         log.update({"git_commit": _git_commit(), "started": dt.datetime.now().isoformat(timespec="seconds")})
     from .models import resolve_device, resolve_dtype

@@ -38,13 +38,16 @@ def whole_response_span(response: str) -> tuple[int, int]:
     return (start, end) if end > start else (0, len(response))
 
 
-def conversation(tokenizer: Any, prompt: str, response: str) -> tuple[str, int]:
+def conversation(tokenizer: Any, prompt: str, response: str, templated: bool | None = None) -> tuple[str, int]:
     """The full teacher-forced text and the character offset where the response starts.
 
     With a chat template the text is ``prompt + response`` followed by what the template appends
-    after an assistant message (e.g. ``<|im_end|>\n``); without one (base models), ``prompt + response``.
+    after an assistant message (e.g. ``<|im_end|>\n``); without one (base models, or ``templated=False``
+    for a plain-text prompt), ``prompt + response``. ``templated=None``: whether the tokenizer has a template.
     """
-    if not getattr(tokenizer, "chat_template", None):
+    if templated is None:
+        templated = bool(getattr(tokenizer, "chat_template", None))
+    if not templated:
         return prompt + response, len(prompt)
     return prompt + response + _turn_suffix(tokenizer), len(prompt)
 
@@ -58,16 +61,21 @@ def _turn_suffix(tokenizer: Any) -> str:
     return full[full.rindex(probe) + len(probe):]
 
 
-def teacher_forced(tokenizer: Any, prompt: str, response: str, span: tuple[int, int] | None) -> TeacherForced:
+def teacher_forced(tokenizer: Any, prompt: str, response: str, span: tuple[int, int] | None,
+                   templated: bool | None = None) -> TeacherForced:
     """Tokenise prompt + response (+ end of turn) and mark the tokens overlapping ``span`` of the response.
 
     ``span`` is a character span of ``response``; None means the whole response (minus trailing
-    punctuation). Raises SpanError if no token overlaps it.
+    punctuation). ``templated``: whether ``prompt`` is a rendered chat template (None = whether the
+    tokenizer has one); a plain prompt gets the tokenizer's special tokens. Raises SpanError if no
+    token overlaps it.
     """
-    text, offset = conversation(tokenizer, prompt, response)
+    if templated is None:
+        templated = bool(getattr(tokenizer, "chat_template", None))
+    text, offset = conversation(tokenizer, prompt, response, templated)
     s, e = span if span is not None else whole_response_span(response)
     s, e = s + offset, e + offset
-    enc = tokenizer(text, add_special_tokens=not getattr(tokenizer, "chat_template", None),
+    enc = tokenizer(text, add_special_tokens=not templated,
                     return_offsets_mapping=True)
     offs = torch.tensor(enc["offset_mapping"])
     ids = torch.tensor(enc["input_ids"])

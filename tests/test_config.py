@@ -68,3 +68,18 @@ def test_from_notebook_rejects_injected_typo():
           "model": "tiny-random", "modle": "smollm2-135m-instruct"}
     with pytest.raises(config.ConfigError, match="Did you mean 'model'"):
         config.from_notebook(ns)
+
+
+def test_origin_overrides_are_validated():
+    from hneuron_utils.config import ConfigError, validate_value
+
+    assert validate_value("origin_overrides", {"pool_size": 100, "faithful_min_correct": 6}) == \
+        {"pool_size": 100, "faithful_min_correct": 6}
+    with pytest.raises(ConfigError, match="may not set"):
+        validate_value("origin_overrides", {"model": "x"})
+    with pytest.raises(ConfigError, match="invalid entry"):
+        validate_value("origin_overrides", {"pool_sise": 100})
+    with pytest.raises(ConfigError, match="invalid entry"):
+        validate_value("origin_overrides", {"pool_size": -1})
+    with pytest.raises(ConfigError):
+        validate_value("sft_freeze", ["embeddings", "everything"])

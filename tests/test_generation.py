@@ -1,3 +1,5 @@
+import pytest
+
 from hneuron_utils import generation
 
 
@@ -106,3 +108,53 @@ def test_greedy_with_several_samples_is_refused(tiny):
 
     with pytest.raises(ValueError):
         generation.sample_many(tiny, _prompts(tiny, 1), 2, generation.Sampling(), progress=False)
+
+
+class _FakeTok:
+    """decode() of a list of 'ids' that are strings themselves."""
+
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join(ids)
+
+
+def test_first_line_stops_only_at_a_newline_after_content():
+    from hneuron_utils.generation import _first_line
+
+    t = _FakeTok()
+    assert _first_line(t, ["\n"]) is None  # a leading newline is skipped
+    assert _first_line(t, ["\n", " Paris"]) is None  # no newline in the last token
+    assert _first_line(t, ["\n", " Paris", "\n"]) == "Paris"
+    assert _first_line(t, [" Rome", ".\nQuestion"]) == "Rome."
+
+
+def test_base_style_prompt_and_newline_stop_on_the_tiny_model():
+    from hneuron_utils import models
+    from hneuron_utils.generation import BASE_SUFFIX, Sampling, question_prompt, sample_many
+
+    loaded = models.load_model("tiny-random", dtype="float32")
+    assert question_prompt(loaded.tokenizer, " Who? ", "base") == "Who?" + BASE_SUFFIX
+    with pytest.raises(ValueError, match="prompt style"):
+        question_prompt(loaded.tokenizer, "Who?", "nope")
+    tok = loaded.tokenizer
+    nl, a = tok("\n", add_special_tokens=False)["input_ids"][0], tok("a", add_special_tokens=False)["input_ids"][0]
+    calls = {"n": 0}
+
+    class Out:
+        def __init__(self, logits):
+            self.logits = logits
+
+    def forced(model, **kw):  # 'a', 'a', newline, 'a', 'a', newline, ...
+        calls["n"] += 1
+        logits = model(**kw).logits.clone()
+        logits[:] = -1e4
+        logits[..., nl if calls["n"] % 3 == 0 else a] = 0
+        return Out(logits)
+
+    prompts = [question_prompt(tok, "Who?", "base")] * 2
+    outs = sample_many(loaded, prompts, 1, Sampling(max_new_tokens=20), templated=False, stop_at_newline=True,
+                       share_prefix=False, progress=False, forward=forced)
+    assert [o[0].text for o in outs] == ["aa", "aa"] and all(o[0].stopped for o in outs)
+    calls["n"] = 0
+    plain = sample_many(loaded, prompts, 1, Sampling(max_new_tokens=7), templated=False, share_prefix=False,
+                        progress=False, forward=forced)
+    assert plain[0][0].text == "aa\naa\na" and not plain[0][0].stopped

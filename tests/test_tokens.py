@@ -41,3 +41,15 @@ def test_base_model_without_template(tiny, monkeypatch):
     monkeypatch.setattr(tok, "chat_template", None)
     tf = tokens.teacher_forced(tok, "Q: x\nAnswer:", " Paris", (1, 6))
     assert _decode(tok, tf, tf.answer).strip() == "Paris"
+
+
+def test_plain_prompt_on_a_chat_tokenizer_gets_no_turn_suffix():
+    from hneuron_utils import tiny
+    from hneuron_utils.tokens import conversation, teacher_forced
+
+    tok = tiny.build_tokenizer()
+    text, off = conversation(tok, "Who?\nAnswer:", " Paris", templated=False)
+    assert text == "Who?\nAnswer: Paris" and off == len("Who?\nAnswer:")
+    tf = teacher_forced(tok, "Who?\nAnswer:", " Paris", None, templated=False)
+    assert tok.decode(tf.input_ids[tf.answer]).strip() == "Paris"
+    assert "<|im_end|>" not in tok.decode(tf.input_ids)

@@ -1,0 +1,91 @@
+"""Notebook 06's glue: the tuned model's own 01–03 run, the base model's test sets (base prompting), and
+the before/after accuracy of the tuning.
+
+The tuned model's H-neurons come from notebooks 01–03 themselves, executed by papermill with
+``origin_profile`` + ``origin_overrides`` and the tuned model (:func:`identify`), so there is one
+implementation of the identification. The base model is labelled with the same consistency rule and
+sampling settings, but with the paper's base prompt (question + "\\nAnswer:", stop at the first newline).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import QARecord, load_dataset, sample
+
+
+def tuned_run_params(origin_profile: str, overrides: Mapping[str, Any], tuned_model: str,
+                     run_name: str) -> dict[str, Any]:
+    """The parameters of the tuned model's 01–03 run (validated): the profile, the overrides, the model."""
+    from .config import load_profile, validate_mapping
+
+    params = load_profile(origin_profile)
+    params.update(validate_mapping({**overrides, "model": tuned_model, "run_name": run_name, "figures_dir": None}))
+    return params
+
+
+def identify(origin_profile: str, overrides: Mapping[str, Any], tuned_model: str, run_name: str) -> dict[str, Any]:
+    """Run notebooks 01–03 on the tuned model (results/<run_name>/); return the run log."""
+    from .run import run
+
+    return run(origin_profile, only=["01", "02", "03"], run_name=run_name, log_output=False,
+               overrides={**overrides, "model": tuned_model, "figures_dir": None})
+
+
+def rule(params: Mapping[str, Any]) -> Any:
+    from .labelling import Rule
+
+    return Rule(params["n_samples"], params["faithful_min_correct"], params["hallucinated_max_correct"])
+
+
+def sampling(params: Mapping[str, Any]) -> Any:
+    from .generation import Sampling
+
+    return Sampling(do_sample=True, temperature=params["temperature"], top_k=params["top_k"],
+                    top_p=params["top_p"], max_new_tokens=params["max_new_tokens"])
+
+
+def transfer_pool(name: str, params: Mapping[str, Any], pool_size: int | None, seed: int,
+                  exclude_ids: Sequence[str] = ()) -> Any:
+    """The question pool of one backward-transfer set: ``triviaqa`` (the TriviaQA questions, minus
+    ``exclude_ids`` — the tuned probe's own examples), ``nq_open`` or ``biomed`` (as in notebook 04)."""
+    from .generalisation import Pool, load_pool
+    from .judge import RuleJudge
+    from .labelling import apply_leak_policy
+
+    if name != "triviaqa":
+        return load_pool(name, biomed_source=params["biomed_source"], seed=seed,
+                         leak_policy=params["leak_policy"], pool_size=pool_size)
+    drop = set(exclude_ids)
+    recs = [r for r in load_dataset("triviaqa") if r.id not in drop]
+    info: dict[str, Any] = {"source": "TriviaQA (train split), minus the tuned probe's own examples",
+                            "excluded (the probe's examples)": len(drop)}
+    if pool_size is not None and pool_size < len(recs):
+        info["subset"] = f"{pool_size} of {len(recs)} questions (seeded)"
+        recs = sample(recs, pool_size, seed)
+    recs, leaks = apply_leak_policy(recs, params["leak_policy"])
+    return Pool("triviaqa", "TriviaQA", recs, RuleJudge(), {**info, **{f"leak: {k}": v for k, v in leaks.items()}})
+
+
+def greedy_accuracy(loaded: Any, records: Sequence[QARecord], style: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Greedy accuracy (rule judge) on ``records`` with the ``style`` prompt, and the refusal/empty share."""
+    from .judge import RuleJudge
+    from .labelling import greedy_answers
+
+    got = greedy_answers(loaded, records, params["max_new_tokens"], params["gen_batch_size"], style=style,
+                         progress=False)
+    j = RuleJudge()
+    vs = [j.judge(r.question, got[r.id]["text"], r.answers) for r in records]
+    return {"questions": len(records), "accuracy": float(np.mean([v.correct for v in vs])),
+            "refused or empty": float(np.mean([v.refusal or not got[r.id]["text"] for v, r in zip(vs, records)])),
+            "example": f"{records[0].question} → {got[records[0].id]['text']!r}" if records else ""}
+
+
+def transfer_table(results: pd.DataFrame) -> pd.DataFrame:
+    """AUROC (and accuracy) with intervals per set and classifier, for the figure and the README."""
+    cols = ["set", "classifier", "n faithful", "n hallucinated", "auroc", "auroc_lo", "auroc_hi",
+            "accuracy", "accuracy_lo", "accuracy_hi"]
+    return results[cols].reset_index(drop=True)
