@@ -215,8 +215,8 @@ SCHEMA: tuple[Param, ...] = (
           "directory).", paper="Mistral-7B-v0.3, Mistral-Small-3.1-24B, Gemma-3, Llama-3.x base models"),
     Param("tuned_model", (str,), "The instruction-tuned model of the pair; null = notebook 06 tunes one from "
           "base_model (offline no pair exists).", paper="the vendors' instruct models", nullable=True),
-    Param("sft_qa_items", (int,), "Short-answer QA pairs in the tuning set (TriviaQA test split + WebQuestions, "
-          "never evaluated on).", paper="— (the vendors' own tuning)", check=_positive),
+    Param("sft_qa_items", (int,), "Short-answer QA pairs in the tuning set (TriviaQA's test split, never "
+          "evaluated on).", paper="— (the vendors' own tuning)", check=_positive),
     Param("sft_instruction_items", (int,), "Generated instructions (arithmetic, spelling, counting, sorting) in "
           "the tuning set.", paper="—", check=_non_negative),
     Param("sft_steps", (int,), "Optimiser steps of the tuning.", paper="—", check=_positive),

@@ -44,9 +44,8 @@ DATASETS: dict[str, tuple[str, str]] = {
     # open-ended stand-in for BioASQ built from medical MCQ sets by scripts/build_biomed.py (hneuron_utils.biomed)
     "biomed_standin": ("biomed_standin.jsonl", "biomed_standin"),
     # instruction-tuning data of notebook 06 only (never evaluated on): TriviaQA's open-domain test split
-    # (= TriviaQA unfiltered dev, disjoint from the train-split questions above) and WebQuestions
+    # (= TriviaQA unfiltered dev, disjoint from the train-split questions above)
     "triviaqa_test": ("triviaqa_unfiltered_dev_dpr_test.jsonl", "triviaqa_test"),
-    "webquestions": ("webquestions_test_dpr.jsonl", "webquestions"),
 }
 
 

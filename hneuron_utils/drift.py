@@ -23,9 +23,10 @@ def _layers(hf: torch.nn.Module, layers_path: str) -> Any:
 
 
 @torch.inference_mode()
-def cosine_distances(base: torch.nn.Module, tuned: torch.nn.Module, layers_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(Δ_up, Δ_down), each float64 [n_layers, d_ff], computed in float32 (float64 accumulation)."""
-    lb, lt = _layers(base, layers_path), _layers(tuned, layers_path)
+def cosine_distances(base: torch.nn.Module, tuned: torch.nn.Module, layers_path: str,
+                     tuned_layers_path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(Δ_up, Δ_down), each float64 [n_layers, d_ff], computed in float64 one layer at a time."""
+    lb, lt = _layers(base, layers_path), _layers(tuned, tuned_layers_path or layers_path)
     if len(lb) != len(lt):
         raise ValueError(f"the models have {len(lb)} and {len(lt)} layers: not a base/tuned pair")
     up, down = [], []
@@ -53,10 +54,10 @@ def normalised_ranks(d_up: np.ndarray, d_down: np.ndarray, zscore: str = "global
     if zscore not in ZSCORES:
         raise ValueError(f"zscore must be one of {ZSCORES}, got {zscore!r}")
     score = (_z(d_up, zscore == "layer") + _z(d_down, zscore == "layer")) / 2
+    from scipy.stats import rankdata
+
     flat = score.ravel()
-    order = np.argsort(-flat, kind="stable")  # largest change first
-    ranks = np.empty(len(flat))
-    ranks[order] = np.arange(len(flat))
+    ranks = rankdata(-flat, method="average") - 1  # 0 = largest change; ties share their mean rank
     return (ranks / max(1, len(flat) - 1)).reshape(score.shape)
 
 

@@ -224,17 +224,20 @@ def _merge_prefills(model: Any, parts: list[tuple], P: int) -> tuple:
 
 
 def _first_line(tok: Any, ids: list[int]) -> str | None:
-    """The text up to its first newline after some content, if the last token holds a newline; else None."""
+    """The text up to its first newline after some content, if the last token holds a newline; else None.
+    Leading whitespace is kept (it is part of what the model generated after the prompt, so teacher
+    forcing ``prompt + text`` re-creates the generated tokens); trailing whitespace is dropped."""
     if "\n" not in tok.decode(ids[-1:]):
         return None
     text = tok.decode(ids, skip_special_tokens=True)
     start = len(text) - len(text.lstrip())
     cut = text.find("\n", start)
-    return text[start:cut].strip() if cut > start else None
+    return text[:cut].rstrip() if cut > start else None
 
 
-def _decode(tok: Any, ids: list[int], stopped: bool) -> Sample:
-    return Sample(text=tok.decode(ids, skip_special_tokens=True).strip(), token_ids=ids, stopped=stopped)
+def _decode(tok: Any, ids: list[int], stopped: bool, keep_lead: bool = False) -> Sample:
+    text = tok.decode(ids, skip_special_tokens=True)
+    return Sample(text=text.rstrip() if keep_lead else text.strip(), token_ids=ids, stopped=stopped)
 
 
 @torch.inference_mode()
@@ -251,7 +254,8 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
     (e.g. an intervention); by default the Hugging Face model is called directly. ``first_sample``
     offsets the sample indices: samples k0..k0+n-1 of a prompt are the same whether drawn in one call
     or in several. ``stop_at_newline`` ends a sequence at its first newline after some content (the
-    paper's base-model protocol; a leading newline is skipped) and cuts the text there. Returns, for
+    paper's base-model protocol; a leading newline is skipped) and cuts the text there, keeping its leading whitespace (so that ``prompt + text`` is what the model
+    saw). Returns, for
     each prompt in input order, its list of :class:`Sample`.
     """
     from tqdm import tqdm
@@ -315,14 +319,14 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
         keep = []
         for j, ((i, k), g) in enumerate(zip(rows, gens)):
             if is_stop[j]:
-                out[i][k] = _decode(tok, g, True)
+                out[i][k] = _decode(tok, g, True, keep_lead=stop_at_newline)
                 continue
             g.append(int(nxt[j]))
             if stop_at_newline and (line := _first_line(tok, g)) is not None:
                 out[i][k] = Sample(text=line, token_ids=list(g), stopped=True)
                 continue
             if len(g) >= sampling.max_new_tokens:
-                out[i][k] = _decode(tok, g, False)
+                out[i][k] = _decode(tok, g, False, keep_lead=stop_at_newline)
             else:
                 keep.append(j)
         bar.update(len(rows) - len(keep))

@@ -3,8 +3,9 @@
 No base/instruct pair of one family can be had offline (SPEC §5), so notebook 06 makes its own: supervised
 fine-tuning of a base model (default ``gemma-3-270m``) in the chat format, on
 
-- short-answer QA pairs (TriviaQA's open-domain *test* split and WebQuestions, packaged under ``data/``),
-  with the paper's answer-only instruction, and
+- short-answer QA pairs (TriviaQA's open-domain *test* split, packaged under ``data/``; its alias lists are
+  unordered, so the answer is a canonical alias chosen by :func:`canonical_answer`), with the paper's
+  answer-only instruction, and
 - simple instructions generated here (arithmetic, spelling, counting, ordering), answered exactly,
 
 all disjoint from every question a notebook evaluates on (:func:`evaluated_questions`, checked by
@@ -68,21 +69,43 @@ def evaluated_questions() -> set[str]:
     return {normalize(q) for q in qs}
 
 
+def canonical_answer(aliases: Sequence[str]) -> str | None:
+    """The alias to train on, from an unordered alias list (TriviaQA's DPR file mixes the answer with
+    redirects such as "Scorpio (disambiguation)" or "Utah (State)"): among aliases without brackets or
+    colons and of at most 5 words, the one contained (normalised) in the most other aliases; ties go to
+    the one with a capital letter, then the shorter. None if no alias qualifies."""
+    from .judge import normalize
+
+    norm = [normalize(a) for a in aliases]
+    best, best_key = None, None
+    for a, na in zip(aliases, norm):
+        a = a.strip()
+        if not na or any(c in a for c in "():[]") or len(a.split()) > 5:
+            continue
+        key = (sum(f" {na} " in f" {o} " for o in norm if o != na), a[:1].isupper(), -len(a))
+        if best_key is None or key > best_key:
+            best, best_key = a, key
+    return best
+
+
 def qa_pairs(n: int, seed: int, exclude: set[str]) -> tuple[list[Pair], dict[str, int]]:
-    """``n`` seeded QA pairs (question + the paper's answer-only instruction → the first gold answer) from
-    the packaged TriviaQA test split and WebQuestions, skipping any question in ``exclude`` (normalised)."""
+    """``n`` seeded QA pairs (question + the paper's answer-only instruction → :func:`canonical_answer`)
+    from the packaged TriviaQA test split, skipping any question in ``exclude`` (normalised) and any
+    question without a usable alias."""
     from .data import load_dataset
     from .generation import PAPER_SUFFIX
     from .judge import normalize
 
-    recs = load_dataset("triviaqa_test") + load_dataset("webquestions")
-    kept = [r for r in recs if r.answers and normalize(r.question) not in exclude]
+    recs = load_dataset("triviaqa_test")
+    fresh = [r for r in recs if normalize(r.question) not in exclude]
+    kept = [(r, a) for r in fresh if (a := canonical_answer(r.answers))]
     if n > len(kept):
         raise ValueError(f"asked for {n} QA pairs, only {len(kept)} are available")
-    rng = random.Random(seed)
-    pick = rng.sample(kept, n)
-    pairs = [(r.question.strip() + PAPER_SUFFIX, r.answers[0].strip()) for r in pick]
-    return pairs, {"QA candidates": len(recs), "dropped (evaluated elsewhere)": len(recs) - len(kept), "QA pairs": n}
+    pick = random.Random(seed).sample(kept, n)
+    pairs = [(r.question.strip() + PAPER_SUFFIX, a) for r, a in pick]
+    return pairs, {"QA candidates (TriviaQA test split)": len(recs),
+                   "dropped: question evaluated elsewhere": len(recs) - len(fresh),
+                   "dropped: no usable alias": len(fresh) - len(kept), "QA pairs": n}
 
 
 _WORDS = ("apple", "river", "garden", "violet", "planet", "candle", "mirror", "silver", "forest", "button",
@@ -159,7 +182,11 @@ def encode_pair(tokenizer: Any, pair: Pair, max_tokens: int) -> tuple[list[int],
     if not full.startswith(prompt):
         raise ValueError("the chat template renders the prompt differently inside a full conversation")
     p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    ids = tokenizer(full, add_special_tokens=False)["input_ids"][:max_tokens]
+    ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    if ids[:len(p)] != p:
+        raise ValueError("the prompt's tokens change inside the full conversation (a merge across the turn "
+                         "boundary): the response labels would be shifted")
+    ids = ids[:max_tokens]
     labels = [-100] * min(len(p), len(ids)) + ids[len(p):]
     return ids, labels
 
@@ -203,12 +230,30 @@ def _batch(encoded: list[tuple[list[int], list[int]]], pad: int) -> dict[str, to
     return {"input_ids": ids, "labels": lab, "attention_mask": am}
 
 
+def response_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled (response) positions. The output head runs only at
+    those positions (a few per conversation) instead of at all of them: with Gemma's 262k-token vocabulary
+    the full logits would cost more than the rest of the model. Equal to ``model(**batch).loss`` (tested)."""
+    inner, head = getattr(model, "model", None), model.get_output_embeddings()
+    if inner is None or head is None:
+        return model(**batch).loss
+    hidden = inner(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   use_cache=False).last_hidden_state
+    target = batch["labels"][:, 1:]
+    keep = target != -100
+    logits = head(hidden[:, :-1][keep]).float()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return torch.nn.functional.cross_entropy(logits, target[keep])
+
+
 def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every: int = 50,
          progress: bool = True) -> dict[str, Any]:
     """Fine-tune ``cfg.base_model`` on ``pairs`` and save it (float32 safetensors, tokenizer with its chat
     template, ``tune_config.json``, ``losses.csv``) in ``out_dir``. Resumes from ``out_dir/checkpoint.pt``;
     returns the training record. A finished ``out_dir`` is returned as it is."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from .models import _load_hf
 
@@ -235,7 +280,9 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
     start = 0
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"], strict=False)
+        got = model.load_state_dict(state["model"], strict=False)
+        if got.unexpected_keys or set(state["model"]) != {n for n, p in model.named_parameters() if p.requires_grad}:
+            raise RuntimeError(f"{ckpt} does not match this model's trainable parameters: delete it and re-run")
         opt.load_state_dict(state["opt"])
         start, losses = state["step"], state["losses"]
     t0 = time.perf_counter() - (losses[-1]["seconds"] if losses else 0.0)
@@ -245,7 +292,13 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(**batch).loss
+            loss = response_loss(model, batch)
+            if step == start == 0:  # the head-at-labels loss must be the model's own loss
+                with torch.no_grad():
+                    ref = float(model(**batch).loss)
+                if not math.isclose(float(loss), ref, rel_tol=2e-2):
+                    raise RuntimeError(f"response_loss {float(loss):.4f} differs from the model's loss {ref:.4f} "
+                                       "(an architecture that scales its logits?)")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)

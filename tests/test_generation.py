@@ -158,3 +158,35 @@ def test_base_style_prompt_and_newline_stop_on_the_tiny_model():
     plain = sample_many(loaded, prompts, 1, Sampling(max_new_tokens=7), templated=False, share_prefix=False,
                         progress=False, forward=forced)
     assert plain[0][0].text == "aa\naa\na" and not plain[0][0].stopped
+
+
+def test_base_style_teacher_forcing_recreates_the_generated_tokens():
+    """The stored base-style text keeps its leading space, so prompt + text re-tokenises to the tokens
+    the model generated (the answer-token CETT of notebook 06 is read on those tokens)."""
+    from hneuron_utils import models
+    from hneuron_utils.generation import Sampling, question_prompt, sample_many
+    from hneuron_utils.tokens import teacher_forced
+
+    loaded = models.load_model("tiny-random", dtype="float32")
+    tok = loaded.tokenizer
+    sp_a, nl = tok.convert_tokens_to_ids("Ġa"), tok("\n", add_special_tokens=False)["input_ids"][0]
+    calls = {"n": 0}
+
+    class Out:
+        def __init__(self, logits):
+            self.logits = logits
+
+    def forced(model, **kw):  # " a", then a newline
+        calls["n"] += 1
+        logits = model(**kw).logits.clone()
+        logits[:] = -1e4
+        logits[..., nl if calls["n"] % 2 == 0 else sp_a] = 0
+        return Out(logits)
+
+    prompt = question_prompt(tok, "Who?", "base")
+    out = sample_many(loaded, [prompt], 1, Sampling(max_new_tokens=10), templated=False, stop_at_newline=True,
+                      share_prefix=False, progress=False, forward=forced)[0][0]
+    assert out.text == " a" and out.token_ids == [sp_a, nl]
+    tf = teacher_forced(tok, prompt, out.text, None, templated=False)
+    assert tf.input_ids[tf.response_start:].tolist() == out.token_ids[:-1]
+    assert tf.input_ids[: tf.response_start].tolist() == tok(prompt)["input_ids"]

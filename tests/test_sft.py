@@ -97,3 +97,18 @@ def test_tune_learns_saves_resumes_and_reloads(tmp_path):
     w0 = loaded.hf.model.layers[1].mlp.down_proj.weight
     assert torch.allclose(w0, w1, atol=1e-5)
     assert rec2["last loss"] == pytest.approx(rec["last loss"], rel=1e-3)
+
+
+def test_response_loss_equals_the_models_own_loss():
+    tok = tiny.build_tokenizer()
+    m = tiny.build_model(tok)
+    enc = [sft.encode_pair(tok, ("Name a colour.", "blue"), 256), sft.encode_pair(tok, ("Name a fruit please.", "apple"), 256)]
+    batch = sft._batch(enc, tok.pad_token_id)
+    assert torch.allclose(sft.response_loss(m, batch), m(**batch).loss, atol=1e-5)
+
+
+def test_canonical_answer_skips_redirect_aliases():
+    assert sft.canonical_answer(["Scorpio (disambiguation)", "Skorpio", "Scorpio"]) == "Scorpio"
+    assert sft.canonical_answer(["Utah (State)", "Utah", "UT"]) == "Utah"
+    assert sft.canonical_answer(["ISO 3166-1:RO", "Romania", "Roumania"]) == "Romania"
+    assert sft.canonical_answer(["(x)", "a:b"]) is None
