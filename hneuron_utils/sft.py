@@ -296,8 +296,8 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
             if step == start == 0:  # the head-at-labels loss must be the model's own loss
                 with torch.no_grad():
                     ref = float(model(**batch).loss)
-                if not math.isclose(float(loss), ref, rel_tol=2e-2):
-                    raise RuntimeError(f"response_loss {float(loss):.4f} differs from the model's loss {ref:.4f} "
+                if not math.isclose(float(loss.detach()), ref, rel_tol=2e-2):
+                    raise RuntimeError(f"response_loss {float(loss.detach()):.4f} differs from the model's loss {ref:.4f} "
                                        "(an architecture that scales its logits?)")
         opt.zero_grad(set_to_none=True)
         loss.backward()
