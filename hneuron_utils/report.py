@@ -170,7 +170,9 @@ def _generalisation_lines(run: Path) -> list[str]:
 
 
 def _direction(lo: float, hi: float) -> str:
-    return "rises" if lo > 0 else "falls" if hi < 0 else "shows no clear trend"
+    from .steering import direction
+
+    return direction(lo, hi)
 
 
 def _intervention_lines(run: Path) -> list[str]:
@@ -259,6 +261,8 @@ def _origin_lines(run: Path) -> list[str]:
                      f"held-out accuracy {100 * h['H accuracy']:.1f}% vs random {100 * h['random accuracy']:.1f}% "
                      f"({int(h['test per class'])} per class).")
     tr = run / "tables" / "06_transfer.csv"
+    sz = run / "tables" / "06_sets.csv"
+    sizes = pd.read_csv(sz, index_col=0) if sz.exists() else None
     if tr.exists():
         t = pd.read_csv(tr)
         parts = []
@@ -266,7 +270,10 @@ def _origin_lines(run: Path) -> list[str]:
             h = t[(t["set"] == s) & (t.classifier == "H-neurons")].iloc[0]
             r = t[(t["set"] == s) & (t.classifier != "H-neurons")].iloc[0]
             n = min(int(h["n faithful"]), int(h["n hallucinated"]))
-            parts.append(f"{s} (n = {n}/class): " + ("— (a class is empty)" if n == 0 or not math.isfinite(h.auroc) else
+            empty = "— (no balanced set" + (f": {int(sizes.loc['faithful', s])} faithful, "
+                                            f"{int(sizes.loc['hallucinated', s])} hallucinated questions)"
+                                            if sizes is not None and s in sizes else ")")
+            parts.append(f"{s} (n = {n}/class): " + (empty if n == 0 or not math.isfinite(h.auroc) else
                          f"{h.auroc:.3f} [{h.auroc_lo:.3f}, {h.auroc_hi:.3f}] vs random {r.auroc:.3f}"))
         lines.append("Backward transfer, AUROC of the tuned model's H-neuron probe on the base model's CETT [95% CI]: "
                      + "; ".join(parts) + ". Paper: above 0.5 everywhere, above 0.86 for the Mistral pair on TriviaQA.")

@@ -120,7 +120,7 @@ def slope(alphas: Sequence[float], flags_by_alpha: Mapping[float, Sequence[Any]]
         good = ~np.isnan(y)
         if good.sum() < 2:
             return math.nan
-        return float(np.polyfit(x[good], y[good], 1)[0])
+        return float(np.round(np.polyfit(x[good], y[good], 1)[0], 9))  # no 1e-15 residue for a flat line
 
     rng = np.random.default_rng(seed)
     n = M.shape[1]
@@ -131,6 +131,14 @@ def slope(alphas: Sequence[float], flags_by_alpha: Mapping[float, Sequence[Any]]
     boots = boots[~np.isnan(boots)]
     lo, hi = (np.quantile(boots, [(1 - level) / 2, (1 + level) / 2]) if len(boots) else (math.nan, math.nan))
     return {"slope": point, "lo": float(lo), "hi": float(hi), "n": int(n)}
+
+
+def direction(lo: float, hi: float, tol: float = 1e-9) -> str:
+    """Words for a slope's 95% interval: rises / falls (the interval excludes 0), does not change (every
+    resample gives 0: the rate is the same at every α), or shows no clear trend."""
+    if abs(lo) < tol and abs(hi) < tol:
+        return "does not change (the same rate at every α)"
+    return "rises" if lo > tol else "falls" if hi < -tol else "shows no clear trend"
 
 
 def rate_table(flags: Mapping[tuple[str, str, float], Sequence[Any]], n_boot: int, seed: int) -> pd.DataFrame:

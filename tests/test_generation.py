@@ -123,8 +123,9 @@ def test_first_line_stops_only_at_a_newline_after_content():
     t = _FakeTok()
     assert _first_line(t, ["\n"]) is None  # a leading newline is skipped
     assert _first_line(t, ["\n", " Paris"]) is None  # no newline in the last token
-    assert _first_line(t, ["\n", " Paris", "\n"]) == "Paris"
-    assert _first_line(t, [" Rome", ".\nQuestion"]) == "Rome."
+    # the leading whitespace is kept: prompt + text must re-create what the model generated
+    assert _first_line(t, ["\n", " Paris", "\n"]) == "\n Paris"
+    assert _first_line(t, [" Rome", ".\nQuestion"]) == " Rome."
 
 
 def test_base_style_prompt_and_newline_stop_on_the_tiny_model():

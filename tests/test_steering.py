@@ -89,3 +89,13 @@ def test_benchmark_responses_runs_two_turns_for_sycophancy(tiny, tmp_path, monke
     second = steering.responses(tiny, ["q1:turn2"], [oc.sycophancy_messages(items[0], first["text"])], [3], 0.0, s)
     assert rows == [{"first": first, **second["q1:turn2"]}]
     assert steering.benchmark_responses(tiny, "falseqa", items, oc.sycophancy_messages, [3], 0.0, s) == [first]
+
+
+def test_direction_words_and_a_flat_line_has_slope_zero():
+    from hneuron_utils.steering import direction, slope
+
+    assert direction(0.5, 2.0) == "rises" and direction(-3.0, -0.1) == "falls"
+    assert direction(-1.0, 2.0) == "shows no clear trend"
+    assert direction(2e-15, 2e-15).startswith("does not change")
+    flat = slope([0.0, 1.0, 2.0, 3.0], {a: [True, True, False] for a in (0.0, 1.0, 2.0, 3.0)}, 50, 0)
+    assert flat["slope"] == 0.0 and flat["lo"] == 0.0 and flat["hi"] == 0.0
