@@ -285,7 +285,9 @@ def _origin_lines(run: Path) -> list[str]:
     tm = run / "tables" / "06_timings.csv"
     if tm.exists():
         m = pd.read_csv(tm, index_col=0).iloc[:, 0]
-        lines.append("06 time by part: " + "; ".join(f"{k} {v / 60:.1f} min" for k, v in m.items()) + ".")
+        lines.append("06 time by part in its latest run (stages cached by an earlier run show only their reload time; "
+                     "the tuning's own training time is recorded with the tuned model): "
+                     + "; ".join(f"{k} {v / 60:.1f} min" for k, v in m.items()) + ".")
     return lines
 
 
