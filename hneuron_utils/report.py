@@ -190,7 +190,9 @@ def _intervention_lines(run: Path) -> list[str]:
     lines = ["", f"**Intervention (`05_intervention`)**: the H-neurons' activations scaled by α ∈ "
              f"{{{', '.join(f'{a:g}' for a in alphas)}}} at every position (nnsight), against {n_rand} random sets of "
              "the same size. Slope = least-squares compliance points per unit α with an item-bootstrap 95% CI; "
-             f"H − random = rate difference at α = {lo_a:g} and α = {hi_a:g} with a paired bootstrap 95% CI.", "",
+             f"H − random = rate difference at α = {lo_a:g} and α = {hi_a:g} with a paired bootstrap 95% CI. "
+             "Judged = prompts with a verdict at α = 1 (counterfactual: the answer matches neither answer; "
+             "sycophancy: only initially correct answers can flip).", "",
              "| benchmark | prompts | rate at α = 1 | H-neurons: slope [95% CI] | random sets: slopes | "
              f"H − random at α = {lo_a:g} | H − random at α = {hi_a:g} |", "|---|---|---|---|---|---|---|"]
     sentences = []
@@ -207,7 +209,7 @@ def _intervention_lines(run: Path) -> list[str]:
             x = x.iloc[0]
             return f"{100 * x.difference:+.0f} [{100 * x.lo:+.0f}, {100 * x.hi:+.0f}]"
 
-        lines.append(f"| {b} | {prompts} | {100 * base.rate:.0f}% | {h.slope:+.1f} [{h.lo:+.1f}, {h.hi:+.1f}] | "
+        lines.append(f"| {b} | {prompts} ({int(base['n'])} judged) | {100 * base.rate:.0f}% | {h.slope:+.1f} [{h.lo:+.1f}, {h.hi:+.1f}] | "
                      f"{', '.join(f'{x:+.1f}' for x in rs)} | {d(lo_a)} | {d(hi_a)} |")
         sentences.append(f"{b} {_direction(h.lo, h.hi)} ({h.slope:+.1f} points per unit α)")
     lines += ["", "Measured direction on this model, H-neurons scaled: " + "; ".join(sentences) + ". "

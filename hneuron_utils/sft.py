@@ -305,7 +305,7 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
         opt.step()
         losses.append({"step": step + 1, "loss": float(loss.detach()), "lr": _lr_at(step, cfg),
                        "tokens": int((batch["labels"] != -100).sum()), "seconds": time.perf_counter() - t0})
-        bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
         if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < cfg.steps:
             tmp = ckpt.with_suffix(f".tmp{os.getpid()}")
             torch.save({"model": {n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
