@@ -40,16 +40,19 @@ def biomed_label(source: str) -> str:
 
 
 def load_pool(name: str, *, biomed_source: str = STANDIN, nonexist_size: int = 600, seed: int = 0,
-              leak_policy: str = "drop_aliases", pool_size: int | None = None) -> Pool:
+              leak_policy: str = "drop_aliases", pool_size: int | None = None, exclude_ids: Sequence[str] = ()) -> Pool:
     """The pool of one generalisation set.
 
     ``nq_open``: the packaged NQ-Open test questions. ``biomed``: the packaged stand-in
     (``biomed_source="standin"``) or a user's BioASQ file (JSON or JSONL path). ``nonexist``:
     ``nonexist_size`` generated questions about made-up entities (seeded). The leak policy of notebook
-    01 applies to the sets with gold aliases; ``pool_size`` (if not None) keeps a seeded subset of them."""
+    01 applies to the sets with gold aliases; ``pool_size`` (if not None) keeps a seeded subset of them.
+    ``triviaqa`` (notebook 06) is TriviaQA itself; ``exclude_ids`` are left out before the subset is drawn."""
     from .labelling import apply_leak_policy
 
-    if name == "nq_open":
+    if name == "triviaqa":
+        recs, label, info = load_dataset("triviaqa"), "TriviaQA", {"source": "TriviaQA (train split)"}
+    elif name == "nq_open":
         recs, label, info = load_dataset("nq_open"), "NQ-Open", {"source": "NQ-Open test (DPR)"}
     elif name == "biomed":
         if biomed_source == STANDIN:
@@ -70,6 +73,10 @@ def load_pool(name: str, *, biomed_source: str = STANDIN, nonexist_size: int = 6
                      "names rejected (collision or duplicate)": sum(rejected.values())})
     else:
         raise DataError(f"Unknown generalisation set {name!r}; known: {', '.join(DATASETS)}")
+    if exclude_ids:
+        drop = set(exclude_ids)
+        recs = [r for r in recs if r.id not in drop]
+        info["excluded by id"] = len(drop)
     if pool_size is not None and pool_size < len(recs):
         info["subset"] = f"{pool_size} of {len(recs)} questions (seeded)"
         recs = sample(recs, pool_size, seed)

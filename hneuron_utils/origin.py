@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import QARecord, load_dataset, sample
+from .data import QARecord
 
 
 def tuned_run_params(origin_profile: str, overrides: Mapping[str, Any], tuned_model: str,
@@ -23,8 +23,13 @@ def tuned_run_params(origin_profile: str, overrides: Mapping[str, Any], tuned_mo
     from .config import load_profile, validate_mapping
 
     params = load_profile(origin_profile)
-    params.update(validate_mapping({**overrides, "model": tuned_model, "run_name": run_name, "figures_dir": None}))
+    params.update(validate_mapping({**_overrides(overrides, tuned_model), "run_name": run_name}))
     return params
+
+
+def _overrides(overrides: Mapping[str, Any], tuned_model: str) -> dict[str, Any]:
+    """``origin_overrides`` plus what notebook 06 itself sets for the tuned model's run."""
+    return {**overrides, "model": tuned_model, "figures_dir": None}
 
 
 def identify(origin_profile: str, overrides: Mapping[str, Any], tuned_model: str, run_name: str) -> dict[str, Any]:
@@ -32,7 +37,7 @@ def identify(origin_profile: str, overrides: Mapping[str, Any], tuned_model: str
     from .run import run
 
     return run(origin_profile, only=["01", "02", "03"], run_name=run_name, log_output=False,
-               overrides={**overrides, "model": tuned_model, "figures_dir": None})
+               overrides=_overrides(overrides, tuned_model))
 
 
 def rule(params: Mapping[str, Any]) -> Any:
@@ -50,24 +55,13 @@ def sampling(params: Mapping[str, Any]) -> Any:
 
 def transfer_pool(name: str, params: Mapping[str, Any], pool_size: int | None, seed: int,
                   exclude_ids: Sequence[str] = ()) -> Any:
-    """The question pool of one backward-transfer set: ``triviaqa`` (the TriviaQA questions, minus
-    ``exclude_ids`` — the tuned probe's own examples), ``nq_open`` or ``biomed`` (as in notebook 04)."""
-    from .generalisation import Pool, load_pool
-    from .judge import RuleJudge
-    from .labelling import apply_leak_policy
+    """The question pool of one backward-transfer set (:func:`~hneuron_utils.generalisation.load_pool` with
+    the run's biomedical source and leak policy): ``triviaqa`` minus ``exclude_ids`` (the tuned probe's own
+    examples), ``nq_open`` or ``biomed``."""
+    from .generalisation import load_pool
 
-    if name != "triviaqa":
-        return load_pool(name, biomed_source=params["biomed_source"], seed=seed,
-                         leak_policy=params["leak_policy"], pool_size=pool_size)
-    drop = set(exclude_ids)
-    recs = [r for r in load_dataset("triviaqa") if r.id not in drop]
-    info: dict[str, Any] = {"source": "TriviaQA (train split), minus the tuned probe's own examples",
-                            "excluded (the probe's examples)": len(drop)}
-    if pool_size is not None and pool_size < len(recs):
-        info["subset"] = f"{pool_size} of {len(recs)} questions (seeded)"
-        recs = sample(recs, pool_size, seed)
-    recs, leaks = apply_leak_policy(recs, params["leak_policy"])
-    return Pool("triviaqa", "TriviaQA", recs, RuleJudge(), {**info, **{f"leak: {k}": v for k, v in leaks.items()}})
+    return load_pool(name, biomed_source=params["biomed_source"], seed=seed, leak_policy=params["leak_policy"],
+                     pool_size=pool_size, exclude_ids=exclude_ids)
 
 
 def greedy_accuracy(loaded: Any, records: Sequence[QARecord], style: str, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -169,15 +169,11 @@ def _generalisation_lines(run: Path) -> list[str]:
     return lines
 
 
-def _direction(lo: float, hi: float) -> str:
-    from .steering import direction
-
-    return direction(lo, hi)
-
-
 def _intervention_lines(run: Path) -> list[str]:
     """Notebook 05: compliance slopes versus α, H-neurons against random, side effects, judge checks."""
     import pandas as pd
+
+    from .steering import direction
 
     f = run / "tables" / "05_slopes.csv"
     if not f.exists():
@@ -211,7 +207,7 @@ def _intervention_lines(run: Path) -> list[str]:
 
         lines.append(f"| {b} | {prompts} ({int(base['n'])} judged) | {100 * base.rate:.0f}% | {h.slope:+.1f} [{h.lo:+.1f}, {h.hi:+.1f}] | "
                      f"{', '.join(f'{x:+.1f}' for x in rs)} | {d(lo_a)} | {d(hi_a)} |")
-        sentences.append(f"{b} {_direction(h.lo, h.hi)} ({h.slope:+.1f} points per unit α)")
+        sentences.append(f"{b} {direction(h.lo, h.hi)} ({h.slope:+.1f} points per unit α)")
     lines += ["", "Measured direction on this model, H-neurons scaled: " + "; ".join(sentences) + ". "
               "Paper: compliance rises with α on all four benchmarks (mean slope ≈ 3.03 for its three smaller "
               "models, ≈ 2.40 for the larger three; units not stated)."]
