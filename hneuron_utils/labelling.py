@@ -73,9 +73,11 @@ def apply_leak_policy(records: Sequence[QARecord], policy: str) -> tuple[list[QA
 
 
 def model_key(loaded: Any) -> dict[str, Any]:
-    """What identifies a model's outputs in stage keys."""
+    """What identifies a model's outputs in stage keys: its name, architecture, dtype, size and, for a
+    registry model, the sha256 of its weights file (the content, never the cache folder, so that a stage
+    cache or a committed result made on another machine is found again)."""
     d = loaded.describe()
-    return {k: d.get(k) for k in ("model", "source", "architecture", "dtype", "parameters", "weights")}
+    return {k: d.get(k) for k in ("model", "source", "architecture", "dtype", "parameters", "weights_sha256")}
 
 
 def _style_key(style: str) -> dict[str, str]:

@@ -169,7 +169,8 @@ def _load_hf(name: str, torch_dtype: torch.dtype, device: torch.device) -> tuple
         model = AutoModelForCausalLM.from_pretrained(d, dtype=torch_dtype, local_files_only=True)
         tok = AutoTokenizer.from_pretrained(d, local_files_only=True)
         a = assets.REGISTRY[name]
-        return model, tok, "registry", {"upstream": a.upstream, "licence": a.licence, "weights": str(d)}
+        return model, tok, "registry", {"upstream": a.upstream, "licence": a.licence, "weights": str(d),
+                                        "weights_sha256": a.sha256}
     if Path(name).expanduser().is_dir() or _looks_like_hub_id(name):
         try:
             model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype)
