@@ -25,7 +25,7 @@ $(STAMP):
 	$(PY) -m pip install --quiet torch==2.13.0 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]' 2>&1 | grep -v "is ignored" || true
 	$(PY) -c 'import torch, transformers, nnsight, papermill, sklearn, seaborn, hneuron_utils; print("environment ok: torch", torch.__version__, "transformers", transformers.__version__, "nnsight", nnsight.__version__)'
-	$(PY) -m ipykernel install --sys-prefix --name hneurons --display-name "Python (hneurons)" >/dev/null
+	$(PY) -c 'from hneuron_utils.run import ensure_kernel; ensure_kernel()'  # the project kernel, logging errors only
 	rm -f $(VENV)/.installed-*
 	touch $@
 

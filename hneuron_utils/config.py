@@ -155,11 +155,20 @@ SCHEMA: tuple[Param, ...] = (
     # --- 02 CETT ---------------------------------------------------------------------------
     Param("cett_batch_size", (int,), "Examples per teacher-forced forward pass.", paper="1 (one pass per "
           "example)", check=_positive),
+    Param("cett_dtype", (str,), "Precision of the teacher-forced CETT pass ('auto' = the model's dtype). In "
+          "bfloat16 the features of one example change with the batch it shares (matmul kernels differ by shape), "
+          "so the H-neuron set changes between runs; float32 features do not.", paper="the model's dtype",
+          choices=("auto", "float32", "bfloat16")),
+    Param("repro_check_size", (int,), "Examples re-extracted one at a time in 02 to show that the features do not "
+          "depend on the batch (0 = skip).", paper="—", check=_non_negative),
     # --- 03 probe --------------------------------------------------------------------------
     Param("probe_mode", (str,), "Training mode of the L1 probe.", paper="3-vs-1", choices=("3-vs-1", "1-vs-1")),
     Param("probe_Cs", (list,), "Inverse L1 strengths tried.", paper="a grid (values not reported)",
           check=lambda v: None if v and all(isinstance(c, (int, float)) and c > 0 for c in v)
           else "must be a non-empty list of positive numbers"),
+    Param("probe_tol", _NUM, "Stopping tolerance of the L1 fit (liblinear); tight enough that the fit "
+          "converges and its positive set does not depend on the solver seed.", paper="1e-4 (scikit-learn's "
+          "default, which stops early on CETT features)", check=_positive),
     Param("c_rule", (str,), "How C is chosen: best held-out accuracy, or the paper's held-out accuracy + "
           "TriviaQA accuracy with the selected neurons suppressed.", paper="paper",
           choices=("held_out", "paper")),
@@ -371,26 +380,40 @@ def literal_assignments(source: str) -> list[str] | None:
     return names or None
 
 
+PARAMS_MARKER = "# Parameters"
+
+
+def _is_params_cell(src: str) -> bool:
+    """A parameters cell: the tagged one or papermill's injected copy, both opening with ``# Parameters``."""
+    first = next((ln.strip() for ln in src.splitlines() if ln.strip()), "")
+    return first.startswith(PARAMS_MARKER)
+
+
 def from_notebook(namespace: Mapping[str, Any]) -> Config:
     """Validate the parameters a notebook declared (and papermill injected) in ``namespace``.
 
-    In IPython the parameters are the names bound by the executed cells made only of literal
-    assignments (the ``parameters`` cell and papermill's injected cell), read from the input
-    history; elsewhere, every public plain value in ``namespace``. Every one must be a known
-    parameter: a misspelt parameter injected by papermill (which papermill only warns about) fails.
+    In IPython the parameters are read from the input history, from the cells that open with
+    ``# Parameters``: the notebook's tagged ``parameters`` cell and papermill's injected cell (later
+    cells win). Any other cell is ignored, so a reader's scratch cell (``layer = 5``) neither fails
+    validation nor changes a parameter. Values are the cells' literals, not whatever a later cell
+    rebound. Elsewhere (a plain dict), every public plain value in ``namespace``. Every name must be a
+    known parameter: a misspelt parameter injected by papermill (which papermill only warns about) fails.
     """
     history = namespace.get("In")
     if isinstance(history, list) and history:
-        names: list[str] = []
+        values: dict[str, Any] = {}
         for src in history:
-            for n in literal_assignments(src) or []:
-                if n not in names:
-                    names.append(n)
-        values = {n: namespace[n] for n in names if n in namespace}
+            if not _is_params_cell(src or ""):
+                continue
+            names = literal_assignments(src)
+            if names is None:
+                raise ConfigError("A '# Parameters' cell may hold only `name = <literal>` lines:\n" + src)
+            for node in ast.parse(src).body:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
     else:
         values = {k: v for k, v in namespace.items()
                   if not k.startswith("_") and k not in _NOTEBOOK_BUILTINS and isinstance(v, _LITERAL_TYPES)}
     if not values:
-        raise ConfigError("No parameters found: run the 'parameters' cell first")
+        raise ConfigError("No parameters found: run the 'parameters' cell (the one opening with '# Parameters') first")
     checked = validate_mapping(values)
     return Config(values=checked, declared=frozenset(checked))

@@ -1,4 +1,4 @@
-"""Parameter drift between a base and a tuned model, per FFN neuron (SPEC §2, "origin").
+"""Parameter drift between a base and a tuned model, per FFN neuron (the paper's origin analysis).
 
 For neuron j of a layer: Δ_up = 1 − cos(W_up[j, :] base, W_up[j, :] tuned) and Δ_down = 1 − cos(W_down[:, j]
 base, W_down[:, j] tuned). Each is z-scored over neurons (globally, or within each layer: the paper does not

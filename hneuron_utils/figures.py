@@ -133,6 +133,40 @@ def _test(t: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+@register("03_baselines", "03_baselines.csv")
+def _baselines(t: pd.DataFrame) -> plt.Figure:
+    """AUROC of the H-neuron classifiers and of every baseline on the same held-out questions, plain and
+    length-controlled (same-length pairs only), with 95% intervals."""
+    import numpy as np
+
+    t = pd.concat([t[t.method.str.startswith("H-neurons")], t[~t.method.str.startswith("H-neurons")]])
+    pairs = int(t["matched_pairs"].iloc[0]) if "matched_pairs" in t else 0
+    cols = [("auroc", "AUROC"), ("matched_auroc", "length-controlled AUROC")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.42 * len(t) + 1.8), sharey=True)
+    labels = [f"{m} ({n})" for m, n in zip(t["method"], t["neurons_or_features"])]
+    colours = ["tab:red" if m.startswith("H-neurons") else "tab:gray" for m in t["method"]]
+    n_pc = int(t["n_per_class"].iloc[0])
+    for ax, (m, title) in zip(axes, cols):
+        ax.set(xlim=(0, 1), xlabel=title)
+        ax.axvline(0.5, color="k", lw=0.8, ls=":", label="chance (0.5)")
+        ax.grid(axis="x", alpha=0.3)
+        if m not in t or not t[m].notna().any():
+            ax.text(0.5, 0.5, "no test pair of the two classes\nhas the same answer length", ha="center",
+                    va="center", transform=ax.transAxes, fontsize=9)
+            ax.set_title(f"{title}\n(0 same-length pairs)", fontsize=10)
+            continue
+        v = t[m].to_numpy(dtype=float)
+        err = np.vstack([v - t[f"{m}_lo"], t[f"{m}_hi"] - v])
+        for j in range(len(labels)):
+            ax.errorbar(v[j], j, xerr=err[:, j:j + 1], fmt="o", color=colours[j], capsize=3)
+        extra = f", {pairs} same-length pairs" if m == "matched_auroc" else ""
+        ax.set_title(f"{title}, 95% CI\n(n = {n_pc} per class{extra})", fontsize=10)
+    axes[0].set(yticks=range(len(labels)), yticklabels=labels, ylim=(len(labels) - 0.5, -0.5))  # H-neuron rows on top
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 @register("03_layers", "03_layers.csv")
 def _layers(t: pd.DataFrame) -> plt.Figure:
     """How many H-neurons each layer holds."""

@@ -130,7 +130,7 @@ PAPER_TABLE1 = pd.DataFrame(
      ("Llama-3.3-70B", 0.01, 68.4, 82.7, 58.9, 67.2, 66.9, 74.3, 69.6, 96.7)],
     columns=["model", "‰", "TriviaQA random", "TriviaQA H", "NQ-Open random", "NQ-Open H", "BioASQ random",
              "BioASQ H", "NonExist random", "NonExist H"])
-"""SPEC §4, Table 1: accuracy (%) of the random-neuron / H-neuron classifiers (1,000 + 1,000 TriviaQA test)."""
+"""The paper's Table 1: accuracy (%) of the random-neuron / H-neuron classifiers (1,000 + 1,000 TriviaQA test)."""
 
 
 def table1(results: pd.DataFrame, model: str, permille: float, order: Sequence[str]) -> pd.DataFrame:
@@ -222,25 +222,36 @@ def flag_rates(clfs: Mapping[str, Any], features: Mapping[tuple[str, str], np.nd
 
 
 def answer_features(loaded: Any, examples: pd.DataFrame, batch_size: int, progress: bool = True,
-                    style: str = "chat") -> tuple[pd.DataFrame, np.ndarray, list[tuple[str, str]], float]:
+                    style: str = "chat", with_signals: bool = False):
     """Teacher-forced answer-token CETT of test examples (cached like notebook 02): (the examples that
     have an answer token, their features float32 [N, L*F], the (id, reason) of examples lost, seconds).
-    ``style``: the prompt style the responses were generated with (notebook 06 uses 'base')."""
+    ``style``: the prompt style the responses were generated with (notebook 06 uses 'base').
+    With ``with_signals`` a fifth item holds the baselines' signals of the same pass: ``resid``
+    [N, L, d], ``confidence`` [N, 3] and ``answer_tokens`` [N]."""
     import time
 
-    from .cett import extract_cached
+    from .cett import extract_cached, load_signals
     from .labelling import teacher_forced_examples
     from .probe import flatten
 
     n_features = loaded.n_layers * loaded.d_ff
+    empty_sig = {"resid": np.zeros((0, loaded.n_layers, loaded.d_model), np.float32),
+                 "confidence": np.zeros((0, 3), np.float32), "answer_tokens": np.zeros(0, int)}
     if examples.empty:
-        return examples, np.zeros((0, n_features), np.float32), [], 0.0
+        out = (examples, np.zeros((0, n_features), np.float32), [], 0.0)
+        return out + (empty_sig,) if with_signals else out
     tf, lost = teacher_forced_examples(loaded.tokenizer, examples, style=style)
     keep = [t is not None for t in tf]
     kept = examples[keep].reset_index(drop=True)
     if kept.empty:
-        return kept, np.zeros((0, n_features), np.float32), lost, 0.0
+        out = (kept, np.zeros((0, n_features), np.float32), lost, 0.0)
+        return out + (empty_sig,) if with_signals else out
     t0 = time.perf_counter()
-    ans, _, _ = extract_cached(loaded, [t for t in tf if t is not None], kept.id.tolist(), batch_size=batch_size,
-                               progress=progress)
-    return kept, flatten(ans.float().numpy()), lost, time.perf_counter() - t0
+    tf = [t for t in tf if t is not None]
+    ans, _, info = extract_cached(loaded, tf, kept.id.tolist(), batch_size=batch_size, progress=progress)
+    out = (kept, flatten(ans.float().numpy()), lost, time.perf_counter() - t0)
+    if not with_signals:
+        return out
+    _, resid, conf = load_signals(info["cache"])
+    return out + ({"resid": resid.float().numpy(), "confidence": conf.numpy(),
+                   "answer_tokens": np.array([int(t.answer.sum()) for t in tf])},)

@@ -1,4 +1,4 @@
-"""Scaling chosen FFN neurons: z_j ← α·z_j at every position (SPEC §2).
+"""Scaling chosen FFN neurons: z_j ← α·z_j at every position (the paper's definition).
 
 The notebooks scale through nnsight (:func:`nnsight_forward`, one traced call per decoding step, via
 :func:`generate_scaled`). :func:`scaled` does the same with PyTorch forward pre-hooks on ``down_proj``;
@@ -64,7 +64,7 @@ def nnsight_forward(loaded: Any, neurons: Mapping[int, torch.Tensor], alpha: flo
     activations only, so nothing is left in the model afterwards.
 
     Because our decoding loop makes one traced call per step, the intervention reaches every position
-    of the prompt and of every generated token (SPEC §6: an in-place write inside nnsight's own
+    of the prompt and of every generated token (a known nnsight pitfall: an in-place write inside nnsight's own
     ``generate`` without ``tracer.iter`` only reaches the prompt)."""
     for layer in neurons:
         if not 0 <= layer < loaded.n_layers:

@@ -14,7 +14,7 @@ import string
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-# Phrases, not single words: "cannot" alone also matches ordinary answers (SPEC §5).
+# Phrases, not single words: "cannot" alone also matches ordinary answers (measured on this machine; see the README's Models section).
 REFUSAL_PHRASES: tuple[str, ...] = (
     "i don't know", "i do not know", "don't know", "do not know", "not provided", "no information",
     "i cannot answer", "i can't answer", "i cannot provide", "i can't provide", "i'm not sure",

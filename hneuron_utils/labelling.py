@@ -1,6 +1,6 @@
 """Notebook 01's machinery: sample answers, judge them, keep consistent questions, split, count.
 
-The paper's protocol (SPEC §3): K samples per TriviaQA question; all K correct → faithful, all K wrong
+The paper's protocol (the paper and its official code): K samples per TriviaQA question; all K correct → faithful, all K wrong
 (and none refusing) → hallucinated; the most frequent response is the example's response. Every
 deviation is an argument: the consistency thresholds, the leak policy, and an optional greedy screen
 that samples K only for questions that can still pass the rule.

@@ -204,7 +204,15 @@ def load_model(name: str, dtype: str = "auto", device: str = "auto") -> LoadedMo
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     t0 = time.perf_counter()
-    hf_model, tok, source, info = _load_hf(name, torch_dtype, dev)
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in every executed notebook
+    try:
+        hf_model, tok, source, info = _load_hf(name, torch_dtype, dev)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     hf_model = hf_model.to(dev).eval().requires_grad_(False)  # inference only: no autograd graphs
     layers_path = find_layers_path(hf_model)
     contiguous_lm_head_input(hf_model)

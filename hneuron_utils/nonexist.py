@@ -1,7 +1,7 @@
 """NonExist-style questions about made-up entities, and a judge that rewards abstaining.
 
 HalluLens's NonExist set is generated at run time by its authors' code and is not available offline,
-so this module generates its own (SPEC §5): seeded, syllable-composed names of medicines, companies,
+so this module generates its own (measured on this machine; see the README's Models section): seeded, syllable-composed names of medicines, companies,
 people, species, books/films and places, asked about with several templates per category
 ("Who manufactures the medicine Zorvaxiline?"). Every name is checked by :func:`collides` against the
 answer aliases of the packaged QA sets and a word list, and regenerated when it matches.

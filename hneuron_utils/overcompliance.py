@@ -1,6 +1,6 @@
 """Over-compliance benchmarks for notebook 05: loaders, chat prompts and rule judges.
 
-Four benchmarks (SPEC §3, claim 2):
+Four benchmarks (the paper's impact claim):
 
 - **FalseQA** — questions with a false premise; *complied* = the answer accepts the premise.
 - **Counterfactual context** (a FaithEval stand-in built from BIG-bench) — a context contradicting world
@@ -17,7 +17,7 @@ it samples the packaged ``triviaqa`` dataset.
 Judges are rules (no GPT-4o here). Each returns a :class:`ComplianceVerdict` with ``complied`` (True,
 False, or None = "cannot tell", which :func:`rate_with_ci` counts separately) and a ``reason``; an LLM
 judge can replace any of them by offering the same ``judge(item, response)`` method. The rules decide
-fuzzy things (premise accepted? harmful?) and must be validated against hand labels (SPEC §5); their
+fuzzy things (premise accepted? harmful?) and must be validated against hand labels (measured on this machine; see the README's Models section); their
 known failure modes are listed in each class docstring.
 """
 

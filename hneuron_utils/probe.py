@@ -4,8 +4,8 @@ Every example (question, response) has two CETT vectors of length ``n_layers * d
 over answer tokens) and ``oth`` (mean over the other tokens). Stored as ``[N, n_layers, d_ff]``, they
 are flattened row-major, so ``flat_index = layer * d_ff + neuron``. Label 1 = hallucinated.
 
-The probe is the paper's: L1 logistic regression (liblinear, no class weights, no scaling,
-``max_iter=1000``), trained either "3-vs-1" (hallucinated answer features against faithful answer
+The probe is the paper's: L1 logistic regression (liblinear, no class weights, no scaling; fitted
+to convergence, see :func:`fit_l1`), trained either "3-vs-1" (hallucinated answer features against faithful answer
 features and every example's other-token features) or "1-vs-1" (answer features only). It is always
 evaluated on answer features. H-neurons are the features with a positive coefficient.
 
@@ -108,13 +108,51 @@ def l1_memory_estimate(n_rows: int, n_features: int, density: float = 1.0) -> in
 # --------------------------------------------------------------------------- probe
 
 
-def fit_l1(X: np.ndarray, y: np.ndarray, C: float, seed: int) -> LogisticRegression:
-    """The paper's probe: L1 logistic regression, liblinear, max_iter=1000, no class weights.
+L1_TOL = 1e-6          # scikit-learn's default (1e-4, the official code's) stops early on ~250k CETT features
+L1_MAX_ITER = 100_000  # liblinear's outer iterations; a fit that reaches this is not converged
 
+
+class NotConvergedWarning(UserWarning):
+    """The L1 fit stopped at its iteration cap: its positive set is not the L1 optimum."""
+
+
+def fit_l1(X: np.ndarray, y: np.ndarray, C: float, seed: int, tol: float = L1_TOL,
+           max_iter: int = L1_MAX_ITER) -> LogisticRegression:
+    """The paper's probe: L1 logistic regression in liblinear's formulation (no class weights, no
+    scaling), fitted to convergence (``tol``; the official code uses scikit-learn's default 1e-4, which
+    on CETT features stops early and makes the positive set depend on the solver's seed).
+
+    The fitted model carries ``n_iter`` and ``converged``; a fit that hits ``max_iter`` warns loudly.
     Pass X as float32 C-contiguous (see the module docstring on memory).
     """
-    model = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", max_iter=1000, random_state=seed)
-    return model.fit(X, y)
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from .checks import class_counts, require_counts
+
+    require_counts("L1 probe fit (rows per label)", class_counts(y, {0: "label 0", 1: "label 1"}), 1,
+                   ("n_train_per_class", "the 01 rule"))
+    model = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", max_iter=max_iter, tol=tol,
+                               random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # replaced by our own, louder one below
+        model.fit(X, y)
+    model.n_iter = int(np.max(model.n_iter_))
+    model.converged = model.n_iter < max_iter
+    if not model.converged:
+        warnings.warn(f"L1 fit at C = {C} did NOT converge in {max_iter} iterations (tol {tol}): its positive "
+                      "set is not the L1 optimum and may depend on the solver seed", NotConvergedWarning,
+                      stacklevel=2)
+    return model
+
+
+def l1_objective(model: LogisticRegression, X: np.ndarray, y: np.ndarray) -> float:
+    """liblinear's L1 objective ‖w‖₁ + C·Σ log(1 + exp(−y_i·(w·x_i + b))) (the intercept is a feature)."""
+    w = model.coef_[0].astype(np.float64)
+    b = float(model.intercept_[0])
+    m = (2 * np.asarray(y) - 1) * (flatten(X) @ w + b)
+    return float(np.abs(w).sum() + abs(b) + model.C * np.logaddexp(0, -m).sum())
 
 
 def scores(model: object, X: np.ndarray) -> np.ndarray:
@@ -205,6 +243,7 @@ def c_grid(
     seed: int,
     n_layers: int,
     d_ff: int,
+    tol: float = L1_TOL,
 ) -> GridResult:
     """Fit the L1 probe for every C and score it on the validation answer features.
 
@@ -218,11 +257,12 @@ def c_grid(
     rows, coefs, intercepts = [], {}, {}
     for C in Cs:
         C = float(C)
-        model = fit_l1(X, y, C, seed)
+        model = fit_l1(X, y, C, seed, tol=tol)
         coef = model.coef_[0].copy()
         coefs[C], intercepts[C] = coef, float(model.intercept_[0])
         n_pos = int((coef > 0).sum())
         rows.append({"C": C, "n_positive": n_pos, "n_nonzero": int((coef != 0).sum()),
+                     "n_iter": model.n_iter, "converged": model.converged,
                      "permille": n_pos / (n_layers * d_ff) * 1000,
                      **{f"val_{k}": v for k, v in evaluate(y_val, scores(model, X_val)).items()}})
     return GridResult(pd.DataFrame(rows), coefs, intercepts)
@@ -408,7 +448,7 @@ def jaccard(a: Iterable[int], b: Iterable[int]) -> float:
 
 def stability(
     ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, C: float, mode: str,
-    n_boot: int, seed: int, reference: Iterable[int],
+    n_boot: int, seed: int, reference: Iterable[int], tol: float = L1_TOL,
 ) -> np.ndarray:
     """Jaccard overlap of ``reference`` with the positive set of the L1 probe refit on each of
     ``n_boot`` bootstrap resamples of the training examples (an example's ans and oth rows stay
@@ -435,7 +475,7 @@ def stability(
         if oth is not None:
             X[n:] = oth[idx]
         y = y_tr[idx] if oth is None else np.concatenate([y_tr[idx], np.zeros(n, dtype=np.int64)])
-        out[b] = jaccard(ref, np.flatnonzero(fit_l1(X, y, C, seed).coef_[0] > 0))
+        out[b] = jaccard(ref, np.flatnonzero(fit_l1(X, y, C, seed, tol=tol).coef_[0] > 0))
     return out
 
 

@@ -115,7 +115,33 @@ def _headline_lines(run: Path) -> list[str]:
             f"{h['random AUROC']:.3f} |", "",
             f"L1 probe mode {h['mode']}, C = {h['C']:g} ({h['C rule']} rule), trained on {int(h['train per class'])} "
             f"questions per class. Response length alone scores AUROC {h['length AUROC']:.3f}. "
-            "Paper (Table 1, 7B–70B models, 1,000 per class): random 56–68%, H-neurons 70–84%."]
+            "Paper (Table 1, 7B–70B models, 1,000 per class): random 56–68%, H-neurons 70–84%."] + _baseline_lines(run, h)
+
+
+def _baseline_lines(run: Path, h) -> list[str]:
+    """Notebook 03's baseline table (both C rules, confidence, length, residual probe) and the verdict."""
+    import pandas as pd
+
+    f = run / "tables" / "03_baselines.csv"
+    if not f.exists() or "best baseline" not in h:
+        return []
+    t = pd.read_csv(f)
+    conv = "converged" if bool(h.get("fit converged", True)) else "did NOT converge"
+    lines = ["", f"Every classifier on the same {int(t['n_per_class'].iloc[0])} + {int(t['n_per_class'].iloc[0])} "
+             f"test questions (`03_baselines.csv`; the L1 fit {conv} in {int(h['fit iterations'])} iterations at "
+             f"tol {h['probe tol']:g}; length-controlled = same-answer-length pairs only, "
+             f"{int(t['matched_pairs'].iloc[0])} pairs):", "",
+             "| method | neurons / features | accuracy [95% CI] | AUROC [95% CI] | length-controlled AUROC [95% CI] |",
+             "|---|---|---|---|---|"]
+    for _, r in t.iterrows():
+        lines.append(f"| {r['method']} | {int(r['neurons_or_features'])} | {100 * r['accuracy']:.1f}% "
+                     f"[{100 * r['accuracy_lo']:.1f}, {100 * r['accuracy_hi']:.1f}] | {r['auroc']:.3f} "
+                     f"[{r['auroc_lo']:.3f}, {r['auroc_hi']:.3f}] | {r['matched_auroc']:.3f} "
+                     f"[{r['matched_auroc_lo']:.3f}, {r['matched_auroc_hi']:.3f}] |")
+    lines += ["", f"Best baseline by AUROC: {h['best baseline']}. {h['H vs best']}: AUROC difference "
+              f"{h['H minus best AUROC']:+.3f} [{h['H minus best lo']:+.3f}, {h['H minus best hi']:+.3f}] "
+              "(paired bootstrap over test questions, two-sided 95%)."]
+    return lines
 
 
 def _generalisation_lines(run: Path) -> list[str]:

@@ -42,19 +42,26 @@ def notebooks(only: Sequence[str] | None = None) -> list[Path]:
     return nbs
 
 
+KERNEL_QUIET = "--IPKernelApp.log_level=ERROR"  # no "running over TCP without encryption" warning in every notebook
+
+
 def ensure_kernel() -> str:
-    """Make sure the project's kernelspec exists and runs this interpreter; return its name."""
+    """Make sure the project's kernelspec exists, runs this interpreter and logs only errors; return its name."""
     from jupyter_client.kernelspec import KernelSpecManager
 
     ksm = KernelSpecManager()
     try:
         spec = ksm.get_kernel_spec(KERNEL_NAME)
-        ok = Path(spec.argv[0]).resolve() == Path(sys.executable).resolve()
+        ok = Path(spec.argv[0]).resolve() == Path(sys.executable).resolve() and KERNEL_QUIET in spec.argv
     except Exception:  # noqa: BLE001 - missing or broken spec
         ok = False
     if not ok:
         subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL_NAME,
                         "--display-name", "Python (hneurons)"], check=True, capture_output=True)
+        spec_file = Path(ksm.get_kernel_spec(KERNEL_NAME).resource_dir) / "kernel.json"
+        spec_json = json.loads(spec_file.read_text())
+        spec_json["argv"] = [a for a in spec_json["argv"] if a != KERNEL_QUIET] + [KERNEL_QUIET]
+        spec_file.write_text(json.dumps(spec_json, indent=1))
     return KERNEL_NAME
 
 
@@ -103,9 +110,14 @@ def run_notebook(nb: Path, out: Path, params: dict[str, Any], kernel: str, log_o
 
 
 def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = None,
-        log_output: bool = True, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run the numbered notebooks with a profile (``overrides`` on top, validated); return the run log
-    (also written to run_log.json)."""
+        log_output: bool = True, overrides: dict[str, Any] | None = None,
+        notebook_files: Sequence[Path] | None = None) -> dict[str, Any]:
+    """Run the numbered notebooks (or ``notebook_files``) with a profile (``overrides`` on top, validated);
+    return the run log (also written to run_log.json).
+
+    History stays honest: a notebook's replaced entry moves to ``earlier``; a failing notebook leaves the
+    last good executed notebook in place (its own output goes to ``NN_name.failed.ipynb``) and its
+    parameters are kept in its entry, not as the run's parameters."""
     params = config.load_profile(profile)
     if overrides:
         params.update(config.validate_mapping(overrides))
@@ -113,37 +125,62 @@ def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = 
         params["run_name"] = config.validate_value("run_name", run_name)
     out_dir = run_dir(params["run_name"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    nbs = notebooks(only)
+    nbs = list(notebook_files) if notebook_files is not None else notebooks(only)
     kernel = ensure_kernel()
     log_path = out_dir / "run_log.json"
     # a full run starts a fresh log; a partial run (--only) keeps it and moves replaced entries to "earlier"
-    log: dict[str, Any] = json.loads(log_path.read_text()) if (log_path.exists() and only) else {}
+    partial = bool(only) or notebook_files is not None
+    log: dict[str, Any] = json.loads(log_path.read_text()) if (log_path.exists() and partial) else {}
     prof = config.profile_path(profile)
     prof_shown = str(prof.relative_to(project_root())) if prof.is_relative_to(project_root()) else str(prof)
-    log.update({"profile": prof_shown, "overrides": overrides or {}, "params": params, "versions": _versions(), "cpus": os.cpu_count()})
-    if not only:  # a partial run keeps the full run's start and commit; each notebook records its own
-        log.update({"git_commit": _git_commit(), "started": dt.datetime.now().isoformat(timespec="seconds")})
     from .models import resolve_device, resolve_dtype
 
-    log["resolved_dtype"] = str(resolve_dtype(params["dtype"], resolve_device(params["device"]))).replace("torch.", "")
+    this_run = {"profile": prof_shown, "overrides": overrides or {}, "params": params, "versions": _versions(),
+                "cpus": os.cpu_count(),
+                "resolved_dtype": str(resolve_dtype(params["dtype"], resolve_device(params["device"]))).replace("torch.", "")}
+    if not partial:  # a partial run keeps the full run's start and commit; each notebook records its own
+        this_run.update({"git_commit": _git_commit(), "started": dt.datetime.now().isoformat(timespec="seconds")})
+    if not log:  # a fresh log: this run's settings are the run's settings from the start
+        log.update(this_run)
     log.setdefault("notebooks", {})
+    log["last_invocation"] = [nb.name for nb in nbs]
     for nb in nbs:
         print(f"[run {params['run_name']}] {nb.name} ...", flush=True)
         entry = {"started": dt.datetime.now().isoformat(timespec="seconds"), "git_commit": _git_commit()}
+        # execute into a scratch file: a failing re-run never overwrites the last good executed notebook
+        scratch = out_dir / f".{nb.stem}.running.ipynb"
         try:
-            secs = run_notebook(nb, out_dir / nb.name, params, kernel, log_output=log_output)
+            secs = run_notebook(nb, scratch, params, kernel, log_output=log_output)
         except NotebookFailed as e:
-            entry.update(status="failed", error=str(e))
-            log["notebooks"][nb.name] = entry
+            failed = out_dir / f"{nb.stem}.failed.ipynb"
+            if scratch.exists():
+                os.replace(scratch, failed)
+            entry.update(status="failed", error=str(e).replace(str(scratch), str(failed)),
+                         executed_notebook=failed.name, params=params, overrides=overrides or {})
+            _record(log, nb.name, entry)
             log_path.write_text(json.dumps(log, indent=1, default=str))
-            raise
+            raise NotebookFailed(entry["error"]) from e
+        os.replace(scratch, out_dir / nb.name)
+        (out_dir / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
         entry.update(status="ok", seconds=round(secs, 1))
-        if nb.name in log["notebooks"]:
-            log.setdefault("earlier", []).append({"notebook": nb.name, **log["notebooks"][nb.name]})
-        log["notebooks"][nb.name] = entry
+        _record(log, nb.name, entry)
+        log.update(this_run)  # settings recorded only by runs whose notebooks succeed
         log_path.write_text(json.dumps(log, indent=1, default=str))
         print(f"[run {params['run_name']}] {nb.name} done in {secs:.1f} s", flush=True)
     return log
+
+
+def _record(log: dict[str, Any], name: str, entry: dict[str, Any]) -> None:
+    """Make ``entry`` the notebook's latest entry; the one it replaces moves to ``earlier`` (never lost)."""
+    if name in log["notebooks"]:
+        log.setdefault("earlier", []).append({"notebook": name, **log["notebooks"][name]})
+    log["notebooks"][name] = entry
+
+
+def invocation_seconds(log: dict[str, Any]) -> float:
+    """Total time of the notebooks the latest invocation ran (not of earlier partial runs in the same log)."""
+    names = log.get("last_invocation") or list(log["notebooks"])
+    return sum(log["notebooks"][n].get("seconds", 0) for n in names if n in log["notebooks"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     except (config.ConfigError, NotebookFailed) as e:
         print(f"\nERROR: {e}", file=sys.stderr)
         return 1
-    total = sum(v.get("seconds", 0) for v in log["notebooks"].values())
-    print(f"[run] all notebooks ok; total {total:.0f} s; results in {run_dir(log['params']['run_name'])}")
+    total = invocation_seconds(log)
+    print(f"[run] all {len(log['last_invocation'])} notebook(s) of this run ok; their total {total:.0f} s; results in {run_dir(log['params']['run_name'])}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Notebook 06's instruction tuning: make a chat model from a base model, offline.
 
-No base/instruct pair of one family can be had offline (SPEC §5), so notebook 06 makes its own: supervised
+No base/instruct pair of one family can be had offline (measured on this machine; see the README's Models section), so notebook 06 makes its own: supervised
 fine-tuning of a base model (default ``gemma-3-270m``) in the chat format, on
 
 - short-answer QA pairs (TriviaQA's open-domain *test* split, packaged under ``data/``; its alias lists are

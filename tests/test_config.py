@@ -55,7 +55,7 @@ def test_literal_assignments():
 
 
 def test_from_notebook_uses_literal_cells_of_history():
-    ns = {"In": ["", 'model = "tiny-random"\nseed = 3', "from x import y", 'prompt = "later"\nz = f()'],
+    ns = {"In": ["", '# Parameters\nmodel = "tiny-random"\nseed = 3', "from x import y", 'prompt = "later"\nz = f()'],
           "model": "tiny-random", "seed": 3, "prompt": "later"}
     cfg = config.from_notebook(ns)
     assert cfg.model == "tiny-random" and cfg.seed == 3
@@ -63,8 +63,26 @@ def test_from_notebook_uses_literal_cells_of_history():
         _ = cfg.dtype
 
 
+def test_from_notebook_ignores_a_readers_scratch_cells():
+    # a reader types literal assignments in scratch cells, then re-runs the validation cell
+    ns = {"In": ["", '# Parameters\nmodel = "tiny-random"\nseed = 3', "layer = 5", "seed = 99"],
+          "model": "tiny-random", "seed": 99, "layer": 5}
+    cfg = config.from_notebook(ns)
+    assert cfg.seed == 3 and cfg.declared == frozenset({"model", "seed"})
+
+
+def test_from_notebook_injected_cell_overrides_the_tagged_one():
+    ns = {"In": ["", '# Parameters\nmodel = "tiny-random"\nseed = 3', '# Parameters\nseed = 7\n']}
+    assert config.from_notebook(ns).seed == 7
+
+
+def test_from_notebook_without_parameters_cell_fails():
+    with pytest.raises(config.ConfigError, match="No parameters found"):
+        config.from_notebook({"In": ["", "seed = 3"]})
+
+
 def test_from_notebook_rejects_injected_typo():
-    ns = {"In": ["", 'model = "tiny-random"', '# Parameters\nmodle = "smollm2-135m-instruct"\n'],
+    ns = {"In": ["", '# Parameters\nmodel = "tiny-random"', '# Parameters\nmodle = "smollm2-135m-instruct"\n'],
           "model": "tiny-random", "modle": "smollm2-135m-instruct"}
     with pytest.raises(config.ConfigError, match="Did you mean 'model'"):
         config.from_notebook(ns)

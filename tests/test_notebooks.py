@@ -82,3 +82,27 @@ def test_smoke_profile_runs_every_notebook():
             assert (out / "figures" / f"{name}.png").stat().st_size > 10_000, name
     hn = (out / "data" / "03_h_neurons.csv").read_text().splitlines()
     assert hn[0].startswith("layer,neuron,flat_index,coefficient,C,mode,model,data_hash")
+    # both classes by construction: the whole pool holds many times what the smoke run needs (01, and 06's
+    # run of 01 on its tuned model), so no borderline count on some CPU can empty a class
+    import pandas as pd
+
+    from hneuron_utils import checks
+
+    prof = config.load_profile("smoke")
+    need = prof["n_train_per_class"] + prof["n_test_per_class"]
+    for run_folder in ("smoke", "smoke-origin"):
+        margin = checks.pool_margin(pd.read_csv(project_root() / "results" / run_folder / "tables" / "01_funnel.csv"), need)
+        assert min(margin.values()) >= 3, (run_folder, margin)
+    # quiet executed notebooks: no weight-loading bars, no kernel transport warnings
+    for p in NOTEBOOKS:
+        text = (out / p.name).read_text()
+        assert "Loading weights" not in text and "without encryption" not in text, p.name
+
+
+def test_no_reference_to_files_outside_the_repository():
+    import re
+
+    root = project_root()
+    files = list((root / "notebooks").glob("*.ipynb")) + list((root / "hneuron_utils").glob("*.py")) + [root / "README.md"]
+    bad = [f.name for f in files if re.search(r"\bSPEC\b(?!IAL)|shared/", f.read_text())]
+    assert not bad, f"these cite files outside the repository: {bad}"

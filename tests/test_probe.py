@@ -94,7 +94,8 @@ def test_c_grid_table_and_coefs(data):
     Cs = [0.1, 10.0, 1000.0]
     g = P.c_grid(data["ans_tr"], data["oth_tr"], data["y_tr"], data["ans_va"], data["y_va"], Cs, "3-vs-1", 0, L, F)
     t = g.table
-    assert list(t.columns) == ["C", "n_positive", "n_nonzero", "permille", "val_accuracy", "val_auroc"]
+    assert list(t.columns) == ["C", "n_positive", "n_nonzero", "n_iter", "converged", "permille", "val_accuracy", "val_auroc"]
+    assert t["converged"].all()
     assert list(t["C"]) == Cs and set(g.coefs) == set(Cs) == set(g.intercepts)
     for _, row in t.iterrows():
         coef = g.coefs[row["C"]]
@@ -294,9 +295,9 @@ def test_stability_resamples_examples_keeping_ans_and_oth_together(monkeypatch):
     seen = []
     real_fit = P.fit_l1
 
-    def spy(X, t, C, seed):
+    def spy(X, t, C, seed, **kw):
         seen.append((X.copy(), t.copy()))
-        return real_fit(X, t, C, seed)
+        return real_fit(X, t, C, seed, **kw)
 
     monkeypatch.setattr(P, "fit_l1", spy)
     P.stability(ans, oth, y, C=1.0, mode="3-vs-1", n_boot=3, seed=0, reference=[0])
@@ -341,3 +342,29 @@ def test_length_check_uninformative_length():
     assert abs(out["length_auroc"] - 0.5) < 0.05
     assert len(out["strata"]) == 5
     assert out["stratified_auroc"] == pytest.approx(P.evaluate(y, prob)["auroc"], abs=0.03)
+
+
+def _correlated_problem(seed=0, n=120, p=400):
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, 20))
+    X = (base @ rng.normal(size=(20, p)) + 0.3 * rng.normal(size=(n, p))).astype(np.float32)
+    y = (base[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(int)
+    return np.ascontiguousarray(X), y
+
+
+def test_converged_l1_fit_does_not_depend_on_the_solver_seed():
+    X, y = _correlated_problem()
+    fits = [P.fit_l1(X, y, C=1.0, seed=s) for s in (0, 1, 2)]
+    assert all(f.converged for f in fits)
+    sets = [set(np.flatnonzero(f.coef_[0] > 0)) for f in fits]
+    assert sets[0] and sets[0] == sets[1] == sets[2]
+    # and it reaches a lower objective than scikit-learn's default tolerance (the official code's)
+    loose = P.fit_l1(X, y, C=1.0, seed=0, tol=1e-4)
+    assert P.l1_objective(fits[0], X, y) <= P.l1_objective(loose, X, y) + 1e-6
+
+
+def test_l1_fit_that_hits_its_cap_warns_loudly():
+    X, y = _correlated_problem()
+    with pytest.warns(P.NotConvergedWarning, match="did NOT converge"):
+        m = P.fit_l1(X, y, C=10.0, seed=0, max_iter=2)
+    assert m.converged is False and m.n_iter == 2

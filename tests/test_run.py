@@ -23,3 +23,40 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path):
         run.run_notebook(src, tmp_path / "out.ipynb", {"seed": 1}, run.ensure_kernel(), log_output=False)
     msg = str(e.value)
     assert "07_fail.ipynb failed in cell" in msg and "ValueError: boom" in msg
+
+
+def _toy_notebook(path, body):
+    nb = new_notebook(metadata={"kernelspec": {"name": run.KERNEL_NAME, "display_name": "x", "language": "python"}})
+    p = new_code_cell("# Parameters\nseed = 0")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.notebooks
+def test_failed_rerun_keeps_the_last_good_entry_notebook_and_parameters(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(run, "run_dir", lambda name: tmp_path / "results" / name)
+    nb = _toy_notebook(tmp_path / "07_toy.ipynb", "if seed == 13:\n    raise ValueError('unlucky')\nprint('seed', seed)")
+    good = run.run("smoke", run_name="hist", log_output=False, notebook_files=[nb])
+    out = tmp_path / "results" / "hist"
+    assert good["notebooks"]["07_toy.ipynb"]["status"] == "ok"
+    good_text = (out / "07_toy.ipynb").read_text()
+    with pytest.raises(run.NotebookFailed):
+        run.run("smoke", run_name="hist", log_output=False, overrides={"seed": 13}, notebook_files=[nb])
+    log = json.loads((out / "run_log.json").read_text())
+    assert log["notebooks"]["07_toy.ipynb"]["status"] == "failed"
+    assert log["notebooks"]["07_toy.ipynb"]["params"]["seed"] == 13
+    assert [e["status"] for e in log["earlier"]] == ["ok"]          # the good entry moved, not erased
+    assert log["params"]["seed"] == 0                                # the run's parameters are the good run's
+    assert (out / "07_toy.ipynb").read_text() == good_text           # last good executed notebook untouched
+    assert "unlucky" in (out / "07_toy.failed.ipynb").read_text()
+    assert not list(out.glob(".*.running.ipynb"))
+
+
+def test_invocation_seconds_counts_only_the_latest_invocation():
+    log = {"notebooks": {"00_a.ipynb": {"seconds": 10.0}, "01_b.ipynb": {"seconds": 5.0}},
+           "last_invocation": ["01_b.ipynb"]}
+    assert run.invocation_seconds(log) == 5.0
