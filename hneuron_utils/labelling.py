@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .data import QARecord
@@ -388,3 +389,36 @@ def span_is_whole_response(response: str, span: Sequence[int] | None) -> bool:
     from .tokens import whole_response_span
 
     return span is None or tuple(span) == whole_response_span(response)
+
+
+def greedy_correct_outside(loaded: Any, looked: pd.DataFrame, exclude: set[str], needed: int, judge: Judge,
+                           batch_size: int, max_new_tokens: int, seed: int,
+                           chunk_size: int = 250) -> tuple[list[str], dict[str, int]]:
+    """TriviaQA questions the model answers correctly by greedy decoding, none of them in ``exclude``
+    (the dataset): first those notebook 01 already screened (in a seeded order), then, only if fewer
+    than ``needed``, questions 01 never looked at, screened greedily ``chunk_size`` at a time (cached)
+    until ``needed`` are found or the pool ends. Returns (ids, counts of where they came from)."""
+    from .data import load_dataset
+
+    col = looked.get("greedy_correct", pd.Series(False, index=looked.index)).fillna(False).astype(bool)
+    known = looked[col & ~looked.id.isin(exclude)].id.tolist()
+    known = [known[i] for i in np.random.default_rng(seed).permutation(len(known))]
+    counts = {"from 01's screen": len(known), "screened here": 0, "found here": 0}
+    if len(known) >= needed:
+        return known, counts
+    seen = set(looked.id) | set(exclude)
+    rest = [r for r in load_dataset("triviaqa") if r.id not in seen]
+    random.Random(seed + 5).shuffle(rest)
+    for j in range(0, len(rest), chunk_size):
+        chunk = [QARecord(r.id, r.question, tuple(usable_aliases(r.question, r.answers)), r.source, r.meta)
+                 for r in rest[j:j + chunk_size]]
+        chunk = [r for r in chunk if r.answers]
+        got = greedy_answers(loaded, chunk, max_new_tokens, batch_size, progress=False)
+        new = [r.id for r in chunk if judge.judge(r.question, got[r.id]["text"], r.answers).correct
+               and not judge.judge(r.question, got[r.id]["text"], r.answers).refusal]
+        counts["screened here"] += len(chunk)
+        counts["found here"] += len(new)
+        known += new
+        if len(known) >= needed:
+            break
+    return known, counts

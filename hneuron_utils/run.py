@@ -106,7 +106,21 @@ def run_notebook(nb: Path, out: Path, params: dict[str, Any], kernel: str, log_o
     except PapermillExecutionError as e:
         raise NotebookFailed(f"{nb.name} failed in cell {e.cell_index} (execution count {e.exec_count}): "
                              f"{e.ename}: {e.evalue}\n  executed notebook with the traceback: {out}") from e
+    collapse_parameter_cells(out)
     return time.perf_counter() - t0
+
+
+def collapse_parameter_cells(path: Path) -> None:
+    """Collapse the tagged parameters cell and papermill's injected copy in an executed notebook, so a
+    reader opening it in JupyterLab sees prose and results first (the validation cell's table lists the
+    parameters anyway)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", [])):
+            cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+    nbformat.write(nb, path)
 
 
 def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = None,

@@ -166,3 +166,28 @@ def test_test_set_with_an_abstention_judge_keeps_abstaining_questions(tiny, tmp_
     looked2, ex2, _ = labelling.test_set(tiny, recs, RuleLike(), labelling.Rule(3, 3, 0), s, n_per_class=4, seed=0,
                                          batch_size=8, screen=True, progress=False)
     assert (looked2.label == "faithful").sum() == 0 and len(ex2) == 0
+
+
+def test_greedy_correct_outside_uses_01_first_then_screens_more(monkeypatch):
+    import pandas as pd
+
+    from hneuron_utils import labelling
+    from hneuron_utils.data import QARecord
+    from hneuron_utils.judge import RuleJudge
+
+    recs = [QARecord(f"q{i}", f"question {i}?", (f"ans{i}",), "triviaqa", {}) for i in range(40)]
+    monkeypatch.setattr("hneuron_utils.data.load_dataset", lambda name: recs)
+    calls = []
+
+    def fake_greedy(loaded, chunk, max_new_tokens, batch_size, progress=True, style="chat"):
+        calls.append([r.id for r in chunk])
+        return {r.id: {"text": r.answers[0] if int(r.id[1:]) % 2 else "wrong", "stopped": True} for r in chunk}
+
+    monkeypatch.setattr(labelling, "greedy_answers", fake_greedy)
+    looked = pd.DataFrame({"id": ["q0", "q1", "q2", "q3"], "greedy_correct": [True, True, False, True]})
+    ids, counts = labelling.greedy_correct_outside(None, looked, {"q1"}, 2, RuleJudge(), 8, 16, 0, chunk_size=10)
+    assert sorted(ids) == ["q0", "q3"] and not calls and counts["screened here"] == 0  # enough from 01
+    ids, counts = labelling.greedy_correct_outside(None, looked, {"q1"}, 6, RuleJudge(), 8, 16, 0, chunk_size=10)
+    assert len(ids) >= 6 and counts["from 01's screen"] == 2 and counts["found here"] == len(ids) - 2
+    assert not {"q0", "q1", "q2", "q3"} & {i for c in calls for i in c}  # never re-screens 01's or the dataset's
+    assert all(int(i[1:]) % 2 for i in ids[2:])

@@ -44,6 +44,9 @@ def test_failed_rerun_keeps_the_last_good_entry_notebook_and_parameters(tmp_path
     out = tmp_path / "results" / "hist"
     assert good["notebooks"]["07_toy.ipynb"]["status"] == "ok"
     good_text = (out / "07_toy.ipynb").read_text()
+    executed = nbformat.read(out / "07_toy.ipynb", as_version=4)
+    hidden = [c for c in executed.cells if c.metadata.get("jupyter", {}).get("source_hidden")]
+    assert {t for c in hidden for t in c.metadata["tags"]} == {"parameters", "injected-parameters"}
     with pytest.raises(run.NotebookFailed):
         run.run("smoke", run_name="hist", log_output=False, overrides={"seed": 13}, notebook_files=[nb])
     log = json.loads((out / "run_log.json").read_text())
