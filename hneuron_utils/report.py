@@ -32,6 +32,7 @@ def results_block(run: Path) -> str:
         lines.append(f"| `{name}` | {e['status']} | {secs / 60:.1f} min ({secs:.0f} s) | {e.get('started', '?')} | "
                      f"`{e.get('git_commit', log.get('git_commit', '?'))}` |")
     lines.append(f"| **sum of the times above** | | **{total / 60:.1f} min** | | |")
+    lines += _stale_lines(log)
     for e in log.get("earlier", []):
         lines.append(f"\nAn earlier run of `{e['notebook']}` in this results folder (started {e.get('started', '?')}, "
                      f"commit `{e.get('git_commit', '?')}`) took {e.get('seconds', 0) / 60:.1f} min; the time above is "
@@ -340,6 +341,20 @@ def readme_block(readme: Path | None = None) -> str:
     return text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
 
 
+
+def _stale_lines(log: dict) -> list[str]:
+    """Notebooks whose latest run started before an upstream notebook's latest run: their results use
+    the upstream outputs of an earlier run (e.g. an earlier H-neuron set), and the README says so."""
+    nbs = log["notebooks"]
+    out = []
+    for name, e in sorted(nbs.items()):
+        newer = [u for u, ue in sorted(nbs.items()) if u[:2] < name[:2] and ue.get("started", "") > e.get("started", "")]
+        if newer:
+            out.append(f"`{name}` predates the latest run of {', '.join(f'`{u}`' for u in newer)}: its results use "
+                       "those notebooks' outputs from an earlier run (for 04–06: the earlier H-neuron set), until it is re-run.")
+    return ["", "**Stale results.** " + " ".join(out)] if out else []
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hneuron_utils.report", description=__doc__.split("\n")[0])
     ap.add_argument("--run", default="results/default")
@@ -358,3 +373,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

@@ -46,3 +46,12 @@ def test_results_block_lists_earlier_runs_of_a_notebook(tmp_path):
     text = report.results_block(tmp_path)
     assert "| `04_generalisation.ipynb` | ok | 2.0 min (120 s) | t2 | `abc` |" in text
     assert "An earlier run of `04_generalisation.ipynb` in this results folder (started t1, commit `def`) took 16.8 min" in text
+
+
+def test_stale_notebooks_are_named():
+    log = {"notebooks": {"02_a.ipynb": {"started": "2026-01-02"}, "03_b.ipynb": {"started": "2026-01-03"},
+                         "04_c.ipynb": {"started": "2026-01-01"}}}
+    lines = report._stale_lines(log)
+    assert len(lines) == 2 and "`04_c.ipynb` predates the latest run of `02_a.ipynb`, `03_b.ipynb`" in lines[1]
+    log["notebooks"]["04_c.ipynb"]["started"] = "2026-01-04"
+    assert report._stale_lines(log) == []
