@@ -139,6 +139,13 @@ def _baseline_lines(run: Path, h) -> list[str]:
                      f"[{100 * r['accuracy_lo']:.1f}, {100 * r['accuracy_hi']:.1f}] | {r['auroc']:.3f} "
                      f"[{r['auroc_lo']:.3f}, {r['auroc_hi']:.3f}] | {r['matched_auroc']:.3f} "
                      f"[{r['matched_auroc_lo']:.3f}, {r['matched_auroc_hi']:.3f}] |")
+    cross = run / "tables" / "03_cross_run.csv"
+    if cross.exists():
+        c = pd.read_csv(cross).iloc[0]
+        lines += ["", f"Cross-run check (`python -m hneuron_utils.repro`: 02–03 re-run from an empty stage cache with "
+                  f"CETT batch size {int(c['cett_batch_size (re-run)'])}): {int(c['H-neurons (run)'])} vs "
+                  f"{int(c['H-neurons (re-run)'])} H-neurons (C = {c['C (run)']:g} / {c['C (re-run)']:g}), Jaccard "
+                  f"{c['jaccard']:.3f}; H-neuron test AUROC {c['H AUROC (run)']:.3f} vs {c['H AUROC (re-run)']:.3f}."]
     lines += ["", f"Best baseline by AUROC: {h['best baseline']}. {h['H vs best']}: AUROC difference "
               f"{h['H minus best AUROC']:+.3f} [{h['H minus best lo']:+.3f}, {h['H minus best hi']:+.3f}] "
               "(paired bootstrap over test questions, two-sided 95%)."]

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     src = run_dir(args.run)
     dst = run_dir(f"{args.run}-repro")
-    (dst / "data").mkdir(parents=True, exist_ok=True)
+    for sub in ("data", "tables"):
+        (dst / sub).mkdir(parents=True, exist_ok=True)
     for f in ("01_examples.jsonl", "01_looked.jsonl"):
         shutil.copy2(src / "data" / f, dst / "data" / f)
     stage_cache = Path(tempfile.mkdtemp(prefix="hneuron-repro-"))

@@ -55,3 +55,22 @@ def test_stale_notebooks_are_named():
     assert len(lines) == 2 and "`04_c.ipynb` predates the latest run of `02_a.ipynb`, `03_b.ipynb`" in lines[1]
     log["notebooks"]["04_c.ipynb"]["started"] = "2026-01-04"
     assert report._stale_lines(log) == []
+
+
+def test_cross_run_line(tmp_path):
+    import pandas as pd
+
+    t = tmp_path / "tables"
+    t.mkdir()
+    pd.DataFrame([{"method": "H-neurons, held_out rule (C = 30)", "neurons_or_features": 45, "n_per_class": 49,
+                   "accuracy": 0.8, "accuracy_lo": 0.7, "accuracy_hi": 0.9, "auroc": 0.9, "auroc_lo": 0.8,
+                   "auroc_hi": 0.95, "matched_auroc": 0.85, "matched_auroc_lo": 0.7, "matched_auroc_hi": 0.9,
+                   "matched_pairs": 10}]).to_csv(t / "03_baselines.csv", index=False)
+    pd.DataFrame([{"H-neurons (run)": 45, "H-neurons (re-run)": 44, "C (run)": 30.0, "C (re-run)": 30.0,
+                   "jaccard": 0.978, "H AUROC (run)": 0.89, "H AUROC (re-run)": 0.89,
+                   "cett_batch_size (re-run)": 8}]).to_csv(t / "03_cross_run.csv", index=False)
+    h = pd.Series({"fit converged": True, "fit iterations": 16, "probe tol": 1e-6, "best baseline": "x",
+                   "H vs best": "H-neurons beat x", "H minus best AUROC": 0.1, "H minus best lo": 0.05,
+                   "H minus best hi": 0.2})
+    text = "\n".join(report._baseline_lines(tmp_path, h))
+    assert "45 vs 44 H-neurons" in text and "Jaccard 0.978" in text and "H-neurons beat x" in text
