@@ -156,7 +156,21 @@ def _looks_like_hub_id(name: str) -> bool:
 
 
 def _load_hf(name: str, torch_dtype: torch.dtype, device: torch.device) -> tuple[Any, Any, str, dict]:
-    """Load (model, tokenizer, source, info) for any accepted name."""
+    """Load (model, tokenizer, source, info) for any accepted name, without transformers' "Loading
+    weights" progress bar (noise in every executed notebook)."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return _load_hf_quiet(name, torch_dtype, device)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _load_hf_quiet(name: str, torch_dtype: torch.dtype, device: torch.device) -> tuple[Any, Any, str, dict]:
+    """:func:`_load_hf`'s body."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if name == TINY:
@@ -204,15 +218,7 @@ def load_model(name: str, dtype: str = "auto", device: str = "auto") -> LoadedMo
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     t0 = time.perf_counter()
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Loading weights" bar in every executed notebook
-    try:
-        hf_model, tok, source, info = _load_hf(name, torch_dtype, dev)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    hf_model, tok, source, info = _load_hf(name, torch_dtype, dev)
     hf_model = hf_model.to(dev).eval().requires_grad_(False)  # inference only: no autograd graphs
     layers_path = find_layers_path(hf_model)
     contiguous_lm_head_input(hf_model)

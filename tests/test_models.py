@@ -76,3 +76,18 @@ def test_lm_head_input_made_contiguous_without_changing_logits(tiny):
         last = tiny.hf(input_ids=ids, logits_to_keep=1).logits[:, -1]
     assert tiny.hf.get_output_embeddings()._forward_pre_hooks
     assert torch.allclose(full, last, atol=1e-5)
+
+
+def test_loading_shows_no_weight_loading_bar(tmp_path, capsys):
+    """Executed notebooks must not fill with transformers' "Loading weights" bars, whichever path loads."""
+    from hneuron_utils import models, tiny
+
+    tok = tiny.build_tokenizer()
+    tiny.build_model(tok, dtype=torch.float32).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    models._load_hf(str(tmp_path), torch.float32, torch.device("cpu"))
+    err = capsys.readouterr().err
+    assert "Loading weights" not in err
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()  # restored afterwards
