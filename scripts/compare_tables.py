@@ -43,7 +43,8 @@ def compare(a: Path, b: Path) -> tuple[list[str], bool]:
             x, y = ta[c], tb[c]
             # a table whose rows are keyed by a timing label ("seconds", "model load seconds") differs there by nature
             rows_timing = ta.iloc[:, 0].astype(str).map(_is_timing) if c != ta.columns[0] else pd.Series(False, index=ta.index)
-            if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
+            if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y) and not (
+                    pd.api.types.is_bool_dtype(x) or pd.api.types.is_bool_dtype(y)):
                 d = (x - y).abs()
                 bad = ~((x == y) | (x.isna() & y.isna()))
             else:
