@@ -25,7 +25,7 @@ $(STAMP):
 	$(PY) -m pip install --quiet torch==2.13.0 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]' 2>&1 | grep -v "is ignored" || true
 	$(PY) -c 'import torch, transformers, nnsight, papermill, sklearn, seaborn, hneuron_utils; print("environment ok: torch", torch.__version__, "transformers", transformers.__version__, "nnsight", nnsight.__version__)'
-	$(PY) -c 'from hneuron_utils.run import ensure_kernel; ensure_kernel()'  # the project kernel, logging errors only
+	$(PY) -c 'from hneuron_utils.workbook.run import ensure_kernel; ensure_kernel()'  # the project kernel, logging errors only
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -38,14 +38,14 @@ test-fast: env
 	$(PY) -m pytest -ra -m "not network and not real_model and not notebooks" $(PYTEST_ARGS)
 
 smoke: env
-	$(PY) -m hneuron_utils.run --params params/smoke.yaml
+	$(PY) -m hneuron_utils.workbook.run --params params/smoke.yaml
 
 reproduce: env
-	$(PY) -m hneuron_utils.run --params params/$(PROFILE).yaml
-	if [ "$(PROFILE)" = default ]; then $(PY) -m hneuron_utils.report --update-readme; fi
+	$(PY) -m hneuron_utils.workbook.run --params params/$(PROFILE).yaml
+	if [ "$(PROFILE)" = default ]; then $(PY) -m hneuron_utils.workbook.report --update-readme; fi
 
 figures: env
-	$(PY) -m hneuron_utils.figures --run results/default
+	$(PY) -m hneuron_utils.workbook.figures --run results/default
 
 data-check: env
 	$(PY) scripts/build_data.py --check

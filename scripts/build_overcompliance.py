@@ -35,8 +35,8 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from hneuron_utils.judge import normalize  # noqa: E402
-from hneuron_utils.overcompliance import FILES, PLACEHOLDER_RE, insert_question  # noqa: E402
+from hneuron_utils.judges import normalize  # noqa: E402
+from hneuron_utils.data.overcompliance import FILES, PLACEHOLDER_RE, insert_question  # noqa: E402
 
 SEED = 0
 N_FALSEQA = 300

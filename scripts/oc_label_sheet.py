@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hneuron_utils import overcompliance as oc  # noqa: E402
-from hneuron_utils.stages import cache_root  # noqa: E402
+from hneuron_utils.data import overcompliance as oc  # noqa: E402
+from hneuron_utils.workbook.stages import cache_root  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ import zipfile
 
 import pytest
 
-from hneuron_utils import assets
+from hneuron_utils.models import assets
 
 PAYLOAD = [b"GGUF" + b"a" * 1000, b"b" * 777]
 

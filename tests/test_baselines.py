@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from hneuron_utils import baselines as B
-from hneuron_utils.probe import _auroc
+from hneuron_utils import stats as S
+from hneuron_utils.probes import baselines as B
+from hneuron_utils.probes.probe import _auroc
 
 
 def test_matched_auroc_ignores_cross_length_pairs():
@@ -25,11 +26,11 @@ def test_compare_paired_differences():
     assert set(m.method) == {"good", "noise"} and (m.n_per_class == 60).all()
     row = d.set_index("method").loc["noise"]
     assert row.auroc_diff_lo > 0  # good beats noise, by a paired interval
-    assert B.verdict(row.auroc_diff_lo, row.auroc_diff_hi, "H-neurons", "noise") == "H-neurons beat noise"
+    assert S.verdict(row.auroc_diff_lo, row.auroc_diff_hi, "H-neurons", "noise") == "H-neurons beat noise"
     m2, d2 = B.compare(y, {"a": good, "b": good + 1e-9 * noise}, "a", 300, 0)
     r2 = d2.iloc[0]
     assert r2.auroc_diff_lo <= 0 <= r2.auroc_diff_hi
-    assert "do not beat" in B.verdict(r2.auroc_diff_lo, r2.auroc_diff_hi, "a", "b")
+    assert "do not beat" in S.verdict(r2.auroc_diff_lo, r2.auroc_diff_hi, "a", "b")
 
 
 def test_residual_probe_picks_the_informative_layer():

@@ -1,4 +1,4 @@
-from hneuron_utils import bench
+from hneuron_utils.workbook import bench
 
 
 def test_bench_cett_runs_and_agrees_with_the_per_example_way():

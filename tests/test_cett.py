@@ -1,6 +1,6 @@
 import torch
 
-from hneuron_utils import cett
+from hneuron_utils.features import cett
 
 
 def test_cett_matches_outer_product_definition():

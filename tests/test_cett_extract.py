@@ -3,7 +3,9 @@ import copy
 import pytest
 import torch
 
-from hneuron_utils import cett, generation, judge, models, tokens
+from hneuron_utils.features import cett
+from hneuron_utils.text import generation, tokens
+from hneuron_utils import judges, models
 
 QA = [("Capital of France?", "Paris is the capital.", ["Paris"]),
       ("Who wrote Hamlet?", "Shakespeare", ["William Shakespeare", "Shakespeare"]),
@@ -15,7 +17,7 @@ QA = [("Capital of France?", "Paris is the capital.", ["Paris"]),
 def _examples(loaded):
     out = []
     for q, r, a in QA:
-        v = judge.RuleJudge().judge(q, r, a)
+        v = judges.RuleJudge().judge(q, r, a)
         out.append(tokens.teacher_forced(loaded.tokenizer, generation.qa_prompt(loaded.tokenizer, q), r, v.span))
     return out
 
@@ -132,7 +134,8 @@ def test_float32_features_and_converged_h_neurons_do_not_depend_on_the_batch():
     for both feature copies and for two solver seeds."""
     import numpy as np
 
-    from hneuron_utils import data, probe
+    from hneuron_utils import data
+    from hneuron_utils.probes import probe
 
     loaded = models.load_model("smollm2-135m-instruct", dtype="float32")
     recs = data.load_dataset("triviaqa")[:32]

@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from hneuron_utils import config
-from hneuron_utils.paths import project_root
+from hneuron_utils.workbook import config
+from hneuron_utils.workbook.paths import project_root
 
 
 def test_default_profile_names_every_parameter():
@@ -89,7 +89,7 @@ def test_from_notebook_rejects_injected_typo():
 
 
 def test_origin_overrides_are_validated():
-    from hneuron_utils.config import ConfigError, validate_value
+    from hneuron_utils.workbook.config import ConfigError, validate_value
 
     assert validate_value("origin_overrides", {"pool_size": 100, "faithful_min_correct": 6}) == \
         {"pool_size": 100, "faithful_min_correct": 6}

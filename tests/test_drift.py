@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from hneuron_utils import drift, tiny
+from hneuron_utils import stats
+from hneuron_utils.training import drift
+from hneuron_utils.models import tiny
 
 
 def _pair():
@@ -56,9 +58,9 @@ def test_inertia_test_finds_a_set_of_unchanged_neurons_and_not_a_random_one():
     ranks = rng.permutation(np.linspace(0, 1, 2000)).reshape(4, 500)
     flat = ranks.ravel()
     top = np.argsort(-flat)[:30]  # the 30 least-changed neurons
-    res = drift.inertia_test(ranks, top, 2000, 0)
+    res = stats.inertia_test(ranks, top, 2000, 0)
     assert res["H mean rank"] > 0.95 and res["p (t-test, one-sided)"] < 1e-6 and res["p (permutation)"] < 0.01
-    rand = drift.inertia_test(ranks, rng.choice(2000, 30, replace=False), 2000, 0)
+    rand = stats.inertia_test(ranks, rng.choice(2000, 30, replace=False), 2000, 0)
     assert rand["p (permutation)"] > 0.01
     with pytest.raises(ValueError):
-        drift.inertia_test(ranks, [5000], 10, 0)
+        stats.inertia_test(ranks, [5000], 10, 0)

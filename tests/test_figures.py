@@ -2,7 +2,7 @@ import json
 
 import pandas as pd
 
-from hneuron_utils import figures
+from hneuron_utils.workbook import figures
 
 
 def test_tour_figure_draws_from_table_and_redraws(tmp_path):

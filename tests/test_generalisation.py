@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hneuron_utils import generalisation as G
-from hneuron_utils import probe
+from hneuron_utils import stats
+from hneuron_utils.probes import generalisation as G, probe
 from hneuron_utils.data import DataError
-from hneuron_utils.judge import RuleJudge
-from hneuron_utils.nonexist import ABSTAIN_ANSWER, AbstentionJudge
-from hneuron_utils.paths import project_root
+from hneuron_utils.judges import RuleJudge
+from hneuron_utils.data.nonexist import ABSTAIN_ANSWER, AbstentionJudge
+from hneuron_utils.workbook.paths import project_root
 
 SHARED_BIOASQ = project_root().parent / "shared" / "data" / "bioasq" / "bioasq13b_factoid.jsonl"
 
@@ -66,8 +66,8 @@ def test_evaluate_sets_scores_h_and_random_and_handles_an_empty_class():
     a_h, a_r = res.iloc[1], res.iloc[0]
     assert a_h.classifier == "H-neurons" and a_r.classifier.startswith("random")
     assert a_h.auroc > 0.85 and a_h.auroc_lo < a_h.auroc < a_h.auroc_hi and 0.3 < a_r.auroc < 0.7
-    assert a_h.accuracy == probe.evaluate(ya, clfs["h_neurons"](Xa))["accuracy"]
-    draws = [probe.evaluate(ya, clfs[f"random_{d}"](Xa))["auroc"] for d in range(4)]
+    assert a_h.accuracy == stats.evaluate(ya, clfs["h_neurons"](Xa))["accuracy"]
+    draws = [stats.evaluate(ya, clfs[f"random_{d}"](Xa))["auroc"] for d in range(4)]
     assert a_r.auroc == pytest.approx(np.mean(draws))
     assert res.iloc[3][["accuracy", "auroc"]].isna().all() and res.iloc[3]["n faithful"] == 0
     with pytest.raises(ValueError, match="h_neurons"):

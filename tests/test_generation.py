@@ -1,6 +1,6 @@
 import pytest
 
-from hneuron_utils import generation
+from hneuron_utils.text import generation
 
 
 def test_chat_prompt_has_template_and_paper_suffix(tiny):
@@ -118,7 +118,7 @@ class _FakeTok:
 
 
 def test_first_line_stops_only_at_a_newline_after_content():
-    from hneuron_utils.generation import _first_line
+    from hneuron_utils.text.generation import _first_line
 
     t = _FakeTok()
     assert _first_line(t, ["\n"]) is None  # a leading newline is skipped
@@ -130,7 +130,7 @@ def test_first_line_stops_only_at_a_newline_after_content():
 
 def test_base_style_prompt_and_newline_stop_on_the_tiny_model():
     from hneuron_utils import models
-    from hneuron_utils.generation import BASE_SUFFIX, Sampling, question_prompt, sample_many
+    from hneuron_utils.text.generation import BASE_SUFFIX, Sampling, question_prompt, sample_many
 
     loaded = models.load_model("tiny-random", dtype="float32")
     assert question_prompt(loaded.tokenizer, " Who? ", "base") == "Who?" + BASE_SUFFIX
@@ -165,8 +165,8 @@ def test_base_style_teacher_forcing_recreates_the_generated_tokens():
     """The stored base-style text keeps its leading space, so prompt + text re-tokenises to the tokens
     the model generated (the answer-token CETT of notebook 06 is read on those tokens)."""
     from hneuron_utils import models
-    from hneuron_utils.generation import Sampling, question_prompt, sample_many
-    from hneuron_utils.tokens import teacher_forced
+    from hneuron_utils.text.generation import Sampling, question_prompt, sample_many
+    from hneuron_utils.text.tokens import teacher_forced
 
     loaded = models.load_model("tiny-random", dtype="float32")
     tok = loaded.tokenizer

@@ -1,15 +1,15 @@
 import torch
 
-from hneuron_utils import intervention
+from hneuron_utils import interventions
 
 
 def test_scaling_neurons_equals_scaling_down_proj_columns(tiny):
     ids = torch.randint(5, 200, (2, 7))
-    neurons = intervention.by_layer([3, 130, 128 * 2 + 5], tiny.d_ff)
+    neurons = interventions.by_layer([3, 130, 128 * 2 + 5], tiny.d_ff)
     assert set(neurons) == {0, 1, 2}
     with torch.no_grad():
         base = tiny.hf(input_ids=ids).logits
-        with intervention.scaled(tiny, neurons, 0.0):
+        with interventions.scaled(tiny, neurons, 0.0):
             hooked = tiny.hf(input_ids=ids).logits
         after = tiny.hf(input_ids=ids).logits
         saved = {l: tiny.down_proj_module(l).weight.clone() for l in neurons}
@@ -40,22 +40,22 @@ def _with_scaled_columns(loaded, neurons, alpha, fn):
 
 
 def _check_generation_matches_weight_scaling(loaded, flat, alphas, prompts, max_new_tokens):
-    from hneuron_utils.generation import Sampling
+    from hneuron_utils.text.generation import Sampling
 
     s = Sampling(max_new_tokens=max_new_tokens)
-    neurons = intervention.by_layer(flat, loaded.d_ff)
+    neurons = interventions.by_layer(flat, loaded.d_ff)
     before = {k: v.detach().clone() for k, v in loaded.hf.state_dict().items()}
-    base = intervention.generate_scaled(loaded, prompts, None, 1.0, s)
+    base = interventions.generate_scaled(loaded, prompts, None, 1.0, s)
     changed = 0
     for alpha in alphas:
-        ours = intervention.generate_scaled(loaded, prompts, flat, alpha, s)
+        ours = interventions.generate_scaled(loaded, prompts, flat, alpha, s)
         ref = _with_scaled_columns(loaded, neurons, alpha,
-                                   lambda: intervention.generate_scaled(loaded, prompts, None, 1.0, s))
+                                   lambda: interventions.generate_scaled(loaded, prompts, None, 1.0, s))
         assert [[x.token_ids for x in o] for o in ours] == [[x.token_ids for x in o] for o in ref], alpha
         changed += [[x.token_ids for x in o] for o in ours] != [[x.token_ids for x in o] for o in base]
     after = loaded.hf.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # no change left in the model
-    assert intervention.generate_scaled(loaded, prompts, None, 1.0, s) == base
+    assert interventions.generate_scaled(loaded, prompts, None, 1.0, s) == base
     return changed
 
 
@@ -72,7 +72,7 @@ def test_nnsight_forward_rejects_bad_layers(tiny):
     import pytest
 
     with pytest.raises(ValueError, match="out of range"):
-        intervention.nnsight_forward(tiny, {tiny.n_layers: torch.tensor([0])}, 0.0)
+        interventions.nnsight_forward(tiny, {tiny.n_layers: torch.tensor([0])}, 0.0)
 
 
 import pytest  # noqa: E402
@@ -94,12 +94,12 @@ def test_nnsight_scaling_on_the_default_model_equals_scaling_down_proj_columns()
 def test_greedy_accuracy_scores_the_scaled_model(tiny):
     """greedy_accuracy (nnsight scaling) judges the same answers as decoding under the pre-hook reference."""
     from hneuron_utils.data import QARecord
-    from hneuron_utils.generation import Sampling, qa_prompt, sample_many
-    from hneuron_utils.judge import Verdict
+    from hneuron_utils.text.generation import Sampling, qa_prompt, sample_many
+    from hneuron_utils.judges import Verdict
 
     recs = [QARecord(f"q{i}", q, ("zz",), "t") for i, q in enumerate(["Capital of France?", "Who wrote Hamlet?"])]
     flat = [3, 130, 261]
-    with intervention.scaled(tiny, intervention.by_layer(flat, tiny.d_ff), 0.0):
+    with interventions.scaled(tiny, interventions.by_layer(flat, tiny.d_ff), 0.0):
         ref = [o[0].text for o in sample_many(tiny, [qa_prompt(tiny.tokenizer, r.question) for r in recs], 1,
                                               Sampling(max_new_tokens=6), progress=False)]
 
@@ -107,5 +107,5 @@ def test_greedy_accuracy_scores_the_scaled_model(tiny):
         def judge(self, q, r, a):
             return Verdict(correct=r == ref[[x.question for x in recs].index(q)], refusal=False)
 
-    assert intervention.greedy_accuracy(tiny, recs, SameAsReference(), flat, 0.0, max_new_tokens=6) == 1.0
-    assert intervention.greedy_accuracy(tiny, recs, SameAsReference(), None, 0.0, max_new_tokens=6) < 1.0
+    assert interventions.greedy_accuracy(tiny, recs, SameAsReference(), flat, 0.0, max_new_tokens=6) == 1.0
+    assert interventions.greedy_accuracy(tiny, recs, SameAsReference(), None, 0.0, max_new_tokens=6) < 1.0

@@ -1,8 +1,8 @@
 import pytest
 
-from hneuron_utils import judge
+from hneuron_utils import judges
 
-J = judge.RuleJudge()
+J = judges.RuleJudge()
 
 
 @pytest.mark.parametrize("raw,norm", [
@@ -12,12 +12,12 @@ J = judge.RuleJudge()
     ("U.S.A.", "usa"),
 ])
 def test_normalize_is_squad(raw, norm):
-    assert judge.normalize(raw) == norm
+    assert judges.normalize(raw) == norm
 
 
 def test_normalize_map_points_back_to_raw_chars():
     raw = "It's  THE Beatles' song."
-    norm, idx = judge.normalize_with_map(raw)
+    norm, idx = judges.normalize_with_map(raw)
     assert norm == "its beatles song"
     assert all(raw[i].lower() == c for c, i in zip(norm, idx) if c != " ")
 
@@ -45,7 +45,7 @@ def test_wrong_answer():
 
 def test_leaked_alias_is_not_usable():
     q = "Which Beatles song mentions Lucy in the sky?"
-    assert judge.usable_aliases(q, ["Lucy", "Lucy in the Sky with Diamonds"]) == ["Lucy in the Sky with Diamonds"]
+    assert judges.usable_aliases(q, ["Lucy", "Lucy in the Sky with Diamonds"]) == ["Lucy in the Sky with Diamonds"]
     assert not J.judge(q, "Lucy", ["Lucy"]).correct
 
 
@@ -54,4 +54,4 @@ def test_leaked_alias_is_not_usable():
     ("Cannot", False), ("The Cannonball Run", False), ("Paris", False),
 ])
 def test_refusal_phrases(resp, ref):
-    assert judge.is_refusal(resp) is ref
+    assert judges.is_refusal(resp) is ref

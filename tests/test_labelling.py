@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from hneuron_utils import judge, labelling
-from hneuron_utils.data import QARecord
+from hneuron_utils import judges
+from hneuron_utils.data import labelling, QARecord
 
 
 def test_rule_labels_and_validation():
@@ -47,7 +47,7 @@ def _looked(n_per_class=6):
 
 
 def test_split_is_balanced_disjoint_and_uses_the_right_response():
-    ex, sizes = labelling.split(_looked(), judge.RuleJudge(), 3, 2, seed=0)
+    ex, sizes = labelling.split(_looked(), judges.RuleJudge(), 3, 2, seed=0)
     assert sizes == {"available per class": 6, "train per class": 3, "test per class": 2}
     assert not set(ex[ex.split == "train"].id) & set(ex[ex.split == "test"].id)
     assert (ex.groupby(["split", "class"]).size() == pd.Series({("test", "faithful"): 2, ("test", "hallucinated"): 2,
@@ -60,7 +60,7 @@ def test_split_is_balanced_disjoint_and_uses_the_right_response():
 
 
 def test_split_shrinks_proportionally_when_short():
-    ex, sizes = labelling.split(_looked(3), judge.RuleJudge(), 4, 2, seed=0)
+    ex, sizes = labelling.split(_looked(3), judges.RuleJudge(), 4, 2, seed=0)
     assert sizes == {"available per class": 3, "train per class": 2, "test per class": 1}
 
 
@@ -84,7 +84,7 @@ def test_label_pool_screens_and_stops_when_full(tiny, tmp_path, monkeypatch):
 
     class Wrong:
         def judge(self, q, r, a):
-            return judge.Verdict(correct=False, refusal=False)
+            return judges.Verdict(correct=False, refusal=False)
 
     recs = [QARecord(f"q{i}", f"Question number {i}?", ("zzz",), "t") for i in range(30)]
     s = labelling.Sampling(do_sample=True, max_new_tokens=4)
@@ -126,16 +126,16 @@ def test_teacher_forced_examples_marks_spans_and_reports_lost(tiny):
 
 
 def test_abstaining_disqualifies_only_when_it_is_not_the_faithful_answer():
-    refusal = judge.Verdict(correct=False, refusal=True)
-    assert labelling.disqualifies(judge.RuleJudge(), refusal, "I don't know")
-    assert not labelling.disqualifies(judge.RuleJudge(), judge.Verdict(False, False), "Lyon")
-    assert labelling.disqualifies(judge.RuleJudge(), judge.Verdict(False, False), "")
+    refusal = judges.Verdict(correct=False, refusal=True)
+    assert labelling.disqualifies(judges.RuleJudge(), refusal, "I don't know")
+    assert not labelling.disqualifies(judges.RuleJudge(), judges.Verdict(False, False), "Lyon")
+    assert labelling.disqualifies(judges.RuleJudge(), judges.Verdict(False, False), "")
 
-    from hneuron_utils.nonexist import AbstentionJudge
+    from hneuron_utils.data.nonexist import AbstentionJudge
 
     aj = AbstentionJudge()
     assert not labelling.disqualifies(aj, aj.judge("Who makes Zorvaxiline?", "I don't know."), "I don't know.")
-    assert labelling.disqualifies(aj, judge.Verdict(False, False), "")
+    assert labelling.disqualifies(aj, judges.Verdict(False, False), "")
 
 
 def test_test_set_with_an_abstention_judge_keeps_abstaining_questions(tiny, tmp_path, monkeypatch):
@@ -148,7 +148,7 @@ def test_test_set_with_an_abstention_judge_keeps_abstaining_questions(tiny, tmp_
 
         def judge(self, q, r, a):
             even = int(q.split()[-1].rstrip("?")) % 2 == 0
-            return judge.Verdict(correct=even, refusal=even)
+            return judges.Verdict(correct=even, refusal=even)
 
     recs = [QARecord(f"q{i}", f"Question number {i}?", ("<abstain>",), "t") for i in range(20)]
     s = labelling.Sampling(do_sample=True, max_new_tokens=3)
@@ -171,9 +171,8 @@ def test_test_set_with_an_abstention_judge_keeps_abstaining_questions(tiny, tmp_
 def test_greedy_correct_outside_uses_01_first_then_screens_more(monkeypatch):
     import pandas as pd
 
-    from hneuron_utils import labelling
-    from hneuron_utils.data import QARecord
-    from hneuron_utils.judge import RuleJudge
+    from hneuron_utils.data import labelling, QARecord
+    from hneuron_utils.judges import RuleJudge
 
     recs = [QARecord(f"q{i}", f"question {i}?", (f"ans{i}",), "triviaqa", {}) for i in range(40)]
     monkeypatch.setattr("hneuron_utils.data.load_dataset", lambda name: recs)

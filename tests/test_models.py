@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from hneuron_utils import generation, models
+from hneuron_utils.text import generation
+from hneuron_utils import models
 
 
 def test_tiny_random_layout(tiny):
@@ -80,7 +81,8 @@ def test_lm_head_input_made_contiguous_without_changing_logits(tiny):
 
 def test_loading_shows_no_weight_loading_bar(tmp_path, capsys):
     """Executed notebooks must not fill with transformers' "Loading weights" bars, whichever path loads."""
-    from hneuron_utils import models, tiny
+    from hneuron_utils import models
+    from hneuron_utils.models import tiny
 
     tok = tiny.build_tokenizer()
     tiny.build_model(tok, dtype=torch.float32).save_pretrained(tmp_path)

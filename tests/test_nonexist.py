@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from hneuron_utils import data, judge, nonexist as ne
+from hneuron_utils import data, judges
+from hneuron_utils.data import nonexist as ne
 
 N = 120
 
@@ -52,7 +53,7 @@ def test_no_collisions(recs):
         tokens = ne.distinctive_tokens(name)
         assert tokens, name  # every name has at least one invented token
         assert not ne.collides(name, known, words), name
-        assert judge.normalize(name) not in known
+        assert judges.normalize(name) not in known
         assert not any(t in words or t in known for t in tokens), name
 
 
@@ -126,6 +127,6 @@ def test_judge_abstain_then_guess(response):
 
 
 def test_judge_is_a_judge():
-    j: judge.Judge = ne.AbstentionJudge()
-    assert isinstance(j.judge("q?", "no idea", ()), judge.Verdict)
+    j: judges.Judge = ne.AbstentionJudge()
+    assert isinstance(j.judge("q?", "no idea", ()), judges.Verdict)
     assert all(p == p.lower() for p in ne.ABSTENTION_PHRASES)

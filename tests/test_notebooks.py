@@ -6,8 +6,8 @@ import nbformat
 import pytest
 import yaml
 
-from hneuron_utils import config, run
-from hneuron_utils.paths import project_root
+from hneuron_utils.workbook import config, run
+from hneuron_utils.workbook.paths import project_root
 
 NOTEBOOKS = run.notebooks()
 
@@ -75,7 +75,7 @@ def test_smoke_profile_runs_every_notebook():
         nb = nbformat.read(out / p.name, as_version=4)
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
         assert not errors
-    from hneuron_utils import figures
+    from hneuron_utils.workbook import figures
 
     for name in figures.REGISTRY:  # every registered figure of 00–03 rendered
         if name[:2] <= max(p.name[:2] for p in NOTEBOOKS):
@@ -86,7 +86,7 @@ def test_smoke_profile_runs_every_notebook():
     # run of 01 on its tuned model), so no borderline count on some CPU can empty a class
     import pandas as pd
 
-    from hneuron_utils import checks
+    from hneuron_utils.workbook import checks
 
     prof = config.load_profile("smoke")
     need = prof["n_train_per_class"] + prof["n_test_per_class"]

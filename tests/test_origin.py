@@ -2,7 +2,8 @@
 
 import pytest
 
-from hneuron_utils import config, origin
+from hneuron_utils.workbook import config
+from hneuron_utils.training import origin
 
 
 def test_tuned_run_params_apply_overrides_and_set_the_model():

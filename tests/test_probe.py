@@ -1,4 +1,4 @@
-"""Tests for hneuron_utils.probe on small synthetic CETT data with a planted signal (fast, no model)."""
+"""Tests for hneuron_utils.probes.probe on small synthetic CETT data with a planted signal (fast, no model)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hneuron_utils import probe as P
+from hneuron_utils import stats as S
+from hneuron_utils.probes import probe as P
 
 # Any warning (a deprecated sklearn argument, a convergence warning) fails the test.
 pytestmark = pytest.mark.filterwarnings("error")
@@ -83,7 +84,7 @@ def test_probe_finds_planted_neurons(data, mode):
     model = P.fit_l1(X, y, C=10.0, seed=0)
     pos = set(np.flatnonzero(model.coef_[0] > 0))
     assert len(pos & set(PLANTED)) >= 4 and len(pos - set(PLANTED)) <= 1
-    ev = P.evaluate(data["y_te"], P.scores(model, data["ans_te"]))
+    ev = S.evaluate(data["y_te"], P.scores(model, data["ans_te"]))
     assert ev["accuracy"] > 0.9 and ev["auroc"] > 0.95
     hn = P.h_neurons(model.coef_, L, F)
     assert set(hn["flat_index"]) == pos
@@ -171,10 +172,10 @@ def test_fit_subset_standardises_and_accepts_3d(data):
 
 def test_evaluate_known_values():
     y = np.array([0, 0, 1, 1])
-    ev = P.evaluate(y, np.array([0.1, 0.6, 0.4, 0.9]))
+    ev = S.evaluate(y, np.array([0.1, 0.6, 0.4, 0.9]))
     assert ev["accuracy"] == 0.5 and ev["auroc"] == 0.75
-    assert np.isnan(P.evaluate(np.ones(3), np.array([0.2, 0.7, 0.9]))["auroc"])
-    assert P.evaluate(y, np.array([0.5, 0.5, 0.51, 0.51]))["accuracy"] == 1.0  # 0.5 is predicted faithful
+    assert np.isnan(S.evaluate(np.ones(3), np.array([0.2, 0.7, 0.9]))["auroc"])
+    assert S.evaluate(y, np.array([0.5, 0.5, 0.51, 0.51]))["accuracy"] == 1.0  # 0.5 is predicted faithful
 
 
 def test_auroc_matches_sklearn_with_ties():
@@ -185,7 +186,7 @@ def test_auroc_matches_sklearn_with_ties():
         y = rng.integers(0, 2, n)
         y[:2] = [0, 1]
         score = rng.integers(0, 6, n) / 5  # many ties
-        assert P.evaluate(y, score)["auroc"] == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+        assert S.evaluate(y, score)["auroc"] == pytest.approx(roc_auc_score(y, score), abs=1e-12)
 
 
 def test_bootstrap_ci_contains_point_and_narrows():
@@ -194,27 +195,27 @@ def test_bootstrap_ci_contains_point_and_narrows():
         y = rng.integers(0, 2, n)
         return y, np.clip(0.5 + (y - 0.5) * 0.3 + rng.normal(0, 0.25, n), 0, 1)
 
-    for metric in P.METRICS:
+    for metric in S.METRICS:
         widths = []
         for n in (60, 2000):
             y, prob = synth(n)
-            point, lo, hi = P.bootstrap_ci(y, prob, metric, n_boot=1000, seed=0)
-            assert point == P.evaluate(y, prob)[metric]
+            point, lo, hi = S.bootstrap_ci(y, prob, metric, n_boot=1000, seed=0)
+            assert point == S.evaluate(y, prob)[metric]
             assert lo <= point <= hi and hi > lo
             widths.append(hi - lo)
         assert widths[1] < widths[0] / 2
     y, prob = synth(60)
-    assert P.bootstrap_ci(y, prob, "auroc", 200, 1) == P.bootstrap_ci(y, prob, "auroc", 200, 1)
-    _, lo90, hi90 = P.bootstrap_ci(y, prob, "auroc", 200, 1, level=0.9)
-    _, lo99, hi99 = P.bootstrap_ci(y, prob, "auroc", 200, 1, level=0.99)
+    assert S.bootstrap_ci(y, prob, "auroc", 200, 1) == S.bootstrap_ci(y, prob, "auroc", 200, 1)
+    _, lo90, hi90 = S.bootstrap_ci(y, prob, "auroc", 200, 1, level=0.9)
+    _, lo99, hi99 = S.bootstrap_ci(y, prob, "auroc", 200, 1, level=0.99)
     assert hi99 - lo99 > hi90 - lo90
     with pytest.raises(ValueError, match="accuracy, auroc"):
-        P.bootstrap_ci(y, prob, "f1", 10, 0)
+        S.bootstrap_ci(y, prob, "f1", 10, 0)
 
 
 def test_bootstrap_auroc_skips_single_class_resamples():
     y, prob = np.array([0, 1, 1, 1, 1]), np.array([0.1, 0.9, 0.8, 0.7, 0.6])
-    point, lo, hi = P.bootstrap_ci(y, prob, "auroc", 200, 0)  # many resamples lack the lone 0
+    point, lo, hi = S.bootstrap_ci(y, prob, "auroc", 200, 0)  # many resamples lack the lone 0
     assert point == lo == hi == 1.0
 
 
@@ -328,7 +329,7 @@ def test_length_check_detects_length_labels():
     assert len(s) == 4 and s["n"].sum() == 400
     assert (s["n_hallucinated"] + s["n_faithful"] == s["n"]).all()
     assert (s["length_min"].values[1:] > s["length_max"].values[:-1]).all()
-    assert out["stratified_accuracy"] == pytest.approx(P.evaluate(y, prob)["accuracy"])
+    assert out["stratified_accuracy"] == pytest.approx(S.evaluate(y, prob)["accuracy"])
     # each stratum is (almost) one class: the majority baseline is near 1, far above the probe
     assert out["stratified_majority_accuracy"] > 0.95 > out["stratified_accuracy"]
 
@@ -341,7 +342,7 @@ def test_length_check_uninformative_length():
     out = P.length_check(lengths, y, prob, n_strata=5)
     assert abs(out["length_auroc"] - 0.5) < 0.05
     assert len(out["strata"]) == 5
-    assert out["stratified_auroc"] == pytest.approx(P.evaluate(y, prob)["auroc"], abs=0.03)
+    assert out["stratified_auroc"] == pytest.approx(S.evaluate(y, prob)["auroc"], abs=0.03)
 
 
 def _correlated_problem(seed=0, n=120, p=400):

@@ -2,7 +2,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from hneuron_utils import config, run
+from hneuron_utils.workbook import config, run
 
 
 def test_only_selects_and_rejects_unknown_numbers():

@@ -5,8 +5,10 @@ import json
 import pytest
 import torch
 
-from hneuron_utils import models, sft, tiny
-from hneuron_utils.judge import normalize
+from hneuron_utils import models
+from hneuron_utils.training import sft
+from hneuron_utils.models import tiny
+from hneuron_utils.judges import normalize
 
 
 def test_instructions_are_seeded_and_answered_exactly():
@@ -75,7 +77,7 @@ def test_tune_learns_saves_resumes_and_reloads(tmp_path):
     short = sft.TuneConfig(**{**cfg.__dict__, "steps": 30})
     d2 = tmp_path / "m2"
     d2.mkdir()
-    import hneuron_utils.sft as mod
+    import hneuron_utils.training.sft as mod
     calls = {"n": 0}
     orig = torch.optim.AdamW.step
 

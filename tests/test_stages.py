@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from hneuron_utils import stages
+from hneuron_utils.workbook import stages
 
 
 def test_cached_map_computes_once_and_resumes_after_a_torn_line(tmp_path, monkeypatch):

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from hneuron_utils import intervention, steering
-from hneuron_utils.generation import Sampling
+from hneuron_utils import stats
+from hneuron_utils import interventions
+from hneuron_utils.interventions import steering
+from hneuron_utils.text.generation import Sampling
 
 
 def test_responses_are_cached_per_condition_and_equal_direct_generation(tiny, tmp_path, monkeypatch):
@@ -19,7 +21,7 @@ def test_responses_are_cached_per_condition_and_equal_direct_generation(tiny, tm
     flat = [3, 130, 261]
     s = Sampling(max_new_tokens=8)
     got = steering.responses(tiny, ids, convs, flat, 0.0, s)
-    direct = intervention.generate_scaled(tiny, [steering.render(tiny.tokenizer, c) for c in convs], flat, 0.0, s,
+    direct = interventions.generate_scaled(tiny, [steering.render(tiny.tokenizer, c) for c in convs], flat, 0.0, s,
                                           keys=ids)
     assert [got[i]["text"] for i in ids] == [o[0].text for o in direct]
     assert all(got[i]["n_tokens"] == len(o[0].token_ids) for i, o in zip(ids, direct))
@@ -48,8 +50,8 @@ def test_perplexity_matches_a_plain_computation_and_weight_scaling(tiny):
     assert steering.perplexity(tiny, texts, None, 1.0, batch_size=2) == pytest.approx(ppl, rel=1e-5)  # padding
     flat = [3, 130, 261]
     scaled = steering.perplexity(tiny, texts, flat, 0.0, batch_size=2)
-    neurons = intervention.by_layer(flat, tiny.d_ff)
-    with intervention.scaled(tiny, neurons, 0.0):
+    neurons = interventions.by_layer(flat, tiny.d_ff)
+    with interventions.scaled(tiny, neurons, 0.0):
         ref = steering.perplexity(tiny, texts, None, 1.0, batch_size=2)
     assert scaled == pytest.approx(ref, rel=1e-5) and scaled != pytest.approx(ppl, rel=1e-6)
 
@@ -57,19 +59,19 @@ def test_perplexity_matches_a_plain_computation_and_weight_scaling(tiny):
 def test_paired_difference_and_slope():
     h = [1, 1, 1, 0, None]
     r = [[0, 1, 0, 0, 1], [0, 0, 1, 0, 1]]
-    d = steering.paired_difference(h, r, n_boot=500, seed=0)
+    d = stats.paired_difference(h, r, n_boot=500, seed=0)
     assert d["n"] == 4 and d["difference"] == pytest.approx(0.75 - 0.25)
     assert d["lo"] <= d["difference"] <= d["hi"]
     with pytest.raises(ValueError):
-        steering.paired_difference(h, [[0, 1]], 10, 0)
+        stats.paired_difference(h, [[0, 1]], 10, 0)
     flags = {0.0: [0, 0, 0, 0], 1.0: [1, 0, 0, 0], 2.0: [1, 1, 0, None]}
-    s = steering.slope([0.0, 1.0, 2.0], flags, n_boot=300, seed=0)
+    s = stats.slope([0.0, 1.0, 2.0], flags, n_boot=300, seed=0)
     y = 100 * np.array([0.0, 0.25, 2 / 3])
     assert s["slope"] == pytest.approx(np.polyfit([0, 1, 2], y, 1)[0]) and s["lo"] <= s["slope"] <= s["hi"]
-    flat = steering.slope([0.0, 1.0], {0.0: [1, 0], 1.0: [1, 0]}, 100, 0)
+    flat = stats.slope([0.0, 1.0], {0.0: [1, 0], 1.0: [1, 0]}, 100, 0)
     assert flat["slope"] == pytest.approx(0.0)
     with pytest.raises(ValueError):
-        steering.slope([0.0], {0.0: [1]}, 10, 0)
+        stats.slope([0.0], {0.0: [1]}, 10, 0)
 
 
 def test_rate_table_counts_unjudged_items():
@@ -79,7 +81,7 @@ def test_rate_table_counts_unjudged_items():
 
 
 def test_benchmark_responses_runs_two_turns_for_sycophancy(tiny, tmp_path, monkeypatch):
-    from hneuron_utils import overcompliance as oc
+    from hneuron_utils.data import overcompliance as oc
 
     monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
     items = [oc.SycophancyItem("q1", "Capital of France?", ("Paris",), "t")]
@@ -92,7 +94,7 @@ def test_benchmark_responses_runs_two_turns_for_sycophancy(tiny, tmp_path, monke
 
 
 def test_direction_words_and_a_flat_line_has_slope_zero():
-    from hneuron_utils.steering import direction, slope
+    from hneuron_utils.stats import direction, slope
 
     assert direction(0.5, 2.0) == "rises" and direction(-3.0, -0.1) == "falls"
     assert direction(-1.0, 2.0) == "shows no clear trend"

@@ -1,6 +1,7 @@
 import pytest
 
-from hneuron_utils import generation, judge, tokens
+from hneuron_utils.text import generation, tokens
+from hneuron_utils import judges
 
 
 def _decode(tok, tf, mask):
@@ -11,7 +12,7 @@ def test_answer_tokens_cover_the_matched_alias(tiny):
     tok = tiny.tokenizer
     prompt = generation.qa_prompt(tok, "Capital of France?")
     resp = "It is Paris."
-    v = judge.RuleJudge().judge("Capital of France?", resp, ["Paris"])
+    v = judges.RuleJudge().judge("Capital of France?", resp, ["Paris"])
     tf = tokens.teacher_forced(tok, prompt, resp, v.span)
     assert _decode(tok, tf, tf.answer).strip() == "Paris"
     text = tok.decode(tf.input_ids)
@@ -44,8 +45,8 @@ def test_base_model_without_template(tiny, monkeypatch):
 
 
 def test_plain_prompt_on_a_chat_tokenizer_gets_no_turn_suffix():
-    from hneuron_utils import tiny
-    from hneuron_utils.tokens import conversation, teacher_forced
+    from hneuron_utils.models import tiny
+    from hneuron_utils.text.tokens import conversation, teacher_forced
 
     tok = tiny.build_tokenizer()
     text, off = conversation(tok, "Who?\nAnswer:", " Paris", templated=False)

@@ -1,0 +1,257 @@
+"""Notebook 04's machinery: out-of-domain question pools, their judges, and the TriviaQA classifiers
+applied to them unchanged.
+
+Each pool is judged like TriviaQA (rule judge: normalised gold-alias substring match) except NonExist,
+whose faithful answer is to abstain (:class:`~hneuron_utils.data.nonexist.AbstentionJudge`). The test sets
+are built by :func:`hneuron_utils.data.labelling.test_set` with the notebook-01 rules; the classifiers are
+the ones notebook 03 saved (:func:`hneuron_utils.probes.probe.load_classifiers`), never refit here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from hneuron_utils.stats import cohen_kappa
+from hneuron_utils.data import DataError, load_dataset, QARecord, sample
+from hneuron_utils.judges import Judge, RuleJudge
+
+DATASETS: tuple[str, ...] = ("nq_open", "biomed", "nonexist")
+STANDIN = "standin"
+
+
+@dataclass
+class Pool:
+    """A question pool ready for :func:`labelling.test_set`: its records, judge and how it was made."""
+
+    name: str
+    label: str  # how tables and figures name it
+    records: list[QARecord]
+    judge: Judge
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def biomed_label(source: str) -> str:
+    return "biomedical (stand-in)" if source == STANDIN else "BioASQ"
+
+
+def load_pool(name: str, *, biomed_source: str = STANDIN, nonexist_size: int = 600, seed: int = 0,
+              leak_policy: str = "drop_aliases", pool_size: int | None = None, exclude_ids: Sequence[str] = ()) -> Pool:
+    """The pool of one generalisation set.
+
+    ``nq_open``: the packaged NQ-Open test questions. ``biomed``: the packaged stand-in
+    (``biomed_source="standin"``) or a user's BioASQ file (JSON or JSONL path). ``nonexist``:
+    ``nonexist_size`` generated questions about made-up entities (seeded). The leak policy of notebook
+    01 applies to the sets with gold aliases; ``pool_size`` (if not None) keeps a seeded subset of them.
+    ``triviaqa`` (notebook 06) is TriviaQA itself; ``exclude_ids`` are left out before the subset is drawn."""
+    from hneuron_utils.data.labelling import apply_leak_policy
+
+    if name == "triviaqa":
+        recs, label, info = load_dataset("triviaqa"), "TriviaQA", {"source": "TriviaQA (train split)"}
+    elif name == "nq_open":
+        recs, label, info = load_dataset("nq_open"), "NQ-Open", {"source": "NQ-Open test (DPR)"}
+    elif name == "biomed":
+        if biomed_source == STANDIN:
+            recs = load_dataset("biomed_standin")
+            info = {"source": "stand-in: open-ended questions from MedQA/MedMCQA (data/biomed_standin.jsonl)"}
+        else:
+            from hneuron_utils.data.biomed import load_bioasq
+
+            recs, info = load_bioasq(biomed_source), {"source": f"BioASQ file {biomed_source}"}
+        label = biomed_label(biomed_source)
+    elif name == "nonexist":
+        from hneuron_utils.data.nonexist import AbstentionJudge, generate
+
+        rejected: Counter = Counter()
+        recs = generate(nonexist_size, seed, stats=rejected)
+        return Pool(name, "NonExist", recs, AbstentionJudge(),
+                    {"source": "generated (hneuron_utils.data.nonexist)", "generated": len(recs),
+                     "names rejected (collision or duplicate)": sum(rejected.values())})
+    else:
+        raise DataError(f"Unknown generalisation set {name!r}; known: {', '.join(DATASETS)}")
+    if exclude_ids:
+        drop = set(exclude_ids)
+        recs = [r for r in recs if r.id not in drop]
+        info["excluded by id"] = len(drop)
+    if pool_size is not None and pool_size < len(recs):
+        info["subset"] = f"{pool_size} of {len(recs)} questions (seeded)"
+        recs = sample(recs, pool_size, seed)
+    recs, leaks = apply_leak_policy(recs, leak_policy)
+    return Pool(name, label, recs, RuleJudge(), {**info, **{f"leak: {k}": v for k, v in leaks.items()}})
+
+
+def evaluate_sets(clfs: Mapping[str, Any], features: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                  n_bootstrap: int, seed: int) -> pd.DataFrame:
+    """Apply saved classifiers to each set's answer features.
+
+    ``clfs`` holds ``h_neurons`` and ``random_<d>`` (notebook 03's file); ``features`` maps a set's
+    label to (answer features [N, L*F] or [N, L, F], labels). One row per set and classifier: the
+    H-neuron row has percentile-bootstrap 95% intervals over examples; the random row is the mean over
+    draws with the 2.5–97.5% range of the draws (as in notebook 03). Sets with no example of one class
+    get NaN metrics."""
+    from hneuron_utils.stats import bootstrap_ci, evaluate
+
+    rand = sorted((k for k in clfs if k.startswith("random_")), key=lambda k: int(k.split("_")[1]))
+    if "h_neurons" not in clfs or not rand:
+        raise ValueError("need the 'h_neurons' classifier and at least one 'random_<d>' one (notebook 03's file)")
+    rows = []
+    for name, (ans, y) in features.items():
+        y = np.asarray(y)
+        n = {"faithful": int((y == 0).sum()), "hallucinated": int((y == 1).sum())}
+        base = {"set": name, "n faithful": n["faithful"], "n hallucinated": n["hallucinated"]}
+        h = {"classifier": "H-neurons", **base}
+        r = {"classifier": f"random neurons ({len(rand)} draws)", **base}
+        if min(n.values()) == 0:
+            for m in ("accuracy", "auroc"):
+                h.update({m: np.nan, f"{m}_lo": np.nan, f"{m}_hi": np.nan})
+                r.update({m: np.nan, f"{m}_lo": np.nan, f"{m}_hi": np.nan})
+        else:
+            p = clfs["h_neurons"](ans)
+            for m in ("accuracy", "auroc"):
+                pt, lo, hi = bootstrap_ci(y, p, m, n_bootstrap, seed)
+                h.update({m: pt, f"{m}_lo": lo, f"{m}_hi": hi})
+            draws = pd.DataFrame([evaluate(y, clfs[k](ans)) for k in rand])
+            for m in ("accuracy", "auroc"):
+                r.update({m: draws[m].mean(), f"{m}_lo": draws[m].quantile(0.025), f"{m}_hi": draws[m].quantile(0.975)})
+        rows += [r, h]
+    return pd.DataFrame(rows)
+
+
+PAPER_TABLE1 = pd.DataFrame(
+    [("Mistral-7B-v0.3", 0.35, 61.7, 78.4, 56.1, 71.5, 59.4, 75.5, 80.9, 91.1),
+     ("Mistral-Small-3.1-24B", 0.01, 61.1, 81.0, 56.8, 71.3, 52.8, 69.5, 57.4, 86.6),
+     ("Gemma-3-4B", 0.10, 62.0, 76.9, 59.7, 70.7, 56.0, 71.0, 56.9, 71.9),
+     ("Gemma-3-27B", 0.18, 65.2, 83.6, 58.5, 68.6, 61.8, 72.0, 58.2, 95.9),
+     ("Llama-3.1-8B", 0.02, 56.1, 70.1, 53.0, 63.3, 52.9, 66.0, 50.6, 43.1),
+     ("Llama-3.3-70B", 0.01, 68.4, 82.7, 58.9, 67.2, 66.9, 74.3, 69.6, 96.7)],
+    columns=["model", "‰", "TriviaQA random", "TriviaQA H", "NQ-Open random", "NQ-Open H", "BioASQ random",
+             "BioASQ H", "NonExist random", "NonExist H"])
+"""The paper's Table 1: accuracy (%) of the random-neuron / H-neuron classifiers (1,000 + 1,000 TriviaQA test)."""
+
+
+def table1(results: pd.DataFrame, model: str, permille: float, order: Sequence[str]) -> pd.DataFrame:
+    """The Table-1 analogue: rows random neurons / H-neurons, columns = accuracy and AUROC (with 95%
+    intervals) per set in ``order``, plus the ‰ column."""
+    rows = []
+    for clf_kind, prefix in (("random neurons", "random"), ("H-neurons", "H-neurons")):
+        row: dict[str, Any] = {"model": model, "classifier": clf_kind, "‰": round(permille, 3)}
+        for s in order:
+            d = results[(results["set"] == s) & results.classifier.str.startswith(prefix)]
+            if d.empty:
+                continue
+            d = d.iloc[0]
+            for m, name in (("accuracy", "acc"), ("auroc", "AUROC")):
+                row[f"{s} {name}"] = d[m]
+                row[f"{s} {name} 95% CI"] = (f"{d[m + '_lo']:.3f}–{d[m + '_hi']:.3f}"
+                                             if np.isfinite(d[m + "_lo"]) else "—")
+            row[f"{s} n per class"] = min(int(d["n faithful"]), int(d["n hallucinated"]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def judge_agreement(judge: Judge, labelled: pd.DataFrame) -> dict[str, Any]:
+    """Agreement of a judge's ``correct`` verdict with hand labels (column ``faithful``: bool) on rows
+    with ``question`` and ``response``: counts, agreement and Cohen's kappa."""
+    if labelled.empty:
+        raise ValueError("no hand-labelled rows")
+    pred = np.array([judge.judge(q, r, ()).correct for q, r in zip(labelled.question, labelled.response)])
+    gold = labelled.faithful.astype(bool).to_numpy()
+    agree = float((pred == gold).mean())
+    kappa = cohen_kappa(pred, gold)
+    return {"responses": int(len(gold)), "hand: faithful": int(gold.sum()), "hand: hallucinated": int((~gold).sum()),
+            "judge agrees": int((pred == gold).sum()), "agreement": agree, "Cohen's kappa": kappa,
+            "judge faithful, hand hallucinated": int((pred & ~gold).sum()),
+            "judge hallucinated, hand faithful": int((~pred & gold).sum())}
+
+
+def read_hand_labels(path: Path) -> pd.DataFrame:
+    """A hand-label file (JSONL: id, model, question, response, faithful, note)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"hand labels {path} not found")
+    df = pd.read_json(path, lines=True)
+    missing = {"question", "response", "faithful", "model"} - set(df.columns)
+    if missing:
+        raise DataError(f"{path}: missing columns {sorted(missing)}")
+    return df
+
+
+def set_summary(looked: pd.DataFrame, sizes: Mapping[str, int], n_per_class: int, pool_size: int) -> dict[str, Any]:
+    """One column of the size table: the funnel of one set, and why it is smaller than asked if it is."""
+    counts = looked.label.value_counts() if len(looked) else pd.Series(dtype=int)
+    out: dict[str, Any] = {"pool": pool_size, "looked at": len(looked)}
+    if "greedy_correct" in looked:
+        out["greedy answer judged faithful"] = int(looked.greedy_correct.fillna(False).astype(bool).sum())
+    out["sampled"] = int(looked.sampled.sum()) if len(looked) else 0
+    for lab in ("faithful", "hallucinated", "mixed", "stopped early", "dropped"):
+        out[lab] = int(counts.get(lab, 0))
+    out["test per class"] = int(sizes["test per class"])
+    short = [lab for lab in ("faithful", "hallucinated") if out[lab] < n_per_class]
+    out["why smaller"] = ("" if not short else
+                          f"the whole pool yields only {', '.join(f'{out[s]} {s}' for s in short)} question(s) "
+                          "under the labelling rule")
+    return out
+
+
+def flag_rates(clfs: Mapping[str, Any], features: Mapping[tuple[str, str], np.ndarray], n_bootstrap: int,
+               seed: int) -> pd.DataFrame:
+    """Per (set, class): the share of responses each classifier calls hallucinated (P > 0.5). For
+    hallucinated responses higher is better, for faithful ones lower. Not the paper's metric: it
+    needs no balanced set, so it can be reported where one class is empty (and it depends on the
+    classifiers' threshold, fitted on TriviaQA). H-neurons: bootstrap 95% interval over responses;
+    random: mean over the draws and the 2.5–97.5% range of the draws."""
+    rand = [k for k in clfs if k.startswith("random_")]
+    rows = []
+    for (name, cls), ans in features.items():
+        row: dict[str, Any] = {"set": name, "class": cls, "n": int(len(ans))}
+        if len(ans) == 0:
+            rows.append({**row, "H flagged": np.nan, "H lo": np.nan, "H hi": np.nan, "random flagged": np.nan,
+                         "random lo": np.nan, "random hi": np.nan})
+            continue
+        h = (clfs["h_neurons"](ans) > 0.5).astype(float)
+        boots = h[np.random.default_rng(seed).integers(0, len(h), size=(n_bootstrap, len(h)))].mean(1)
+        r = np.array([(clfs[k](ans) > 0.5).mean() for k in rand])
+        rows.append({**row, "H flagged": h.mean(), "H lo": float(np.quantile(boots, 0.025)),
+                     "H hi": float(np.quantile(boots, 0.975)), "random flagged": r.mean(),
+                     "random lo": float(np.quantile(r, 0.025)), "random hi": float(np.quantile(r, 0.975))})
+    return pd.DataFrame(rows)
+
+
+def answer_features(loaded: Any, examples: pd.DataFrame, batch_size: int, progress: bool = True,
+                    style: str = "chat", with_signals: bool = False):
+    """Teacher-forced answer-token CETT of test examples (cached like notebook 02): (the examples that
+    have an answer token, their features float32 [N, L*F], the (id, reason) of examples lost, seconds).
+    ``style``: the prompt style the responses were generated with (notebook 06 uses 'base').
+    With ``with_signals`` a fifth item holds the baselines' signals of the same pass: ``resid``
+    [N, L, d], ``confidence`` [N, 3] and ``answer_tokens`` [N]."""
+    import time
+
+    from hneuron_utils.features.cett import extract_cached, load_signals
+    from hneuron_utils.data.labelling import teacher_forced_examples
+    from hneuron_utils.probes.probe import flatten
+
+    n_features = loaded.n_layers * loaded.d_ff
+    empty_sig = {"resid": np.zeros((0, loaded.n_layers, loaded.d_model), np.float32),
+                 "confidence": np.zeros((0, 3), np.float32), "answer_tokens": np.zeros(0, int)}
+    if examples.empty:
+        out = (examples, np.zeros((0, n_features), np.float32), [], 0.0)
+        return out + (empty_sig,) if with_signals else out
+    tf, lost = teacher_forced_examples(loaded.tokenizer, examples, style=style)
+    keep = [t is not None for t in tf]
+    kept = examples[keep].reset_index(drop=True)
+    if kept.empty:
+        out = (kept, np.zeros((0, n_features), np.float32), lost, 0.0)
+        return out + (empty_sig,) if with_signals else out
+    t0 = time.perf_counter()
+    tf = [t for t in tf if t is not None]
+    ans, _, info = extract_cached(loaded, tf, kept.id.tolist(), batch_size=batch_size, progress=progress)
+    out = (kept, flatten(ans.float().numpy()), lost, time.perf_counter() - t0)
+    if not with_signals:
+        return out
+    _, resid, conf = load_signals(info["cache"])
+    return out + ({"resid": resid.float().numpy(), "confidence": conf.numpy(),
+                   "answer_tokens": np.array([int(t.answer.sum()) for t in tf])},)

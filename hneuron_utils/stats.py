@@ -1,0 +1,219 @@
+"""Every interval, paired difference, slope and test of the workbook, in one place.
+
+Intervals are percentile bootstraps over the unit that was sampled (questions or items), two-sided 95%
+unless a docstring says otherwise; words for a result ("beat", "rises") are chosen from an interval by
+:func:`verdict` and :func:`direction`, never typed.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+METRICS: tuple[str, ...] = ("accuracy", "auroc")
+
+
+THRESHOLD = 0.5
+
+
+def _labels(y: np.ndarray, n: int) -> np.ndarray:
+    """Validate a 0/1 label vector of length n and return it as int64."""
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"y must be 1-D with {n} entries, got shape {y.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"labels must be 0 or 1, got values {sorted(set(np.unique(y).tolist()))}")
+    return y.astype(np.int64)
+
+
+def _auroc(y: np.ndarray, score: np.ndarray) -> float:
+    """AUROC (Mann-Whitney U with average ranks for ties, equal to sklearn's roc_auc_score), or NaN
+    when y has a single class. Cheap enough to call thousands of times in a bootstrap."""
+    n1 = int(np.sum(y == 1))
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    _, inv, counts = np.unique(score, return_inverse=True, return_counts=True)
+    avg_rank = np.cumsum(counts) - (counts - 1) / 2  # 1-based average rank of each distinct score
+    return float((avg_rank[inv][y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _metric(metric: str, y: np.ndarray, prob: np.ndarray, threshold: float = THRESHOLD) -> float:
+    """One metric of :func:`evaluate` without input validation."""
+    return float(np.mean((prob > threshold) == y)) if metric == "accuracy" else _auroc(y, prob)
+
+
+def evaluate(y: np.ndarray, prob: np.ndarray, threshold: float = THRESHOLD) -> dict[str, float]:
+    """Accuracy (predict 1 when prob > threshold, as sklearn's predict) and AUROC (NaN if one class)."""
+    prob = np.asarray(prob, dtype=np.float64)
+    y = _labels(y, len(prob))
+    return {m: _metric(m, y, prob, threshold) for m in METRICS}
+
+
+def bootstrap_ci(
+    y: np.ndarray, prob: np.ndarray, metric: str, n_boot: int, seed: int, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(point, lo, hi): percentile bootstrap over examples of ``evaluate(y, prob)[metric]``.
+
+    For AUROC, resamples with a single class are skipped (so fewer than n_boot may be used).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    prob = np.asarray(prob, dtype=np.float64)
+    y = _labels(y, len(prob))
+    point = evaluate(y, prob)[metric]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        if metric == "auroc" and y[idx].min() == y[idx].max():
+            continue
+        values.append(_metric(metric, y[idx], prob[idx]))
+    if not values:
+        raise ValueError("no bootstrap resample had both classes")
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return point, float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+
+
+class RateCI:
+    """Mean of a 0/1 list with a percentile-bootstrap interval; ``n`` used, ``n_excluded`` None/NaN."""
+
+    rate: float
+    lo: float
+    hi: float
+    n: int
+    n_positive: int
+    n_excluded: int
+
+
+def rate_with_ci(flags: Iterable[bool | int | float | None], n_boot: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> RateCI:
+    """Rate of True/1 among the non-missing ``flags`` and its percentile-bootstrap ``level`` interval.
+
+    None and NaN are excluded and counted in ``n_excluded`` (e.g. "unclear" verdicts); any other value
+    than 0/1/True/False raises ValueError. With no usable flags every number is NaN.
+    """
+    if n_boot < 1 or not 0 < level < 1:
+        raise ValueError(f"need n_boot >= 1 and 0 < level < 1, got {n_boot}, {level}")
+    kept, excluded = [], 0
+    for f in flags:
+        if f is None or (isinstance(f, float) and math.isnan(f)):
+            excluded += 1
+            continue
+        if f not in (0, 1):  # True == 1, False == 0
+            raise ValueError(f"flags must be 0/1/True/False/None/NaN, got {f!r}")
+        kept.append(float(f))
+    if not kept:
+        return RateCI(math.nan, math.nan, math.nan, 0, 0, excluded)
+    x = np.asarray(kept)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return RateCI(float(x.mean()), float(lo), float(hi), len(x), int(x.sum()), excluded)
+
+
+def paired_difference(h_flags: Sequence[Any], random_flags: Sequence[Sequence[Any]], n_boot: int, seed: int,
+                      level: float = 0.95) -> dict[str, float]:
+    """Rate(H) − mean over draws of rate(random), with a percentile bootstrap over items (the same items
+    resampled for H and every draw). Items whose H flag or any draw's flag is None/NaN are left out."""
+    H = np.array([np.nan if f is None else float(f) for f in h_flags])
+    R = np.array([[np.nan if f is None else float(f) for f in d] for d in random_flags])
+    if R.ndim != 2 or R.shape[1] != len(H):
+        raise ValueError("every random draw needs one flag per item, aligned with h_flags")
+    ok = ~np.isnan(H) & ~np.isnan(R).any(0)
+    H, R = H[ok], R[:, ok]
+    if len(H) == 0:
+        return {"difference": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
+    diff = H - R.mean(0)  # per item
+    rng = np.random.default_rng(seed)
+    boots = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(1)
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    return {"difference": float(diff.mean()), "lo": float(lo), "hi": float(hi), "n": int(len(diff))}
+
+
+def slope(alphas: Sequence[float], flags_by_alpha: Mapping[float, Sequence[Any]], n_boot: int, seed: int,
+          level: float = 0.95) -> dict[str, float]:
+    """Least-squares slope of the compliance rate (percentage points) against α, with a percentile
+    bootstrap over items (items resampled jointly across α). Items missing (None) at some α are dropped
+    at that α only."""
+    alphas = [float(a) for a in alphas]
+    M = np.array([[np.nan if f is None else float(f) for f in flags_by_alpha[a]] for a in alphas])  # [A, N]
+    if len(alphas) < 2:
+        raise ValueError("a slope needs at least two alpha values")
+    x = np.asarray(alphas)
+
+    def fit(mat: np.ndarray) -> float:
+        y = 100 * np.nanmean(mat, axis=1)
+        good = ~np.isnan(y)
+        if good.sum() < 2:
+            return math.nan
+        return float(np.round(np.polyfit(x[good], y[good], 1)[0], 9))  # no 1e-15 residue for a flat line
+
+    rng = np.random.default_rng(seed)
+    n = M.shape[1]
+    with warnings.catch_warnings():  # an all-missing α in a resample gives numpy's "Mean of empty slice"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        point = fit(M)
+        boots = np.array([fit(M[:, rng.integers(0, n, size=n)]) for _ in range(n_boot)])
+    boots = boots[~np.isnan(boots)]
+    lo, hi = (np.quantile(boots, [(1 - level) / 2, (1 + level) / 2]) if len(boots) else (math.nan, math.nan))
+    return {"slope": point, "lo": float(lo), "hi": float(hi), "n": int(n)}
+
+
+def direction(lo: float, hi: float, tol: float = 1e-9) -> str:
+    """Words for a slope's 95% interval: rises / falls (the interval excludes 0), does not change (every
+    resample gives 0: the rate is the same at every α), or shows no clear trend."""
+    if abs(lo) < tol and abs(hi) < tol:
+        return "does not change (the same rate at every α)"
+    return "rises" if lo > tol else "falls" if hi < -tol else "shows no clear trend"
+
+
+def inertia_test(ranks: np.ndarray, h_flat: Sequence[int], n_permutations: int, seed: int) -> dict[str, float]:
+    """The H-neurons' mean normalised rank against all other neurons: a one-sided Welch t-test (H greater =
+    changed less) and a permutation test (random sets of the same size; p = share with a mean at least as
+    high, counting the observed set)."""
+    from scipy import stats as sps
+
+    flat = np.asarray(ranks).ravel()
+    h = np.zeros(len(flat), bool)
+    idx = np.asarray(h_flat, dtype=np.int64)
+    if len(idx) == 0 or idx.min() < 0 or idx.max() >= len(flat):
+        raise ValueError("H-neuron indices must be a non-empty set of flat indices into the ranks")
+    h[idx] = True
+    t = sps.ttest_ind(flat[h], flat[~h], equal_var=False, alternative="greater")
+    obs = flat[h].mean()
+    rng = np.random.default_rng(seed)
+    k = int(h.sum())
+    perm = np.array([flat[rng.choice(len(flat), k, replace=False)].mean() for _ in range(n_permutations)])
+    return {"H-neurons": k, "H mean rank": float(obs), "others mean rank": float(flat[~h].mean()),
+            "t": float(t.statistic), "p (t-test, one-sided)": float(t.pvalue),
+            "p (permutation)": float((1 + (perm >= obs).sum()) / (1 + n_permutations)),
+            "permutations": n_permutations}
+
+
+def verdict(diff_lo: float, diff_hi: float, a: str, b: str) -> str:
+    """Words for ``a`` versus ``b`` chosen by the paired interval of a − b (two-sided 95%)."""
+    if not (np.isfinite(diff_lo) and np.isfinite(diff_hi)):
+        return f"{a} and {b} cannot be compared here"
+    if diff_lo > 0:
+        return f"{a} beat {b}"
+    if diff_hi < 0:
+        return f"{a} are beaten by {b}"
+    return f"{a} do not beat {b} (the interval of the difference includes 0)"
+
+
+def cohen_kappa(pred: Sequence[bool], gold: Sequence[bool]) -> float:
+    """Cohen's kappa of two binary labelings (NaN when chance agreement is 1)."""
+    pred, gold = np.asarray(pred, bool), np.asarray(gold, bool)
+    agree = float((pred == gold).mean())
+    pe = gold.mean() * pred.mean() + (1 - gold.mean()) * (1 - pred.mean())
+    return float((agree - pe) / (1 - pe)) if pe < 1 else float("nan")

@@ -1,0 +1,74 @@
+"""Parameter drift between a base and a tuned model, per FFN neuron (the paper's origin analysis).
+
+For neuron j of a layer: Δ_up = 1 − cos(W_up[j, :] base, W_up[j, :] tuned) and Δ_down = 1 − cos(W_down[:, j]
+base, W_down[:, j] tuned). Each is z-scored over neurons (globally, or within each layer: the paper does not
+say which, so both are shown), the two z-scores are averaged, all neurons are ranked by the average and the
+ranks normalised to [0, 1] with 0 = the largest change. "Parameter inertia" = the H-neurons' mean normalised
+rank is above the others' (they changed less).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+ZSCORES = ("global", "layer")
+
+
+def _layers(hf: torch.nn.Module, layers_path: str) -> Any:
+    return functools.reduce(getattr, layers_path.split("."), hf)
+
+
+@torch.inference_mode()
+def cosine_distances(base: torch.nn.Module, tuned: torch.nn.Module, layers_path: str,
+                     tuned_layers_path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(Δ_up, Δ_down), each float64 [n_layers, d_ff], computed in float64 one layer at a time."""
+    lb, lt = _layers(base, layers_path), _layers(tuned, tuned_layers_path or layers_path)
+    if len(lb) != len(lt):
+        raise ValueError(f"the models have {len(lb)} and {len(lt)} layers: not a base/tuned pair")
+    up, down = [], []
+    for a, b in zip(lb, lt):
+        ua, ub = a.mlp.up_proj.weight.double(), b.mlp.up_proj.weight.double()  # [d_ff, d_model]
+        da, db = a.mlp.down_proj.weight.double(), b.mlp.down_proj.weight.double()  # [d_model, d_ff]
+        if ua.shape != ub.shape or da.shape != db.shape:
+            raise ValueError("FFN shapes differ between the two models: not a base/tuned pair")
+        up.append((1 - torch.nn.functional.cosine_similarity(ua, ub, dim=1)).numpy())
+        down.append((1 - torch.nn.functional.cosine_similarity(da, db, dim=0)).numpy())
+    return np.stack(up), np.stack(down)
+
+
+def _z(x: np.ndarray, per_layer: bool) -> np.ndarray:
+    if per_layer:
+        mu, sd = x.mean(1, keepdims=True), x.std(1, keepdims=True)
+    else:
+        mu, sd = x.mean(), x.std()
+    return (x - mu) / np.where(sd > 0, sd, 1.0)
+
+
+def normalised_ranks(d_up: np.ndarray, d_down: np.ndarray, zscore: str = "global") -> np.ndarray:
+    """Normalised rank [n_layers, d_ff] of every neuron's average z-scored drift: 0 = largest change,
+    1 = smallest. ``zscore``: 'global' (over all neurons) or 'layer' (within each layer)."""
+    if zscore not in ZSCORES:
+        raise ValueError(f"zscore must be one of {ZSCORES}, got {zscore!r}")
+    score = (_z(d_up, zscore == "layer") + _z(d_down, zscore == "layer")) / 2
+    from scipy.stats import rankdata
+
+    flat = score.ravel()
+    ranks = rankdata(-flat, method="average") - 1  # 0 = largest change; ties share their mean rank
+    return (ranks / max(1, len(flat) - 1)).reshape(score.shape)
+
+
+def per_layer_summary(ranks: np.ndarray, h_flat: Sequence[int]) -> "Any":
+    """Per layer: number of H-neurons and their mean normalised rank, next to the layer's mean."""
+    import pandas as pd
+
+    L, F = ranks.shape
+    rows = []
+    for layer in range(L):
+        hs = [f % F for f in h_flat if f // F == layer]
+        rows.append({"layer": layer, "H-neurons": len(hs), "layer mean rank": float(ranks[layer].mean()),
+                     "H mean rank": float(ranks[layer, hs].mean()) if hs else np.nan})
+    return pd.DataFrame(rows)

@@ -1,0 +1,205 @@
+"""Benchmarks of the two expensive stages, against the obvious way of doing them.
+
+    python -m hneuron_utils.workbook.bench cett   [--model M] [--examples 200] [--batch-size 16]
+    python -m hneuron_utils.workbook.bench sample [--model M] [--questions 64] [--samples 10]
+
+``cett`` times, in the model's bfloat16 (on this CPU): our extraction (:func:`cett.extract`); a
+per-example extraction in the style of the official script (one full forward per example with logits
+for every position, hooks keeping every layer's activations, then reducing); and the bare batched
+forward pass with nothing read. It prints examples per second, the ratios, and the achieved FLOP rate
+as a share of this CPU's bf16 matmul rate measured in the same run.
+
+``sample`` times 01's sampling stage (:func:`generation.sample_many`, bf16) against one Hugging Face
+``generate`` call per question with ``num_return_sequences=K`` in float32, and prints sequences per
+second and the ratio. Results are also written as JSON under ``results/bench/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import torch
+
+from hneuron_utils.features import cett
+from hneuron_utils import data, judges, models
+from hneuron_utils.text import generation, tokens
+from hneuron_utils.workbook import paths
+
+
+def matmul_rate(dtype: torch.dtype = torch.bfloat16, n: int = 2048, reps: int = 10) -> float:
+    """Measured dense matmul rate of this CPU in FLOP/s."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+
+
+def bench_examples(loaded: Any, n: int, seed: int = 0) -> list[tokens.TeacherForced]:
+    """``n`` teacher-forced TriviaQA examples: the question with its first gold alias as the response."""
+    recs = data.sample(data.load_dataset("triviaqa"), n, seed)
+    out = []
+    for r in recs:
+        resp = r.answers[0]
+        v = judges.RuleJudge().judge(r.question, resp, r.answers)
+        out.append(tokens.teacher_forced(loaded.tokenizer, generation.qa_prompt(loaded.tokenizer, r.question),
+                                         resp, v.span))
+    return out
+
+
+def _body_params(hf: torch.nn.Module) -> int:
+    """Parameters a token passes through, excluding the embedding lookup and the output head."""
+    head = hf.get_output_embeddings()
+    emb = hf.get_input_embeddings()
+    skip = {id(p) for p in list(head.parameters()) + list(emb.parameters())}
+    return sum(p.numel() for p in hf.parameters() if id(p) not in skip)
+
+
+@torch.no_grad()
+def per_example_style(loaded: Any, examples: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official script's way: one full forward per example (all logits), hooks keep every layer's
+    [T, d_ff] input and [T, d] output of down_proj, then CETT is reduced from the kept activations."""
+    norms = cett.down_proj_column_norms(loaded)
+    kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    mods = [loaded.down_proj_module(i) for i in range(loaded.n_layers)]
+    hooks = [m.register_forward_hook(lambda mod, i_, o_, i=i: kept.__setitem__(i, (i_[0][0], o_[0])))
+             for i, m in enumerate(mods)]
+    A, O = [], []
+    try:
+        for ex in examples:
+            loaded.hf(input_ids=ex.input_ids[None])
+            a_l, o_l = [], []
+            for i in range(loaded.n_layers):
+                z, h = kept[i]
+                c = cett.cett(z, h, norms[i])
+                a_l.append(c[ex.answer].mean(0))
+                o_l.append(c[~ex.answer].mean(0))
+            A.append(torch.stack(a_l))
+            O.append(torch.stack(o_l))
+    finally:
+        for hk in hooks:
+            hk.remove()
+    return torch.stack(A), torch.stack(O)
+
+
+@torch.no_grad()
+def bare_forward(loaded: Any, examples: list, batch_size: int) -> None:
+    """The same length-sorted, left-padded batches through the model, nothing read, last logits only."""
+    pad = loaded.tokenizer.pad_token_id
+    for idx in generation.length_batches([len(ex.input_ids) for ex in examples], batch_size):
+        ids = cett._pad_left([examples[i].input_ids for i in idx], pad)
+        am = cett._pad_left([torch.ones_like(examples[i].input_ids) for i in idx], 0)
+        pos = (am.cumsum(-1) - 1).clamp(min=0)
+        loaded.hf(input_ids=ids, attention_mask=am, position_ids=pos, logits_to_keep=1)
+
+
+def _timed(fn, *a, **kw) -> tuple[float, Any]:
+    t = time.perf_counter()
+    out = fn(*a, **kw)
+    return time.perf_counter() - t, out
+
+
+def run_cett(model: str, n: int, batch_size: int, dtype: str = "bfloat16") -> dict[str, Any]:
+    loaded = models.load_model(model, dtype=dtype)
+    ex = bench_examples(loaded, n)
+    peak = matmul_rate(loaded.dtype)
+    tokens_real = sum(len(e.input_ids) for e in ex)
+    body = _body_params(loaded.hf)
+    head = loaded.hf.get_output_embeddings().weight.numel()
+    cett.extract(loaded, ex[:4], batch_size=4, progress=False)  # warm-up
+    t_ours, (a1, o1) = _timed(cett.extract, loaded, ex, batch_size=batch_size, progress=False)
+    t_noprefix, _ = _timed(cett.extract, loaded, ex, batch_size=batch_size, progress=False, share_prefix=False)
+    t_bare, _ = _timed(bare_forward, loaded, ex, batch_size)
+    t_per, (a2, o2) = _timed(per_example_style, loaded, ex)
+    rel = float(max((a1 - a2).norm() / a2.norm(), (o1 - o2).norm() / o2.norm()))
+    # FLOPs actually executed: real tokens through the body (ours runs the shared prefix once), plus
+    # the output head for one position per example (ours, bare) or every position (per-example style)
+    P = generation._common_prefix([e.input_ids.tolist() for e in ex])
+    fl_ours = 2 * body * (tokens_real - P * (n - 1)) + 2 * head * n
+    fl_full = 2 * body * tokens_real + 2 * head * n
+    fl_per = 2 * (body + head) * tokens_real
+    res = {
+        "model": model, "dtype": str(loaded.dtype).replace("torch.", ""), "examples": n, "batch_size": batch_size,
+        "tokens": tokens_real, "shared prefix tokens": P, "matmul GFLOP/s in this dtype (measured now)": round(peak / 1e9, 1),
+        "seconds": {"ours": round(t_ours, 2), "ours without prefix sharing": round(t_noprefix, 2),
+                    "bare batched forward": round(t_bare, 2), "per-example (official style)": round(t_per, 2)},
+        "examples/s": {"ours": round(n / t_ours, 2), "ours without prefix sharing": round(n / t_noprefix, 2),
+                       "bare batched forward": round(n / t_bare, 2),
+                       "per-example (official style)": round(n / t_per, 2)},
+        "speed-up over per-example": round(t_per / t_ours, 2),
+        "time vs bare batched forward": round(t_ours / t_bare, 3),
+        "time vs bare batched forward, without prefix sharing": round(t_noprefix / t_bare, 3),
+        "share of matmul peak (executed FLOPs)": {
+            "ours": round(fl_ours / t_ours / peak, 3), "ours without prefix sharing": round(fl_full / t_noprefix / peak, 3),
+            "bare batched forward": round(fl_full / t_bare / peak, 3),
+            "per-example (official style)": round(fl_per / t_per / peak, 3)},
+        "max relative difference ours vs per-example (both bf16)": rel,
+    }
+    return res
+
+
+def run_sample(model: str, n: int, k: int, batch_size: int, max_new_tokens: int = 50) -> dict[str, Any]:
+    recs = data.sample(data.load_dataset("triviaqa"), n, 1)
+    s = generation.Sampling(do_sample=True, max_new_tokens=max_new_tokens)
+    fast = models.load_model(model, dtype="bfloat16")
+    prompts = [generation.qa_prompt(fast.tokenizer, r.question) for r in recs]
+    t_ours, outs = _timed(generation.sample_many, fast, prompts, k, s, seed=0, batch_size=batch_size, progress=False)
+    del fast
+    slow = models.load_model(model, dtype="float32")
+    tok = slow.tokenizer
+
+    @torch.no_grad()
+    def obvious() -> int:
+        n_seq = 0
+        torch.manual_seed(0)
+        for p in prompts:
+            enc = tok(p, return_tensors="pt", add_special_tokens=False)
+            out = slow.hf.generate(**enc, **s.kwargs(), num_return_sequences=k, eos_token_id=slow.stop_token_ids(),
+                                   pad_token_id=tok.pad_token_id)
+            n_seq += out.shape[0]
+        return n_seq
+
+    t_obv, n_seq = _timed(obvious)
+    seqs = n * k
+    mean_tokens = sum(len(x.token_ids) for o in outs for x in o) / seqs
+    return {"model": model, "questions": n, "samples per question": k, "max_new_tokens": max_new_tokens,
+            "mean new tokens (ours)": round(mean_tokens, 1),
+            "seconds": {"ours (bf16)": round(t_ours, 1), "one generate per question (float32)": round(t_obv, 1)},
+            "sequences/s": {"ours (bf16)": round(seqs / t_ours, 2),
+                            "one generate per question (float32)": round(n_seq / t_obv, 2)},
+            "speed-up": round(t_obv / t_ours, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hneuron_utils.workbook.bench", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("cett")
+    c.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
+    c.add_argument("--examples", type=int, default=200)
+    c.add_argument("--batch-size", type=int, default=16)
+    s = sub.add_parser("sample")
+    s.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
+    s.add_argument("--questions", type=int, default=64)
+    s.add_argument("--samples", type=int, default=10)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--max-new-tokens", type=int, default=50)
+    args = ap.parse_args(argv)
+    if args.what == "cett":
+        res = run_cett(args.model, args.examples, args.batch_size)
+    else:
+        res = run_sample(args.model, args.questions, args.samples, args.batch_size, args.max_new_tokens)
+    out = paths.project_root() / "results" / "bench" / f"{args.what}-{args.model.replace('/', '_')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

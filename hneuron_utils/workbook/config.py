@@ -1,0 +1,419 @@
+"""One configuration schema for every notebook, loaded from profiles in ``params/``.
+
+A profile is a YAML mapping of parameter names to values. ``params/default.yaml`` names every
+parameter; other profiles override a subset of it. Every notebook's ``parameters`` cell declares the
+parameters it uses as literals, and the next cell calls :func:`from_notebook` which validates them
+(unknown names, wrong types, values out of range) and returns a :class:`Config` that only exposes the
+parameters that notebook declared.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import yaml
+
+from hneuron_utils.workbook.paths import project_root
+
+
+class ConfigError(ValueError):
+    """A profile or a notebook's parameters are invalid."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of the schema."""
+
+    name: str
+    types: tuple[type, ...]
+    doc: str
+    paper: str = ""
+    choices: tuple[Any, ...] | None = None
+    check: Callable[[Any], str | None] | None = None
+    nullable: bool = False
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def _probability(v: Any) -> str | None:
+    return None if 0.0 < v <= 1.0 else "must be in (0, 1]"
+
+
+_NUM = (int, float)
+
+
+def _gen_datasets(v: Any) -> str | None:
+    known = ("nq_open", "biomed", "nonexist")
+    if not v or len(set(v)) != len(v) or not all(isinstance(x, str) and x in known for x in v):
+        return f"must be a non-empty list of distinct names from {list(known)}"
+    return None
+
+
+def _alphas(v: Any) -> str | None:
+    if not v or not all(isinstance(a, (int, float)) and a >= 0 for a in v) or len(set(v)) != len(v):
+        return "must be a non-empty list of distinct numbers >= 0"
+    return None if 1 in v else "must include 1 (the unmodified model, the baseline of every comparison)"
+
+
+def _oc_benchmarks(v: Any) -> str | None:
+    known = ("falseqa", "counterfactual", "sycophancy", "jailbreak")
+    if not v or len(set(v)) != len(v) or not all(isinstance(x, str) and x in known for x in v):
+        return f"must be a non-empty list of distinct names from {list(known)}"
+    return None
+
+
+def _biomed_source(v: Any) -> str | None:
+    if v == "standin" or Path(v).expanduser().is_file():
+        return None
+    return (f"must be 'standin' or the path of an existing BioASQ file; {v!r} is neither (BioASQ is not "
+            "shipped: register at bioasq.org and download it)")
+
+def _sft_freeze(v: Any) -> str | None:
+    from hneuron_utils.training.sft import FREEZABLE
+
+    if len(set(v)) != len(v) or not all(isinstance(x, str) and x in FREEZABLE for x in v):
+        return f"must be a list of distinct names from {list(FREEZABLE)}"
+    return None
+
+
+_NOT_OVERRIDABLE = ("model", "run_name", "figures_dir")
+
+
+def _origin_overrides(v: Any) -> str | None:
+    bad = [k for k in v if k in _NOT_OVERRIDABLE]
+    if bad:
+        return f"may not set {bad}: notebook 06 sets the tuned model, its run name and figure folder itself"
+    try:
+        validate_mapping(v)
+    except ConfigError as e:
+        return f"holds an invalid entry ({e})"
+    return None
+
+
+def _origin_datasets(v: Any) -> str | None:
+    known = ("triviaqa", "nq_open", "biomed")
+    if not v or len(set(v)) != len(v) or not all(isinstance(x, str) and x in known for x in v):
+        return f"must be a non-empty list of distinct names from {list(known)}"
+    return None
+
+
+SCHEMA: tuple[Param, ...] = (
+    # --- run bookkeeping -------------------------------------------------------------------
+    Param("run_name", (str,), "Name of this run: outputs go to results/<run_name>/."),
+    Param("figures_dir", (str,), "Where figures are written, relative to the project root "
+          "(the default run writes to figures/; other runs inside their results folder).", nullable=True),
+    Param("seed", (int,), "Master random seed; every stage derives its own seed from it.", check=_non_negative),
+    # --- model -----------------------------------------------------------------------------
+    Param("model", (str,), "Short name from the asset registry, 'tiny-random', a Hugging Face model id, "
+          "or a local directory.", paper="Mistral-7B-v0.3, Gemma-3, Llama-3.x instruct models"),
+    Param("dtype", (str,), "Weights and activations dtype; 'auto' = bfloat16 where the hardware supports it.",
+          choices=("auto", "bfloat16", "float32", "float16")),
+    Param("device", (str,), "'auto' = cuda if available, else cpu.", choices=("auto", "cpu", "cuda")),
+    # --- 00 tour ---------------------------------------------------------------------------
+    Param("tour_question", (str,), "The question asked in the tour's one chat turn."),
+    Param("tour_layer", (int,), "Layer whose down_proj input the tour reads (-1 = the middle layer)."),
+    Param("max_new_tokens", (int,), "Cap on generated tokens per answer.", paper="50", check=_positive),
+    # --- 01 dataset ------------------------------------------------------------------------
+    Param("pool_size", (int,), "TriviaQA questions in the pool (null = all 8,837 packaged ones).",
+          paper="10,000 (train split)", check=_positive, nullable=True),
+    Param("leak_policy", (str,), "Gold aliases already contained in the question: drop those aliases "
+          "(and questions left with none), drop those questions, or keep them.", paper="keep (not handled)",
+          choices=("drop_aliases", "drop_questions", "keep")),
+    Param("screen", (bool,), "Greedy-screen the pool and sample K only for questions that can still pass "
+          "the consistency rule.", paper="false (all questions sampled)"),
+    Param("screen_max_new_tokens", (int,), "Cap on the greedy screening answer's tokens (answers to the "
+          "answer-only prompt are short; the cap stops the rare rambling answer from holding up a batch).",
+          paper="— (no screen)", check=_positive),
+    Param("screen_check_size", (int,), "Questions sampled K times whatever their greedy answer, to measure "
+          "what the screen misses.", paper="—", check=_non_negative),
+    Param("n_samples", (int,), "K, samples per question.", paper="10", check=_positive),
+    Param("sample_first_round", (int,), "Draw this many of the K samples first and the rest only for questions "
+          "that can still pass the rule (0 = all K at once). Samples are seeded per index, so the ones drawn "
+          "are the same either way.", paper="0 (all K)", check=_non_negative),
+    Param("temperature", _NUM, "Sampling temperature.", paper="1.0", check=_positive),
+    Param("top_k", (int,), "Sampling top-k.", paper="50", check=_positive),
+    Param("top_p", _NUM, "Sampling top-p (nucleus).", paper="0.9", check=_probability),
+    Param("faithful_min_correct", (int,), "A question is faithful if at least this many of K samples are "
+          "correct.", paper="10 (= K)", check=_positive),
+    Param("hallucinated_max_correct", (int,), "A question is hallucinated if at most this many of K samples "
+          "are correct.", paper="0", check=_non_negative),
+    Param("n_train_per_class", (int,), "Training questions per class.", paper="1,000", check=_positive),
+    Param("n_test_per_class", (int,), "Test questions per class.", paper="1,000", check=_positive),
+    Param("gen_batch_size", (int,), "Sequences decoded together (prompts × samples).", paper="—",
+          check=_positive),
+    # --- 02 CETT ---------------------------------------------------------------------------
+    Param("cett_batch_size", (int,), "Examples per teacher-forced forward pass.", paper="1 (one pass per "
+          "example)", check=_positive),
+    Param("cett_dtype", (str,), "Precision of the teacher-forced CETT pass ('auto' = the model's dtype). In "
+          "bfloat16 the features of one example change with the batch it shares (matmul kernels differ by shape), "
+          "so the H-neuron set changes between runs; float32 features do not.", paper="the model's dtype",
+          choices=("auto", "float32", "bfloat16")),
+    Param("repro_check_size", (int,), "Examples re-extracted one at a time in 02 to show that the features do not "
+          "depend on the batch (0 = skip).", paper="—", check=_non_negative),
+    # --- 03 probe --------------------------------------------------------------------------
+    Param("probe_mode", (str,), "Training mode of the L1 probe.", paper="3-vs-1", choices=("3-vs-1", "1-vs-1")),
+    Param("probe_Cs", (list,), "Inverse L1 strengths tried.", paper="a grid (values not reported)",
+          check=lambda v: None if v and all(isinstance(c, (int, float)) and c > 0 for c in v)
+          else "must be a non-empty list of positive numbers"),
+    Param("probe_tol", _NUM, "Stopping tolerance of the L1 fit (liblinear); tight enough that the fit "
+          "converges and its positive set does not depend on the solver seed.", paper="1e-4 (scikit-learn's "
+          "default, which stops early on CETT features)", check=_positive),
+    Param("c_rule", (str,), "How C is chosen: best held-out accuracy, or the paper's held-out accuracy + "
+          "TriviaQA accuracy with the selected neurons suppressed.", paper="paper",
+          choices=("held_out", "paper")),
+    Param("val_fraction", _NUM, "Share of training questions held out to choose C.", paper="not reported",
+          check=lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
+    Param("suppress_eval_size", (int,), "Greedy-correct TriviaQA questions (not in the dataset) answered with "
+          "each C's neurons suppressed, for the paper's rule.", paper="TriviaQA (size not reported)",
+          check=_positive),
+    Param("random_draws", (int,), "Random neuron sets drawn for the baseline.", paper="not reported",
+          check=_positive),
+    Param("subset_C", _NUM, "L2 strength of the classifier refit on a neuron subset (H-neurons or random), on "
+          "standardised features.", paper="not reported", check=_positive),
+    Param("n_bootstrap", (int,), "Bootstrap resamples for 95% intervals.", paper="— (no intervals)",
+          check=_positive),
+    Param("stability_boots", (int,), "Probe refits on bootstrap resamples of the training questions, for the "
+          "Jaccard stability of the H-neuron set.", paper="—", check=_positive),
+    # --- 04 generalisation -----------------------------------------------------------------
+    Param("gen_datasets", (list,), "Generalisation sets notebook 04 evaluates, in this order.",
+          paper="NQ-Open, BioASQ, NonExist", check=_gen_datasets),
+    Param("gen_n_per_class", (int,), "Test questions per class in each generalisation set (the largest "
+          "balanced set the model allows, if fewer).", paper="not reported (balanced)", check=_positive),
+    Param("gen_pool_size", (int,), "Questions looked at per NQ-Open / biomedical pool at most (a seeded subset; "
+          "null = the whole pool). NonExist's pool size is nonexist_size.", paper="whole sets (sizes not reported)",
+          check=_positive, nullable=True),
+    Param("biomed_source", (str,), "'standin' = the packaged biomedical stand-in (MedQA/MedMCQA-derived, "
+          "redistributable); otherwise the path of your BioASQ file (BioASQ JSON or id/question/answers "
+          "JSONL).", paper="BioASQ", check=_biomed_source),
+    Param("nonexist_size", (int,), "NonExist questions generated (that set's pool).",
+          paper="HalluLens NonExist (generated; size not reported)", check=_positive),
+    # --- 05 intervention -------------------------------------------------------------------
+    Param("alphas", (list,), "Scales α applied to the neurons' activations (must include 1 = unmodified).",
+          paper="{0, 0.5, 1, 1.5, 2, 2.5, 3}", check=_alphas),
+    Param("oc_benchmarks", (list,), "Over-compliance benchmarks notebook 05 runs, in this order.",
+          paper="FalseQA, FaithEval (counterfactual), Sycophancy, Jailbreak", check=_oc_benchmarks),
+    Param("oc_items", (int,), "Items per benchmark (a seeded subset).", paper="whole sets (jailbreak: 390)",
+          check=_positive),
+    Param("oc_max_prompt_chars", (int,), "Items whose user message is longer are skipped (counted), to bound "
+          "prefill time on a CPU.", paper="— (no cap)", check=_positive),
+    Param("oc_random_draws", (int,), "Random neuron sets (same size as the H-neurons) scaled at every α.",
+          paper="not reported", check=_positive),
+    Param("oc_max_new_tokens", (int,), "Cap on generated tokens per response.", paper="256 (FaithEval, jailbreak)",
+          check=_positive),
+    Param("side_items", (int,), "Greedy-correct TriviaQA questions outside the dataset answered at every α "
+          "(accuracy side effect).", paper="—", check=_positive),
+    Param("ppl_texts", (int,), "Held-out passages whose perplexity is measured at every α.", paper="—",
+          check=_positive),
+    Param("truncation_check_items", (int,), "Responses re-generated with truncation_check_tokens to check that "
+          "verdicts do not hinge on the token cap.", paper="—", check=_non_negative),
+    Param("truncation_check_tokens", (int,), "The longer cap of the truncation check.", paper="—",
+          check=_positive),
+    # --- 06 origin -------------------------------------------------------------------------
+    Param("base_model", (str,), "The base model of the base/instruct pair (registry name, HF id or local "
+          "directory).", paper="Mistral-7B-v0.3, Mistral-Small-3.1-24B, Gemma-3, Llama-3.x base models"),
+    Param("tuned_model", (str,), "The instruction-tuned model of the pair; null = notebook 06 tunes one from "
+          "base_model (offline no pair exists).", paper="the vendors' instruct models", nullable=True),
+    Param("sft_qa_items", (int,), "Short-answer QA pairs in the tuning set (TriviaQA's test split, never "
+          "evaluated on).", paper="— (the vendors' own tuning)", check=_positive),
+    Param("sft_instruction_items", (int,), "Generated instructions (arithmetic, spelling, counting, sorting) in "
+          "the tuning set.", paper="—", check=_non_negative),
+    Param("sft_steps", (int,), "Optimiser steps of the tuning.", paper="—", check=_positive),
+    Param("sft_batch_size", (int,), "Conversations per tuning step.", paper="—", check=_positive),
+    Param("sft_lr", _NUM, "Peak learning rate (AdamW; linear warm-up, cosine decay to 10%).", paper="—",
+          check=_positive),
+    Param("sft_warmup_steps", (int,), "Warm-up steps of the learning rate.", paper="—", check=_positive),
+    Param("sft_max_tokens", (int,), "Tokens per tuning conversation at most (longer ones are cut).", paper="—",
+          check=_positive),
+    Param("sft_freeze", (list,), "Parameter groups kept frozen during tuning.", paper="— (full fine-tuning by "
+          "the vendors)", check=_sft_freeze),
+    Param("sft_checkpoint_every", (int,), "Save a resumable checkpoint every this many steps (0 = never).",
+          paper="—", check=_non_negative),
+    Param("origin_profile", (str,), "Profile whose values notebook 06 runs notebooks 01–03 with on the tuned "
+          "model (origin_overrides on top; model and run name set by 06).", paper="—"),
+    Param("origin_overrides", (dict,), "Parameters of the tuned model's 01–03 run that differ from "
+          "origin_profile (e.g. a relaxed consistency rule for a small model).", paper="—",
+          check=_origin_overrides),
+    Param("origin_eval_size", (int,), "TriviaQA questions answered greedily by the base model (base prompt) and "
+          "the tuned model (chat prompt), before/after accuracy.", paper="—", check=_positive),
+    Param("origin_datasets", (list,), "Sets on which the tuned model's probe is applied to the base model.",
+          paper="TriviaQA, NQ-Open, BioASQ", check=_origin_datasets),
+    Param("origin_n_per_class", (int,), "Base-model test examples per class in each set (balanced; the "
+          "largest the model allows, if fewer).", paper="not reported", check=_positive),
+    Param("origin_pool_size", (int,), "Questions looked at per set at most (a seeded subset; null = all).",
+          paper="whole sets", check=_positive, nullable=True),
+    Param("n_permutations", (int,), "Random neuron sets in the permutation test of parameter inertia.",
+          paper="— (t-test only)", check=_positive),
+)
+
+_BY_NAME = {p.name: p for p in SCHEMA}
+PARAM_NAMES: tuple[str, ...] = tuple(p.name for p in SCHEMA)
+
+
+def _suggest(name: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def validate_value(name: str, value: Any) -> Any:
+    """Check one value against the schema; return it (ints are accepted where floats are)."""
+    if name not in _BY_NAME:
+        raise ConfigError(f"Unknown parameter '{name}'.{_suggest(name, PARAM_NAMES)} "
+                          f"Valid parameters: {', '.join(sorted(PARAM_NAMES))}")
+    p = _BY_NAME[name]
+    if value is None:
+        if p.nullable:
+            return None
+        raise ConfigError(f"Parameter '{name}' may not be null ({p.doc})")
+    if isinstance(value, bool) and bool not in p.types:
+        raise ConfigError(f"Parameter '{name}' must be {'/'.join(t.__name__ for t in p.types)}, got a bool")
+    if not isinstance(value, p.types):
+        raise ConfigError(f"Parameter '{name}' must be {'/'.join(t.__name__ for t in p.types)}, "
+                          f"got {type(value).__name__} {value!r}")
+    if p.choices is not None and value not in p.choices:
+        raise ConfigError(f"Parameter '{name}' must be one of {list(p.choices)}, got {value!r}")
+    if p.check is not None and (msg := p.check(value)):
+        raise ConfigError(f"Parameter '{name}' {msg}, got {value!r}")
+    return value
+
+
+def validate_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate every entry; unknown names fail and list the valid ones."""
+    unknown = [k for k in values if k not in _BY_NAME]
+    if unknown:
+        hints = "".join(_suggest(k, PARAM_NAMES) for k in unknown)
+        raise ConfigError(f"Unknown parameter(s) {unknown}.{hints} "
+                          f"Valid parameters: {', '.join(sorted(PARAM_NAMES))}")
+    return {k: validate_value(k, v) for k, v in values.items()}
+
+
+def profile_path(profile: str | Path) -> Path:
+    """Resolve a profile name ('smoke') or a path to a YAML file."""
+    p = Path(profile)
+    if p.suffix in (".yaml", ".yml"):
+        cand = (p if p.is_absolute() or p.exists() else project_root() / p).resolve()
+    else:
+        cand = project_root() / "params" / f"{profile}.yaml"
+    if not cand.exists():
+        known = sorted(x.stem for x in (project_root() / "params").glob("*.yaml"))
+        raise ConfigError(f"Profile '{profile}' not found (looked for {cand}). Known profiles: {known}")
+    return cand
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of parameter names to values")
+    return data
+
+
+def load_profile(profile: str | Path) -> dict[str, Any]:
+    """Load a profile: params/default.yaml overridden by the named profile, validated."""
+    base_path = project_root() / "params" / "default.yaml"
+    base = _read_yaml(base_path)
+    missing = [n for n in PARAM_NAMES if n not in base]
+    if missing:
+        raise ConfigError(f"{base_path} must name every parameter; missing: {missing}")
+    path = profile_path(profile)
+    values = dict(base)
+    if path.resolve() != base_path.resolve():
+        values.update(_read_yaml(path))
+    return validate_mapping(values)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated parameters of one notebook. Reading a parameter it did not declare fails."""
+
+    values: Mapping[str, Any]
+    declared: frozenset[str] = field(default_factory=frozenset)
+
+    def __getattr__(self, name: str) -> Any:
+        values = object.__getattribute__(self, "values")
+        if name in values:
+            return values[name]
+        if name in _BY_NAME:
+            raise AttributeError(f"Parameter '{name}' is not declared in this notebook's parameters cell")
+        raise AttributeError(name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    def table(self) -> "Any":
+        """The parameters as a DataFrame with their docs and the paper's value."""
+        import pandas as pd
+
+        rows = [{"parameter": k, "value": v, "paper": _BY_NAME[k].paper, "meaning": _BY_NAME[k].doc}
+                for k, v in self.values.items()]
+        return pd.DataFrame(rows).set_index("parameter")
+
+
+_NOTEBOOK_BUILTINS = {"In", "Out", "exit", "quit", "get_ipython"}
+_LITERAL_TYPES = (str, int, float, bool, list, tuple, dict, type(None))
+
+
+def literal_assignments(source: str) -> list[str] | None:
+    """Names assigned in ``source`` if it consists only of ``name = <literal>`` lines, else None."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    names = []
+    for node in tree.body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            return None
+        try:
+            ast.literal_eval(node.value)
+        except ValueError:
+            return None
+        names.append(node.targets[0].id)
+    return names or None
+
+
+PARAMS_MARKER = "# Parameters"
+
+
+def _is_params_cell(src: str) -> bool:
+    """A parameters cell: the tagged one or papermill's injected copy, both opening with ``# Parameters``."""
+    first = next((ln.strip() for ln in src.splitlines() if ln.strip()), "")
+    return first.startswith(PARAMS_MARKER)
+
+
+def from_notebook(namespace: Mapping[str, Any]) -> Config:
+    """Validate the parameters a notebook declared (and papermill injected) in ``namespace``.
+
+    In IPython the parameters are read from the input history, from the cells that open with
+    ``# Parameters``: the notebook's tagged ``parameters`` cell and papermill's injected cell (later
+    cells win). Any other cell is ignored, so a reader's scratch cell (``layer = 5``) neither fails
+    validation nor changes a parameter. Values are the cells' literals, not whatever a later cell
+    rebound. Elsewhere (a plain dict), every public plain value in ``namespace``. Every name must be a
+    known parameter: a misspelt parameter injected by papermill (which papermill only warns about) fails.
+    """
+    history = namespace.get("In")
+    if isinstance(history, list) and history:
+        values: dict[str, Any] = {}
+        for src in history:
+            if not _is_params_cell(src or ""):
+                continue
+            names = literal_assignments(src)
+            if names is None:
+                raise ConfigError("A '# Parameters' cell may hold only `name = <literal>` lines:\n" + src)
+            for node in ast.parse(src).body:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+    else:
+        values = {k: v for k, v in namespace.items()
+                  if not k.startswith("_") and k not in _NOTEBOOK_BUILTINS and isinstance(v, _LITERAL_TYPES)}
+    if not values:
+        raise ConfigError("No parameters found: run the 'parameters' cell (the one opening with '# Parameters') first")
+    checked = validate_mapping(values)
+    return Config(values=checked, declared=frozenset(checked))

@@ -1,0 +1,348 @@
+"""Every figure of the workbook, drawn from saved result tables, so `make figures` needs no model.
+
+Each figure is registered with the tables it reads (under ``results/<run>/tables/``). Notebooks call
+:func:`draw` right after saving a table; ``python -m hneuron_utils.workbook.figures --run results/default``
+re-draws all figures whose tables exist into that run's figures folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg") if "ipykernel" not in sys.modules else None
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from hneuron_utils.workbook.paths import figures_dir, project_root  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    tables: tuple[str, ...]
+    draw: Callable[..., plt.Figure]
+
+
+REGISTRY: dict[str, Figure] = {}
+
+
+def register(name: str, *tables: str):
+    def deco(fn):
+        REGISTRY[name] = Figure(name, tables, fn)
+        return fn
+    return deco
+
+
+@register("00_tour_cett", "00_tour_cett.csv")
+def _tour_cett(t: pd.DataFrame) -> plt.Figure:
+    """CETT of every neuron of one layer at one token, sorted: how concentrated is the FFN output?"""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    v = np.sort(t["cett"].to_numpy())[::-1]
+    axes[0].plot(np.arange(1, len(v) + 1), v, lw=1.5)
+    axes[0].set(xscale="log", yscale="log", xlabel="neuron rank (by CETT)", ylabel="CETT",
+                title=f"layer {int(t['layer'].iloc[0])}, last prompt token")
+    axes[1].plot(np.arange(1, len(v) + 1), np.cumsum(v) / v.sum(), lw=1.5)
+    axes[1].set(xscale="log", xlabel="top-k neurons", ylabel="share of the layer's total CETT",
+                title="cumulative share", ylim=(0, 1.02))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{t['model'].iloc[0]}: CETT = |z_j|·‖W_down[:,j]‖ / ‖h‖", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@register("01_histogram", "01_histogram.csv")
+def _histogram(t: pd.DataFrame) -> plt.Figure:
+    """Correct samples out of K per question: the paper keeps only the two end bars."""
+    subsets = [s for s in ("unscreened", "sampled") if s in set(t["subset"])]
+    fig, axes = plt.subplots(1, len(subsets), figsize=(5 * len(subsets), 3.6), squeeze=False)
+    k = int(t["correct_of_K"].max())
+    titles = {"unscreened": "random check subset (every question sampled)",
+              "sampled": "all questions sampled K times (screen-selected)"}
+    for ax, s in zip(axes[0], subsets):
+        d = t[t["subset"] == s]
+        colors = ["tab:red" if x == 0 else "tab:green" if x == k else "tab:gray" for x in d["correct_of_K"]]
+        ax.bar(d["correct_of_K"], d["questions"], color=colors)
+        for x, y in zip(d["correct_of_K"], d["questions"]):
+            ax.text(x, y, str(int(y)), ha="center", va="bottom", fontsize=8)
+        ax.set(xlabel=f"correct samples out of K = {k}", ylabel="questions", xticks=range(k + 1),
+               title=f"{titles[s]}, n = {int(d['questions'].sum())}")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Consistency of sampled answers (red: all wrong → hallucinated; green: all right → faithful)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@register("02_layer_means", "02_layer_means.csv")
+def _layer_means(t: pd.DataFrame) -> plt.Figure:
+    """Mean CETT per layer for answer tokens (by class) and other tokens."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for name, d in t.groupby("tokens"):
+        ax.plot(d["layer"], d["mean_cett"], marker="o", ms=3, label=name)
+    ax.set(xlabel="layer", ylabel="mean CETT over neurons and examples", title="CETT by layer")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+@register("03_c_grid", "03_c_grid.csv")
+def _c_grid(t: pd.DataFrame) -> plt.Figure:
+    """Neurons selected and held-out performance across the C grid."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    axes[0].plot(t["C"], t["n_positive"], marker="o", label="positive (H-neurons)")
+    axes[0].plot(t["C"], t["n_nonzero"], marker="s", ls="--", label="non-zero")
+    axes[0].set(xscale="log", yscale="symlog", xlabel="C (inverse L1 strength)", ylabel="neurons",
+                title="neurons selected by the L1 probe")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(t["C"], t["val_accuracy"], marker="o", label="held-out accuracy")
+    axes[1].plot(t["C"], t["val_auroc"], marker="s", label="held-out AUROC")
+    if "suppressed_accuracy" in t and t["suppressed_accuracy"].notna().any():
+        axes[1].plot(t["C"], t["suppressed_accuracy"], marker="^", label="TriviaQA acc., neurons suppressed")
+    axes[1].axhline(0.5, color="gray", lw=0.8, ls=":")
+    axes[1].set(xscale="log", xlabel="C", ylim=(0, 1.02), title="selection criteria")
+    axes[1].legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@register("03_test", "03_test.csv")
+def _test(t: pd.DataFrame) -> plt.Figure:
+    """Held-out accuracy and AUROC with 95% intervals: probe, H-neurons, random neurons."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+    labels = [f"{c.split(' (')[0]} ({n})" for c, n in zip(t["classifier"], t["neurons"])]
+    for ax, m in zip(axes, ("accuracy", "auroc")):
+        err = [t[m] - t[f"{m}_lo"], t[f"{m}_hi"] - t[m]]
+        ax.barh(labels, t[m], xerr=err, color=["tab:blue", "tab:red", "tab:gray"][: len(t)], capsize=4)
+        ax.axvline(0.5, color="k", lw=0.8, ls=":")
+        ax.set(xlim=(0, 1), xlabel=m, title=f"held-out TriviaQA {m} (95% CI)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@register("03_baselines", "03_baselines.csv")
+def _baselines(t: pd.DataFrame) -> plt.Figure:
+    """AUROC of the H-neuron classifiers and of every baseline on the same held-out questions, plain and
+    length-controlled (same-length pairs only), with 95% intervals."""
+    import numpy as np
+
+    t = pd.concat([t[t.method.str.startswith("H-neurons")], t[~t.method.str.startswith("H-neurons")]])
+    pairs = int(t["matched_pairs"].iloc[0]) if "matched_pairs" in t else 0
+    cols = [("auroc", "AUROC"), ("matched_auroc", "length-controlled AUROC")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.42 * len(t) + 1.8), sharey=True)
+    labels = [f"{m} ({n})" for m, n in zip(t["method"], t["neurons_or_features"])]
+    colours = ["tab:red" if m.startswith("H-neurons") else "tab:gray" for m in t["method"]]
+    n_pc = int(t["n_per_class"].iloc[0])
+    for ax, (m, title) in zip(axes, cols):
+        ax.set(xlim=(0, 1), xlabel=title)
+        ax.axvline(0.5, color="k", lw=0.8, ls=":", label="chance (0.5)")
+        ax.grid(axis="x", alpha=0.3)
+        if m not in t or not t[m].notna().any():
+            ax.text(0.5, 0.5, "no test pair of the two classes\nhas the same answer length", ha="center",
+                    va="center", transform=ax.transAxes, fontsize=9)
+            ax.set_title(f"{title}\n(0 same-length pairs)", fontsize=10)
+            continue
+        v = t[m].to_numpy(dtype=float)
+        err = np.vstack([v - t[f"{m}_lo"], t[f"{m}_hi"] - v])
+        for j in range(len(labels)):
+            ax.errorbar(v[j], j, xerr=err[:, j:j + 1], fmt="o", color=colours[j], capsize=3)
+        extra = f", {pairs} same-length pairs" if m == "matched_auroc" else ""
+        ax.set_title(f"{title}, 95% CI\n(n = {n_pc} per class{extra})", fontsize=10)
+    axes[0].set(yticks=range(len(labels)), yticklabels=labels, ylim=(len(labels) - 0.5, -0.5))  # H-neuron rows on top
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+@register("03_layers", "03_layers.csv")
+def _layers(t: pd.DataFrame) -> plt.Figure:
+    """How many H-neurons each layer holds."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.bar(t["layer"], t["h_neurons"], color="tab:red")
+    ax.set(xlabel="layer", ylabel="H-neurons", title=f"H-neurons by layer (total {int(t['h_neurons'].sum())})")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@register("04_generalisation", "04_results.csv")
+def _generalisation(t: pd.DataFrame) -> plt.Figure:
+    """The TriviaQA-trained classifiers on each set: accuracy and AUROC with 95% intervals."""
+    import numpy as np
+
+    sets = list(dict.fromkeys(t["set"]))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, m in zip(axes, ("accuracy", "auroc")):
+        for off, (prefix, color, label) in zip((-0.12, 0.12), (("random", "tab:gray", "random neurons (draws: mean, 2.5–97.5%)"),
+                                                           ("H-neurons", "tab:red", "H-neurons (bootstrap 95% CI)"))):
+            d = t[t.classifier.str.startswith(prefix)].set_index("set").reindex(sets)
+            x = np.arange(len(sets)) + off
+            ax.errorbar(x, d[m], yerr=[d[m] - d[f"{m}_lo"], d[f"{m}_hi"] - d[m]], fmt="o", color=color,
+                        capsize=4, label=label)
+        n = t.drop_duplicates("set").set_index("set").reindex(sets)
+        ax.set_xticks(range(len(sets)), [f"{s}\n{min(a, b)}/class" for s, a, b in
+                                          zip(sets, n["n faithful"], n["n hallucinated"])], fontsize=8)
+        ax.axhline(0.5, color="k", lw=0.8, ls=":")
+        ax.set(ylim=(0, 1.02), ylabel=m, title=f"test {m}, classifiers trained on TriviaQA only")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+@register("05_compliance", "05_rates.csv")
+def _compliance(t: pd.DataFrame) -> plt.Figure:
+    """The Fig-3 analogue: compliance versus α per benchmark, H-neurons against random neurons."""
+    benches = list(dict.fromkeys(t["benchmark"]))
+    fig, axes = plt.subplots(1, len(benches), figsize=(3.6 * len(benches), 3.4), sharey=True, squeeze=False)
+    for ax, b in zip(axes[0], benches):
+        d = t[t.benchmark == b]
+        h = d[d.neurons == "H-neurons"].sort_values("alpha")
+        r = d[d.neurons.str.startswith("random (")].sort_values("alpha")
+        ax.plot(h.alpha, h.rate, "o-", color="tab:red", label="H-neurons (95% CI)")
+        ax.fill_between(h.alpha, h.lo, h.hi, color="tab:red", alpha=0.15)
+        ax.plot(r.alpha, r.rate, "s--", color="tab:gray", label="random neurons (mean; band = draws' range)")
+        ax.fill_between(r.alpha, r.lo, r.hi, color="tab:gray", alpha=0.2)
+        ax.axvline(1.0, color="k", lw=0.8, ls=":")
+        n = int(h.n.min()) if len(h) else 0
+        ax.set(title=f"{b} (n = {n})", xlabel="α (1 = unmodified)", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("compliance rate")
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+@register("05_side_effects", "05_side_effects.csv")
+def _side_effects(t: pd.DataFrame) -> plt.Figure:
+    """TriviaQA accuracy, perplexity and response length versus α."""
+    cols = ["TriviaQA accuracy", "perplexity", "mean response tokens"]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for ax, c in zip(axes, cols):
+        for nset, d in t.groupby("neurons", sort=False):
+            d = d.sort_values("alpha")
+            ax.plot(d.alpha, d[c], "o-" if nset == "H-neurons" else "s--",
+                    color="tab:red" if nset == "H-neurons" else "tab:gray", label=nset)
+        ax.axvline(1.0, color="k", lw=0.8, ls=":")
+        ax.set(xlabel="α (1 = unmodified)", title=c)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+@register("06_tuning_loss", "06_tuning_loss.csv")
+def _tuning_loss(t: pd.DataFrame) -> plt.Figure:
+    """Training loss of the instruction tuning (response tokens only), per step and smoothed."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    ax.plot(t.step, t.loss, color="tab:blue", alpha=0.35, lw=1, label="per step")
+    ax.plot(t.step, t.loss.rolling(10, min_periods=1).mean(), color="tab:blue", lw=2, label="10-step mean")
+    ax.set(xlabel="optimiser step", ylabel="cross-entropy on response tokens", title="instruction tuning")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+@register("06_transfer", "06_transfer.csv")
+def _transfer(t: pd.DataFrame) -> plt.Figure:
+    """The tuned model's classifiers applied unchanged to the base model: AUROC with 95% intervals."""
+    import numpy as np
+
+    sets = list(dict.fromkeys(t["set"]))
+    fig, ax = plt.subplots(figsize=(1.9 * len(sets) + 2.5, 3.6))
+    kinds = list(dict.fromkeys(t.classifier))
+    w = 0.8 / len(kinds)
+    for k, kind in enumerate(kinds):
+        d = t[t.classifier == kind].set_index("set").reindex(sets)
+        x = np.arange(len(sets)) + (k - (len(kinds) - 1) / 2) * w
+        err = np.vstack([d.auroc - d.auroc_lo, d.auroc_hi - d.auroc]).clip(min=0)
+        ax.bar(x, d.auroc, w, yerr=err, capsize=3, label=kind,
+               color="tab:red" if kind.startswith("H") else "tab:gray")
+    ax.axhline(0.5, color="k", lw=0.8, ls=":")
+    ax.set_xticks(np.arange(len(sets)), [f"{s}\n(n = {int(min(a, b))}/class)" for s, a, b in
+                                          t.drop_duplicates("set")[["set", "n faithful", "n hallucinated"]].values])
+    ax.set(ylabel="AUROC on the base model", ylim=(0, 1.05), title="backward transfer: tuned-model probe on base-model CETT")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+@register("06_drift", "06_drift_h.csv", "06_inertia.csv")
+def _drift(h: pd.DataFrame, tests: pd.DataFrame) -> plt.Figure:
+    """The Fig-4b analogue: normalised drift ranks of the H-neurons (0 = changed most, 1 = changed least);
+    all neurons are uniform on [0, 1] by construction."""
+    import numpy as np
+
+    cols = [c for c in ("rank_global", "rank_layer") if c in h]
+    fig, axes = plt.subplots(1, len(cols), figsize=(5.2 * len(cols), 3.6), squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        z = c.split("_")[1]
+        row = tests[tests.zscore == z].iloc[0]
+        ax.hist(h[c], bins=np.linspace(0, 1, 11), density=True, color="tab:red", alpha=0.7,
+                label=f"H-neurons (n = {len(h)})")
+        ax.axhline(1.0, color="tab:gray", ls="--", label="all neurons (uniform)")
+        ax.axvline(row["H mean rank"], color="tab:red", lw=2)
+        ax.axvline(0.5, color="tab:gray", lw=1)
+        ax.set(xlabel="normalised drift rank (1 = least changed)", ylabel="density", xlim=(0, 1),
+               title=f"z-scored {'globally' if z == 'global' else 'within each layer'}: mean {row['H mean rank']:.3f}\n"
+                     f"t-test p = {row['p (t-test, one-sided)']:.3g}, permutation p = {row['p (permutation)']:.3g}")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def draw(name: str, tables_dir: Path, out_dir: Path) -> plt.Figure:
+    """Draw figure ``name`` from its saved tables and write ``<out_dir>/<name>.png``."""
+    f = REGISTRY[name]
+    missing = [t for t in f.tables if not (tables_dir / t).exists()]
+    if missing:
+        raise FileNotFoundError(f"figure {name} needs tables {missing} in {tables_dir}: run its notebook first")
+    fig = f.draw(*[pd.read_csv(tables_dir / t) for t in f.tables])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_dir / f"{name}.png", dpi=130, bbox_inches="tight")
+    return fig
+
+
+def redraw_run(run: Path) -> list[Path]:
+    """Re-draw every registered figure whose tables exist in ``run/tables``; return the files written."""
+    log = json.loads((run / "run_log.json").read_text()) if (run / "run_log.json").exists() else {}
+    params = log.get("params", {})
+    out_dir = figures_dir(params.get("run_name", run.name), params.get("figures_dir"))
+    written = []
+    for name, f in REGISTRY.items():
+        if all((run / "tables" / t).exists() for t in f.tables):
+            plt.close(draw(name, run / "tables", out_dir))
+            written.append(out_dir / f"{name}.png")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hneuron_utils.workbook.figures", description=__doc__.split("\n")[0])
+    ap.add_argument("--run", default="results/default")
+    args = ap.parse_args(argv)
+    run = Path(args.run) if Path(args.run).is_absolute() else project_root() / args.run
+    if not (run / "tables").exists():
+        print(f"error: {run}/tables not found: run the notebooks first (make reproduce)", file=sys.stderr)
+        return 1
+    for p in redraw_run(run):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
