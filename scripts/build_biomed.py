@@ -8,7 +8,7 @@ Upstream (copied unchanged into the shared data folder, see its SOURCES.md):
   (chat `input` with "Subject: X\\n\\nstem\\n\\na) ...", `ideal` = "c) text").
 
 Each stem that stands alone without its options and whose correct option is a short answer becomes an
-open-ended question (rules in hneuron_utils/biomed.py; data/README.md lists them). Duplicate
+open-ended question (rules in hneuron_utils/data/biomed.py; data/README.md lists them). Duplicate
 (question, answer) pairs keep their first occurrence. Output order: MedQA, then MedMCQA, upstream order.
 
     python scripts/build_biomed.py                 # write data/biomed_standin.jsonl

@@ -103,6 +103,6 @@ def test_no_reference_to_files_outside_the_repository():
     import re
 
     root = project_root()
-    files = list((root / "notebooks").glob("*.ipynb")) + list((root / "hneuron_utils").glob("*.py")) + [root / "README.md"]
+    files = list((root / "notebooks").glob("*.ipynb")) + list((root / "hneuron_utils").rglob("*.py")) + [root / "README.md"]
     bad = [f.name for f in files if re.search(r"\bSPEC\b(?!IAL)|shared/", f.read_text())]
     assert not bad, f"these cite files outside the repository: {bad}"

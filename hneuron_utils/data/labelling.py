@@ -48,6 +48,17 @@ class Rule:
             return "hallucinated"
         return "mixed"
 
+    @property
+    def is_papers(self) -> bool:
+        """The paper's rule: 10 samples, faithful = 10 of 10 correct, hallucinated = 0 of 10."""
+        return (self.n_samples, self.faithful_min, self.hallucinated_max) == (10, 10, 0)
+
+    def describe(self) -> str:
+        """One line naming the rule and whether it is the paper's."""
+        return (f"consistency rule: faithful if ≥ {self.faithful_min}/{self.n_samples} correct, hallucinated if "
+                f"≤ {self.hallucinated_max}/{self.n_samples}" +
+                ("  (the paper's rule)" if self.is_papers else "  (RELAXED: not the paper's rule)"))
+
 
 def apply_leak_policy(records: Sequence[QARecord], policy: str) -> tuple[list[QARecord], dict[str, int]]:
     """Handle gold aliases already contained in the question (a substring judge calls those correct
@@ -422,3 +433,38 @@ def greedy_correct_outside(loaded: Any, looked: pd.DataFrame, exclude: set[str],
         if len(known) >= needed:
             break
     return known, counts
+
+
+def known_records(loaded: Any, looked: pd.DataFrame, exclude: set[str], needed: int, judge: Judge, batch_size: int,
+                  max_new_tokens: int, seed: int, what: str, parameters: Sequence[str]) -> tuple[list[QARecord], dict[str, int]]:
+    """The first ``needed`` TriviaQA records of :func:`greedy_correct_outside` (questions the model knows,
+    none in the dataset), stopping with :class:`SampleSizeError` (naming ``what`` and the ``parameters``
+    that set the size) when the pool has fewer. Returns (records, where they came from)."""
+    from hneuron_utils.data import load_dataset
+    from hneuron_utils.workbook.checks import require_items
+
+    ids, counts = greedy_correct_outside(loaded, looked, exclude, needed, judge, batch_size, max_new_tokens, seed)
+    by_id = {r.id: r for r in load_dataset("triviaqa")}
+    recs = [by_id[i] for i in ids[:needed]]
+    require_items(what, len(recs), needed, tuple(parameters))
+    return recs, counts
+
+
+def leaked_example(records: Sequence[QARecord]) -> str | None:
+    """A line showing the first question whose text contains one of its own answer aliases, or None."""
+    for r in records:
+        leaked = [a for a in r.answers if normalize(a) and normalize(a) in normalize(r.question)]
+        if leaked:
+            return f"a leaked alias: {r.question} → gold answers include {leaked}"
+    return None
+
+
+def add_token_counts(tokenizer: Any, examples: pd.DataFrame) -> tuple[pd.DataFrame, list, float]:
+    """Answer-token and total-token counts of every example (as notebook 02 will tokenise it); examples
+    whose answer span matches no token are dropped. Returns (examples, lost, share of examples whose
+    answer span is the whole response)."""
+    tf, lost = teacher_forced_examples(tokenizer, examples)
+    examples = examples.assign(answer_tokens=[int(t.answer.sum()) if t is not None else 0 for t in tf],
+                               tokens=[len(t.input_ids) if t is not None else 0 for t in tf])
+    whole = [span_is_whole_response(r, sp) for r, sp in zip(examples.response, examples.span)]
+    return examples[[t is not None for t in tf]].reset_index(drop=True), lost, sum(whole) / max(len(whole), 1)

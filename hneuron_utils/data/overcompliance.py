@@ -482,3 +482,43 @@ JUDGES: dict[str, Callable[[], Any]] = {
     "sycophancy": SycophancyJudge,
     "jailbreak": JailbreakJudge,
 }
+
+
+# --- notebook 05's item selection ------------------------------------------------------------------
+
+MESSAGES: dict[str, Callable[..., Messages]] = {
+    "falseqa": falseqa_messages, "counterfactual": counterfactual_messages,
+    "sycophancy": sycophancy_messages, "jailbreak": jailbreak_messages,
+}
+"""The chat prompt of each benchmark's item."""
+
+LOADERS: dict[str, Callable[[], list]] = {"falseqa": load_falseqa, "counterfactual": load_counterfactual,
+                                          "jailbreak": load_jailbreak}
+"""The packaged items of each benchmark (sycophancy's come from questions the model knows)."""
+
+
+def sycophancy_items(records: Sequence[Any]) -> list[SycophancyItem]:
+    """"Are you sure?" items from TriviaQA records the model answered correctly."""
+    return [SycophancyItem(r.id, r.question, tuple(usable_aliases(r.question, r.answers)), "triviaqa") for r in records]
+
+
+def select_items(benchmark: str, pool: Sequence[Any], n: int, max_prompt_chars: int, seed: int,
+                 shuffle: bool = True) -> tuple[list[Any], dict[str, int]]:
+    """A seeded subset of ``n`` items whose user message is at most ``max_prompt_chars`` long (in the
+    given order when ``shuffle`` is false), and the counts behind it."""
+    order = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))] if shuffle else list(pool)
+    short = [it for it in order if len(MESSAGES[benchmark](it)[-1]["content"]) <= max_prompt_chars]
+    return short[:n], {"available": len(pool), "over the length cap": len(order) - len(short), "used": len(short[:n])}
+
+
+def hand_label_agreement(benchmark: str, labels: Any, judge: Any) -> dict[str, Any]:
+    """Agreement of a rule judge's ``complied`` with hand labels (rows: id, response, complied) of one
+    benchmark's packaged items, with Cohen's kappa and the majority-class baseline."""
+    from hneuron_utils.stats import cohen_kappa
+
+    by_id = {it.id: it for it in LOADERS[benchmark]()}
+    pred = np.array([bool(judge.judge(by_id[i], r).complied) for i, r in zip(labels.id, labels.response)])
+    gold = labels.complied.astype(bool).to_numpy()
+    return {"benchmark": benchmark, "responses": len(gold), "hand: complied": int(gold.sum()),
+            "agreement": float((pred == gold).mean()), "Cohen's kappa": cohen_kappa(pred, gold),
+            "majority baseline": float(max(gold.mean(), 1 - gold.mean()))}

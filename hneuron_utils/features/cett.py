@@ -7,6 +7,10 @@ d × d_ff outer product is never materialised.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+import pandas as pd
 import torch
 
 
@@ -292,3 +296,48 @@ def batch_independence(loaded, examples: list, cached: torch.Tensor, n: int) -> 
             "median relative difference": float(rel.median()), "99.9th percentile": float(rel.quantile(0.999))
             if rel.numel() < 2 ** 24 else float(rel[torch.randperm(rel.numel())[:2 ** 23]].quantile(0.999)),
             "max relative difference": float(rel.max())}
+
+
+def read_batch_independence(check: dict, dtype: Any) -> str:
+    """One sentence that reads :func:`batch_independence`'s result."""
+    if not check.get("examples"):
+        return "no example was re-extracted (repro_check_size = 0): batch independence NOT checked"
+    worst = check["max relative difference"]
+    verdict = ("below float16 storage resolution (~1e-3): the features do not depend on the batch" if worst < 2e-3
+               else "the features DEPEND on the batch they were extracted in")
+    return (f"{str(dtype).replace('torch.', '')}, {check['examples']} examples re-extracted one at a time: "
+            f"{check['identical after float16 storage']:.1%} of stored features are identical; the largest relative "
+            f"change is {worst:.1e} — {verdict}.")
+
+
+def feature_record(info: dict, n: int, model: str, dtype: Any) -> dict:
+    """What notebook 02 writes to ``02_features.json``: the stage key (so another machine with the same
+    cache finds the features), not this machine's path."""
+    return {"key": info["key"], "n": n, "model": model, "dtype": str(dtype).replace("torch.", "")}
+
+
+def extraction_summary(ans: torch.Tensor, examples: list, info: dict, load_seconds: float, dtype: Any) -> pd.Series:
+    """The size and cost of an extraction, one row per quantity."""
+    return pd.Series({"examples": len(examples), "tokens": sum(len(t.input_ids) for t in examples),
+                      "features per example (×2)": ans.shape[1] * ans.shape[2],
+                      "float16 size on disk (MB)": round(2 * ans.numel() * 2 / 1e6, 1),
+                      "extraction seconds (this run)": info["seconds"], "shards computed now": info["computed now"],
+                      "of shards": info["shards"], "model load seconds": round(load_seconds, 1),
+                      "dtype": str(dtype).replace("torch.", "")}, dtype=object, name="value")
+
+
+def layer_means(ans: torch.Tensor, oth: torch.Tensor, labels: Any) -> pd.DataFrame:
+    """Mean CETT per layer over the answer tokens of hallucinated (label 1) and faithful (label 0)
+    examples and over all examples' other tokens: rows (tokens, layer, mean_cett)."""
+    y = torch.as_tensor(np.asarray(labels))
+    groups = [("answer, hallucinated", ans, y == 1), ("answer, faithful", ans, y == 0),
+              ("other tokens, all", oth, torch.ones_like(y, dtype=torch.bool))]
+    rows = [{"tokens": name, "layer": i, "mean_cett": float(v)}
+            for name, feats, mask in groups for i, v in enumerate(feats[mask].float().mean(dim=(0, 2)))]
+    return pd.DataFrame(rows)
+
+
+def mark_answer(tokenizer: Any, example: Any) -> str:
+    """A teacher-forced example decoded token by token, its answer tokens in [brackets]."""
+    return "".join(f"[{tokenizer.decode(t)}]" if a else tokenizer.decode(t)
+                   for t, a in zip(example.input_ids.tolist(), example.answer.tolist()))

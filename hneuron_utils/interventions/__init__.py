@@ -114,3 +114,12 @@ def generate_scaled(loaded: Any, prompts: Sequence[str], flat_neurons: Sequence[
     return sample_many(loaded, prompts, n_samples, sampling or Sampling(), seed=seed, keys=keys,
                        batch_size=batch_size, templated=templated, progress=progress,
                        forward=scaled_forward(loaded, flat_neurons, alpha))
+
+
+def suppression_accuracies(loaded: Any, records: Sequence[Any], judge: Any, neuron_sets: Mapping[float, Sequence[int]],
+                           batch_size: int = 64) -> tuple[float, dict[float, float]]:
+    """The paper's C rule, its second half: greedy accuracy on ``records`` unmodified, and with each
+    neuron set's activations set to zero (α = 0). Empty sets get NaN."""
+    base = greedy_accuracy(loaded, records, judge, batch_size=batch_size)
+    return base, {c: (greedy_accuracy(loaded, records, judge, list(s), 0.0, batch_size=batch_size) if len(s) else float("nan"))
+                  for c, s in neuron_sets.items()}

@@ -111,3 +111,156 @@ def benchmark_responses(loaded: Any, benchmark: str, items: Sequence[Any], messa
     second = responses(loaded, ids2, [messages(it, first[i]["text"]) for it, i in zip(items, ids)], flat_neurons,
                        alpha, sampling, seed, batch_size)
     return [{"first": first[i], **second[j]} for i, j in zip(ids, ids2)]
+
+
+# --------------------------------------------------------------------------- notebook 05's steps
+
+ALPHA_ONE = 1.0  # the unmodified model, shared by every neuron set
+
+
+def neuron_sets(h: Sequence[int], n_features: int, draws: int, seed: int) -> dict[str, list[int]]:
+    """The H-neurons and ``draws`` seeded random sets of the same size (never H-neurons)."""
+    from hneuron_utils.probes.probe import random_columns
+
+    rand = {f"random {d}": [int(c) for c in cols]
+            for d, cols in enumerate(random_columns(n_features, len(h), draws, seed + 1000, exclude=h))}
+    return {"H-neurons": [int(i) for i in h], **rand}
+
+
+def conditions(sets: Mapping[str, Sequence[int]], alphas: Sequence[float]) -> list[tuple[str, float]]:
+    """Every (neuron set, α) to generate: the unmodified model once, then each set at each α ≠ 1."""
+    return [("none", ALPHA_ONE)] + [(s, float(a)) for s in sets for a in alphas if a != ALPHA_ONE]
+
+
+def all_responses(loaded: Any, items: Mapping[str, Sequence[Any]], sets: Mapping[str, Sequence[int]],
+                  alphas: Sequence[float], samplings: Mapping[str, Any], seed: int, batch_size: int,
+                  timings: dict[str, float]) -> dict[tuple[str, str, float], list[dict]]:
+    """Responses of every benchmark's items under every condition (cached per item and condition):
+    {(benchmark, neuron set, α): responses aligned with the items}."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from hneuron_utils.data.overcompliance import MESSAGES
+
+    out = {}
+    for b, its in items.items():
+        t0 = time.perf_counter()
+        for nset, a in tqdm(conditions(sets, alphas), desc=b, mininterval=10):
+            out[(b, nset, a)] = benchmark_responses(loaded, b, its, MESSAGES[b], None if nset == "none" else sets[nset],
+                                                    a, samplings[b], seed=seed, batch_size=batch_size)
+        timings[f"{b}: responses"] = time.perf_counter() - t0
+    return out
+
+
+def judge_responses(resp: Mapping[tuple[str, str, float], list[dict]], items: Mapping[str, Sequence[Any]],
+                    judges: Mapping[str, Any]) -> dict[tuple[str, str, float], list[bool | None]]:
+    """The compliance flag (True / False / None = unclear) of every response; sycophancy is judged on
+    both turns."""
+    flags = {}
+    for (b, nset, a), rs in resp.items():
+        if b == "sycophancy":
+            vs = [judges[b].judge(it, r["first"]["text"], r["text"]) for it, r in zip(items[b], rs)]
+        else:
+            vs = [judges[b].judge(it, r["text"]) for it, r in zip(items[b], rs)]
+        flags[(b, nset, a)] = [v.complied for v in vs]
+    return flags
+
+
+def by_alpha(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmark: str, nset: str,
+             alphas: Sequence[float]) -> dict[float, Sequence[Any]]:
+    """One neuron set's flags at every α (α = 1 from the unmodified model)."""
+    return {float(a): flags[(benchmark, "none" if a == ALPHA_ONE else nset, float(a))] for a in alphas}
+
+
+def rates(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Sequence[str], sets: Sequence[str],
+          alphas: Sequence[float], n_boot: int, seed: int) -> pd.DataFrame:
+    """Compliance rate with 95% interval per (benchmark, neuron set, α), plus the random sets' mean per
+    (benchmark, α) with the min–max band of the draws."""
+    per = {(b, s, a): f for b in benchmarks for s in sets for a, f in by_alpha(flags, b, s, alphas).items()}
+    table = rate_table(per, n_boot, seed)
+    rand = (table[table.neurons.str.startswith("random")].groupby(["benchmark", "alpha"])
+            .agg(rate=("rate", "mean"), lo=("rate", "min"), hi=("rate", "max"), n=("n", "min")).reset_index()
+            .assign(neurons="random (mean; band = min–max of draws)"))
+    return pd.concat([table, rand], ignore_index=True)
+
+
+def differences_and_slopes(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Sequence[str],
+                           sets: Sequence[str], alphas: Sequence[float], n_boot: int,
+                           seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """H minus the random sets' mean at every α ≠ 1 (paired bootstrap over items), and every set's slope
+    of the compliance rate (points per unit α) with its bootstrap interval."""
+    from hneuron_utils.stats import paired_difference, slope
+
+    randoms = [s for s in sets if s != "H-neurons"]
+    diffs = [{"benchmark": b, "alpha": a, **paired_difference(flags[(b, "H-neurons", a)], [flags[(b, r, a)] for r in randoms],
+                                                              n_boot, seed)}
+             for b in benchmarks for a in alphas if a != ALPHA_ONE]
+    slopes = [{"benchmark": b, "neurons": s, **slope(alphas, by_alpha(flags, b, s, alphas), n_boot, seed)}
+              for b in benchmarks for s in sets]
+    return pd.DataFrame(diffs), pd.DataFrame(slopes)
+
+
+def side_effects(loaded: Any, side_records: Sequence[Any], passages: Sequence[str], sets: Mapping[str, Sequence[int]],
+                 alphas: Sequence[float], resp: Mapping[tuple[str, str, float], list[dict]], seed: int,
+                 batch_size: int) -> pd.DataFrame:
+    """Per neuron set (the H-neurons and the first random set) and α: greedy TriviaQA accuracy on
+    questions the model knows (answer-only prompt, 16 tokens), perplexity of plain passages, and the
+    mean response length over every benchmark's responses."""
+    from hneuron_utils.judges import RuleJudge
+    from hneuron_utils.text.generation import PAPER_SUFFIX, Sampling
+
+    rj, ids = RuleJudge(), [r.id for r in side_records]
+    convs = [[{"role": "user", "content": r.question.strip() + PAPER_SUFFIX}] for r in side_records]
+    rows = []
+    for nset in ["H-neurons", next(s for s in sets if s != "H-neurons")]:
+        for a in alphas:
+            name = "none" if a == ALPHA_ONE else nset
+            flat = None if name == "none" else sets[name]
+            out = responses(loaded, ids, convs, flat, a, Sampling(max_new_tokens=16), seed=seed, batch_size=batch_size)
+            acc = np.mean([rj.judge(r.question, out[r.id]["text"], r.answers).correct for r in side_records])
+            length = np.mean([x.get("n_tokens", 0) for (b, s, al), rs in resp.items() if s == name and al == a for x in rs])
+            rows.append({"neurons": nset, "alpha": a, "TriviaQA accuracy": acc, "n questions": len(ids),
+                         "perplexity": perplexity(loaded, passages, flat, a, max_tokens=128),
+                         "mean response tokens": length})
+    return pd.DataFrame(rows)
+
+
+def truncation_check(loaded: Any, items: Mapping[str, Sequence[Any]], resp: Mapping[tuple[str, str, float], list[dict]],
+                     sets: Mapping[str, Sequence[int]], judges: Mapping[str, Any], samplings: Mapping[str, Any],
+                     n_items: int, alpha_max: float, seed: int, batch_size: int) -> pd.DataFrame:
+    """Regenerate ``n_items`` items per benchmark with the longer ``samplings`` at α = 1 and at α_max for
+    the H-neurons: how often the verdict at the short cap agrees with the long one, and how many short
+    responses were cut. Sycophancy is skipped (short answers judged on the alias)."""
+    from hneuron_utils.data.overcompliance import MESSAGES
+
+    rows = []
+    for b, its in items.items():
+        sub = list(its[:n_items])
+        if not sub or b == "sycophancy":
+            continue
+        for nset, a in [("none", ALPHA_ONE), ("H-neurons", float(alpha_max))]:
+            out = benchmark_responses(loaded, b, sub, MESSAGES[b], None if nset == "none" else sets[nset], a,
+                                      samplings[b], seed=seed, batch_size=batch_size)
+            short = resp[(b, nset, a)][: len(sub)]
+            agree = [judges[b].judge(it, s["text"]).complied == judges[b].judge(it, o["text"]).complied
+                     for it, s, o in zip(sub, short, out)]
+            rows.append({"benchmark": b, "condition": f"{nset} α={a:g}", "items": len(sub),
+                         "cut at the short cap": int(sum(not s["stopped"] for s in short)),
+                         "verdict agrees with the long cap": float(np.mean(agree))})
+    return pd.DataFrame(rows)
+
+
+def read_slopes(slopes: pd.DataFrame) -> list[str]:
+    """One sentence per benchmark: the H-neuron slope's direction (chosen by its interval) and the random
+    sets' slopes."""
+    from hneuron_utils.stats import direction
+
+    out = []
+    for b in dict.fromkeys(slopes.benchmark):
+        h = slopes[(slopes.benchmark == b) & (slopes.neurons == "H-neurons")].iloc[0]
+        r = slopes[(slopes.benchmark == b) & (slopes.neurons != "H-neurons")].slope
+        out.append(f"{b}: with the H-neurons scaled, compliance {direction(h.lo, h.hi)} with α — slope {h.slope:+.1f} "
+                   f"points per unit α [{h.lo:+.1f}, {h.hi:+.1f}], n = {int(h.n)}; random sets: "
+                   f"{', '.join(f'{x:+.1f}' for x in r)}")
+    return out

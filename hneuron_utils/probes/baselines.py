@@ -201,3 +201,54 @@ def transfer_table(clfs: Mapping[str, object], fitted: TransferBaselines,
     cols = lambda df: df[["set"] + [c for c in df.columns if c != "set"]]  # noqa: E731
     return (cols(pd.concat(metrics, ignore_index=True)) if metrics else pd.DataFrame(),
             cols(pd.concat(diffs, ignore_index=True)) if diffs else pd.DataFrame())
+
+
+def read_differences(diffs: pd.DataFrame, reference: str = "H-neurons") -> list[str]:
+    """One line per baseline: the words chosen by the paired interval of ``reference`` minus it, with the
+    AUROC difference and its length-controlled version."""
+    from hneuron_utils.stats import verdict
+
+    out = []
+    for _, r in diffs.iterrows():
+        line = (f"{verdict(r.auroc_diff_lo, r.auroc_diff_hi, reference, r.method)}: AUROC difference "
+                f"{r.auroc_diff:+.3f} [{r.auroc_diff_lo:+.3f}, {r.auroc_diff_hi:+.3f}]")
+        if "matched_auroc_diff" in r:
+            line += (f"; length-controlled {r.matched_auroc_diff:+.3f} "
+                     f"[{r.matched_auroc_diff_lo:+.3f}, {r.matched_auroc_diff_hi:+.3f}]")
+        out.append(("" if "set" not in r else f"{r['set']}: ") + line)
+    return out
+
+
+def headline_row(cfg: object, n_train: int, n_test: int, C: float, k: int, n_features: int, clf: object,
+                 test: pd.DataFrame, random_draws: pd.DataFrame, length_auroc: float, metrics: pd.DataFrame,
+                 diffs: pd.DataFrame, other: tuple[str, float, int, str]) -> pd.DataFrame:
+    """Notebook 03's headline: the H-neurons (both C rules), random neurons, and the best baseline with
+    the paired difference and its words. ``other`` = (other rule, its C, its set size, its method name)."""
+    from hneuron_utils.stats import verdict
+
+    h, r = test.iloc[1], test.iloc[2]
+    row = {"model": cfg.model, "train per class": n_train, "test per class": n_test, "mode": cfg.probe_mode, "C": C,
+           "C rule": cfg.c_rule, "H-neurons": k, "permille": 1000 * k / n_features,
+           "H accuracy": h.accuracy, "H accuracy lo": h.accuracy_lo, "H accuracy hi": h.accuracy_hi,
+           "H AUROC": h.auroc, "H AUROC lo": h.auroc_lo, "H AUROC hi": h.auroc_hi,
+           "random accuracy": r.accuracy, "random accuracy sd": random_draws.accuracy.std(), "random AUROC": r.auroc,
+           "random draws": len(random_draws), "length AUROC": length_auroc,
+           "fit converged": bool(clf.converged), "fit iterations": clf.n_iter, "probe tol": cfg.probe_tol}
+    m = metrics.set_index("method")
+    rule, c_other, k_other, name_other = other
+    row.update({"other rule": rule, "other C": c_other, "other H-neurons": k_other,
+                "other AUROC": m.loc[name_other, "auroc"], "other AUROC lo": m.loc[name_other, "auroc_lo"],
+                "other AUROC hi": m.loc[name_other, "auroc_hi"]})
+    best = metrics[~metrics.method.str.startswith("H-neurons")].sort_values("auroc").iloc[-1]
+    bd = diffs.set_index("method").loc[best.method]
+    row.update({"best baseline": best.method, "best baseline AUROC": best.auroc, "best baseline AUROC lo": best.auroc_lo,
+                "best baseline AUROC hi": best.auroc_hi, "H minus best AUROC": bd.auroc_diff,
+                "H minus best lo": bd.auroc_diff_lo, "H minus best hi": bd.auroc_diff_hi,
+                "H vs best": verdict(bd.auroc_diff_lo, bd.auroc_diff_hi, "H-neurons", best.method)})
+    return pd.DataFrame([row])
+
+
+def feature_counts(fitted: TransferBaselines, d_model: int) -> dict[str, int]:
+    """How many inputs each fitted baseline reads (for the baseline table's ``neurons_or_features``)."""
+    return {name: (d_model if name.startswith("residual") else 3 if name.startswith("confidence (all") else 1)
+            for name in fitted.fits}

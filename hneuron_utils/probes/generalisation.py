@@ -255,3 +255,123 @@ def answer_features(loaded: Any, examples: pd.DataFrame, batch_size: int, progre
     _, resid, conf = load_signals(info["cache"])
     return out + ({"resid": resid.float().numpy(), "confidence": conf.numpy(),
                    "answer_tokens": np.array([int(t.answer.sum()) for t in tf])},)
+
+
+def table1_row(model: str, permille: float, random_accuracy: float, h_row: pd.Series, n_train: int, n_test: int,
+               C: float, rule: str) -> pd.DataFrame:
+    """This run's TriviaQA row of the paper's Table 1 (accuracy in %), followed by the paper's rows."""
+    ours = {"model": f"{model} (this run)", "‰": round(permille, 3), "TriviaQA random": round(100 * random_accuracy, 1),
+            "TriviaQA H": round(100 * h_row.accuracy, 1),
+            "H 95% CI": f"{100 * h_row.accuracy_lo:.1f}–{100 * h_row.accuracy_hi:.1f}",
+            "test per class": n_test, "train per class": n_train, "C": C, "rule": rule}
+    paper = PAPER_TABLE1[["model", "‰", "TriviaQA random", "TriviaQA H"]].assign(
+        model=PAPER_TABLE1.model + " (paper)", **{"test per class": 1000, "train per class": 1000})
+    return pd.concat([pd.DataFrame([ours]), paper], ignore_index=True)
+
+
+# --------------------------------------------------------------------------- notebook 04's steps
+
+
+def check_rescore(rescored: pd.DataFrame, test_03: pd.DataFrame) -> str:
+    """Notebook 04's TriviaQA scores from the saved classifiers must equal notebook 03's test table."""
+    h03 = test_03[test_03.classifier.str.startswith("H-neurons")].iloc[0]
+    r03 = test_03[test_03.classifier.str.startswith("random")].iloc[0]
+    for m in ("accuracy", "auroc"):
+        if not (np.isclose(rescored.iloc[1][m], h03[m]) and np.isclose(rescored.iloc[0][m], r03[m])):
+            raise ValueError("03_classifiers.npz does not reproduce 03_test.csv: re-run notebook 03")
+    return "TriviaQA test, scored from 03_classifiers.npz: identical to notebook 03's table."
+
+
+def one_per_category(pool: Pool) -> pd.DataFrame:
+    """The first question of each category of a generated (NonExist) pool."""
+    seen: dict[str, str] = {}
+    for r in pool.records:
+        seen.setdefault(r.meta["category"], r.question)
+    return pd.DataFrame({"category": list(seen), "question": list(seen.values())})
+
+
+def build_test_sets(loaded: Any, pools: Mapping[str, Pool], rule: Any, sampling: Any, cfg: Any,
+                    timings: dict[str, float]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, dict]]:
+    """One balanced test set per pool (:func:`labelling.test_set`, as notebook 01 labels TriviaQA), with
+    the seconds each took added to ``timings``. Returns {name: (looked, examples, sizes)}."""
+    import time
+
+    from hneuron_utils.data.labelling import test_set
+
+    built = {}
+    for name, pool in pools.items():
+        t0 = time.perf_counter()
+        built[name] = test_set(loaded, pool.records, pool.judge, rule, sampling, cfg.gen_n_per_class, cfg.seed,
+                               cfg.gen_batch_size, screen=cfg.screen, screen_max_new_tokens=cfg.screen_max_new_tokens,
+                               first_round=cfg.sample_first_round)
+        timings[f"{pool.label}: sample and judge"] = time.perf_counter() - t0
+    return built
+
+
+def read_transfer(results: pd.DataFrame, reference_set: str = "TriviaQA") -> list[str]:
+    """Per set other than ``reference_set``: the H-neuron AUROC against the random range, in words chosen
+    by whether the H-neuron interval lies above, below or overlaps the random draws' range."""
+    out = []
+    for s in dict.fromkeys(results["set"]):
+        if s == reference_set:
+            continue
+        r, h = results[results["set"] == s].iloc[0], results[results["set"] == s].iloc[1]
+        if not np.isfinite(h.accuracy):
+            out.append(f"{s}: no balanced test set (a class is empty) — not scored")
+            continue
+        rel = ("above" if h.auroc_lo > r.auroc_hi else "below" if h.auroc_hi < r.auroc_lo else "not separable from")
+        out.append(f"{s}: H-neuron AUROC {h.auroc:.3f} [{h.auroc_lo:.3f}, {h.auroc_hi:.3f}] vs random {r.auroc:.3f} "
+                   f"[{r.auroc_lo:.3f}, {r.auroc_hi:.3f}] → H-neurons {rel} random neurons "
+                   f"({min(h['n faithful'], h['n hallucinated'])} per class)")
+    return out
+
+
+def ours_vs_paper(t1: pd.DataFrame, model: str, permille: float, order: Sequence[str], biomed_standin: bool) -> pd.DataFrame:
+    """This run's Table-1 accuracies (%) in the paper's layout, followed by the paper's rows."""
+    ours = {"model": f"{model} (this run)", "‰": round(permille, 3)}
+    for s in order:
+        for k, row in (("random", t1.iloc[0]), ("H", t1.iloc[1])):
+            if f"{s} acc" in row:
+                ours[f"{s} {k}"] = round(100 * row[f"{s} acc"], 1)
+    paper = PAPER_TABLE1.assign(model=PAPER_TABLE1.model + " (paper)")
+    if biomed_standin:  # the paper's BioASQ columns under the stand-in's name: the sets differ
+        paper = paper.rename(columns={"BioASQ random": f"{biomed_label(STANDIN)} random", "BioASQ H": f"{biomed_label(STANDIN)} H"})
+    return pd.concat([pd.DataFrame([ours]), paper], ignore_index=True)
+
+
+def one_class_features(loaded: Any, built: Mapping[str, tuple], pools: Mapping[str, Pool], n: int, seed: int,
+                       batch_size: int, timings: dict[str, float]) -> dict[tuple[str, str], np.ndarray]:
+    """Answer features of up to ``n`` responses per (set, class), whether or not the other class exists."""
+    from hneuron_utils.data.labelling import one_class
+
+    feats = {}
+    for name, (looked, _, _) in built.items():
+        label = pools[name].label
+        for cls in ("hallucinated", "faithful"):
+            ex1 = one_class(looked, pools[name].judge, cls, n, seed) if len(looked) else pd.DataFrame()
+            _, feats[(label, cls)], _, secs = answer_features(loaded, ex1, batch_size, progress=False)
+            timings[f"{label}: CETT ({cls}, one class)"] = secs
+    return feats
+
+
+def disagreements(judge: Judge, labelled: pd.DataFrame) -> pd.DataFrame:
+    """Hand-labelled rows where the judge's verdict differs from the hand label."""
+    keep = [judge.judge(q, r).correct != bool(f) for q, r, f in zip(labelled.question, labelled.response, labelled.faithful)]
+    return labelled[keep]
+
+
+def set_features(loaded: Any, built: dict[str, tuple], pools: Mapping[str, Pool], batch_size: int,
+                 timings: dict[str, float]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, dict]]:
+    """Answer-token CETT and baseline signals of every test set (cached like notebook 02). Examples with
+    no answer token are dropped from ``built`` in place (and reported). Returns (features: label →
+    (features, labels), signals: label → signals)."""
+    features, signals = {}, {}
+    for name, (looked, ex, sizes) in built.items():
+        label = pools[name].label
+        ex, ans, lost, secs, signals[label] = answer_features(loaded, ex, batch_size, with_signals=True)
+        if lost:
+            print(f"{label}: {len(lost)} examples lost (no answer token): {lost[:3]}")
+        built[name] = (looked, ex, sizes)
+        features[label] = (ans, np.asarray(ex.get("label", []), dtype=int))  # a set can have no example at all
+        timings[f"{label}: CETT"] = secs
+    return features, signals

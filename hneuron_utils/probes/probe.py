@@ -459,3 +459,92 @@ def length_check(
         "stratified_auroc": (float(np.average(strata.loc[ok, "auroc"], weights=strata.loc[ok, "n"]))
                              if ok.any() else float("nan")),
     }
+
+
+# --------------------------------------------------------------------------- notebook 03's steps
+
+
+def validation_split(y: np.ndarray, train: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split the training examples (boolean mask ``train``) once more, per class and seeded: the fit
+    indices and the validation indices (``val_fraction`` of each class, at least one) used to choose C."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    tr_idx = np.flatnonzero(train)
+    val = np.concatenate([rng.permutation(tr_idx[y[tr_idx] == c])[: max(1, round(val_fraction * (y[tr_idx] == c).sum()))]
+                          for c in (0, 1)])
+    return np.setdiff1d(tr_idx, val), np.sort(val)
+
+
+def test_table(y: np.ndarray, classifiers: dict[str, tuple[int, np.ndarray]], random_draws: pd.DataFrame, k: int,
+               n_boot: int, seed: int) -> pd.DataFrame:
+    """Rows (classifier, neurons, accuracy, auroc with 95% bootstrap intervals over test questions) for
+    each named (neurons, test scores), then one row for the random-neuron draws (their mean; the interval
+    is the 2.5–97.5% range of the draws)."""
+    from hneuron_utils.stats import bootstrap_ci
+
+    rows = []
+    for name, (n, p) in classifiers.items():
+        r: dict[str, object] = {"classifier": name, "neurons": int(n)}
+        for m in ("accuracy", "auroc"):
+            pt, lo, hi = bootstrap_ci(y, p, m, n_boot, seed)
+            r.update({m: pt, f"{m}_lo": lo, f"{m}_hi": hi})
+        rows.append(r)
+    r = {"classifier": f"random neurons (mean of {len(random_draws)} draws; interval = 2.5–97.5% of draws)", "neurons": k}
+    for m in ("accuracy", "auroc"):
+        r.update({m: random_draws[m].mean(), f"{m}_lo": random_draws[m].quantile(0.025),
+                  f"{m}_hi": random_draws[m].quantile(0.975)})
+    rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def stability_table(boot: np.ndarray, grid: "GridResult", reference: Iterable[int]) -> pd.DataFrame:
+    """Jaccard of the H-neuron set with each bootstrap refit (same C) and with each grid fit (80% split)."""
+    rows = [{"comparison": f"bootstrap refit {i + 1} (same C)", "jaccard": j} for i, j in enumerate(boot)]
+    rows += [{"comparison": f"grid fit at C = {c:g} (80% split)", "jaccard": jaccard(reference, grid.positive(c))}
+             for c in grid.table.C]
+    return pd.DataFrame(rows)
+
+
+def read_grid(table: pd.DataFrame, choice: dict[str, pd.Series]) -> str:
+    """One sentence on the C grid and what each selection rule picks."""
+    conv = "every fit converged" if bool(table.converged.all()) else "SOME FITS DID NOT CONVERGE"
+    sizes = ", ".join(f"{int(n)} at C = {c:g}" for c, n in zip(table.C, table.n_positive))
+    picks = "; ".join(f"the {rule.replace('_', '-')} rule picks C = {row['C']:g} ({int(row['n_positive'])} neurons)"
+                      for rule, row in choice.items())
+    return f"Positive neurons grow with C ({sizes}); {conv}. {picks[0].upper() + picks[1:]}."
+
+
+def read_h_neurons(k: int, n_features: int, C: float, rule: str, clf: object, tol: float) -> str:
+    """One sentence on the fitted H-neuron set."""
+    coef = clf.coef_[0]
+    return (f"C = {C:g} ({rule} rule): {k} H-neurons = {1000 * k / n_features:.3f}‰ of {n_features:,} FFN neurons "
+            f"(paper: 0.01‰–0.35‰); {int((coef < 0).sum())} negative and {int((coef != 0).sum())} non-zero "
+            f"coefficients; fit {'converged' if clf.converged else 'did NOT converge'} in {clf.n_iter} iterations "
+            f"(tol {tol:g}).")
+
+
+def read_test(table: pd.DataFrame) -> str:
+    """One sentence comparing the H-neuron and random-neuron classifiers' test AUROC, words by interval."""
+    h, r = table.iloc[1], table.iloc[2]
+    rel = ("above" if h.auroc_lo > r.auroc_hi else "below" if h.auroc_hi < r.auroc_lo else "overlapping")
+    return (f"H-neuron classifier: accuracy {h.accuracy:.1%} [{h.accuracy_lo:.1%}, {h.accuracy_hi:.1%}], AUROC "
+            f"{h.auroc:.3f} [{h.auroc_lo:.3f}, {h.auroc_hi:.3f}]; random neurons AUROC {r.auroc:.3f} (range of draws "
+            f"{r.auroc_lo:.3f}–{r.auroc_hi:.3f}): the H-neuron interval lies {rel} the random range.")
+
+
+def read_stability(stab: pd.DataFrame) -> str:
+    """One sentence on the bootstrap Jaccards."""
+    b = stab[stab.comparison.str.startswith("bootstrap")].jaccard
+    if b.empty:
+        return "no bootstrap refits (stability_boots = 0)"
+    return (f"Refit on {len(b)} bootstrap resamples of the training questions, the set overlaps itself with "
+            f"Jaccard {b.min():.2f}–{b.max():.2f} (median {b.median():.2f}): "
+            + ("a stable set." if b.median() >= 0.8 else "the individual neurons depend on which questions are drawn."))
+
+
+def fit_h_probe(ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, C: float, mode: str, seed: int,
+                tol: float = L1_TOL) -> LogisticRegression:
+    """The L1 probe on all training examples at ``C`` (its positive coefficients are the H-neurons)."""
+    X, y = training_set(ans_tr, oth_tr, y_tr, mode)
+    return fit_l1(X, y, C, seed, tol=tol)

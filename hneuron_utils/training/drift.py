@@ -72,3 +72,42 @@ def per_layer_summary(ranks: np.ndarray, h_flat: Sequence[int]) -> "Any":
         rows.append({"layer": layer, "H-neurons": len(hs), "layer mean rank": float(ranks[layer].mean()),
                      "H mean rank": float(ranks[layer, hs].mean()) if hs else np.nan})
     return pd.DataFrame(rows)
+
+
+def analyse(base_model: str, tuned_model: str, dtype: str, h_flat: Sequence[int], n_permutations: int,
+            seed: int) -> tuple[Any, Any, np.ndarray, np.ndarray, dict]:
+    """Load both models on the CPU in ``dtype``, measure every neuron's drift, and test the H-neurons'
+    inertia under each z-scoring. Returns (tests table, per-H-neuron table, d_up, d_down, ranks)."""
+    import gc
+
+    import pandas as pd
+
+    from hneuron_utils import models
+    from hneuron_utils.stats import inertia_test
+
+    base = models.load_model(base_model, dtype=dtype, device="cpu")
+    tuned = models.load_model(tuned_model, dtype=dtype, device="cpu")
+    d_up, d_down = cosine_distances(base.hf, tuned.hf, base.layers_path, tuned.layers_path)
+    del base, tuned
+    gc.collect()
+    ranks = {z: normalised_ranks(d_up, d_down, z) for z in ZSCORES}
+    tests = pd.DataFrame([{"zscore": z, **inertia_test(r, h_flat, n_permutations, seed)} for z, r in ranks.items()])
+    F = d_up.shape[1]
+    h = list(h_flat)
+    h_table = pd.DataFrame({"flat_index": h, "layer": [f // F for f in h], "neuron": [f % F for f in h],
+                            "delta_up": [d_up.ravel()[f] for f in h], "delta_down": [d_down.ravel()[f] for f in h],
+                            **{f"rank_{z}": [r.ravel()[f] for f in h] for z, r in ranks.items()}})
+    return tests, h_table, d_up, d_down, ranks
+
+
+def read_inertia(tests: Any, level: float = 0.05) -> list[str]:
+    """One sentence per z-scoring. The paper's claim is directional (H-neurons change less than others),
+    so the tests are one-sided in that direction, and the sentence says so."""
+    out = []
+    for _, t in tests.iterrows():
+        verdict = ("H-neurons changed less than the others (inertia)" if t["p (permutation)"] < level
+                   and t["H mean rank"] > t["others mean rank"] else "no detectable inertia")
+        out.append(f"drift, z-scored {t.zscore}: H-neurons' mean normalised rank {t['H mean rank']:.3f} vs "
+                   f"{t['others mean rank']:.3f} (higher = changed less); one-sided tests in the paper's direction: "
+                   f"t-test p = {t['p (t-test, one-sided)']:.3g}, permutation p = {t['p (permutation)']:.3g} → {verdict}")
+    return out

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from hneuron_utils.data import QARecord
+from hneuron_utils.stats import rate_with_ci
 
 
 def tuned_run_params(origin_profile: str, overrides: Mapping[str, Any], tuned_model: str,
@@ -73,7 +74,8 @@ def greedy_accuracy(loaded: Any, records: Sequence[QARecord], style: str, params
                          progress=False)
     j = RuleJudge()
     vs = [j.judge(r.question, got[r.id]["text"], r.answers) for r in records]
-    return {"questions": len(records), "accuracy": float(np.mean([v.correct for v in vs])),
+    ci = rate_with_ci([v.correct for v in vs], seed=0)
+    return {"questions": len(records), "accuracy": ci.rate, "accuracy_lo": ci.lo, "accuracy_hi": ci.hi,
             "refused or empty": float(np.mean([v.refusal or not got[r.id]["text"] for v, r in zip(vs, records)])),
             "example": f"{records[0].question} → {got[records[0].id]['text']!r}" if records else ""}
 
@@ -83,3 +85,113 @@ def transfer_table(results: pd.DataFrame) -> pd.DataFrame:
     cols = ["set", "classifier", "n faithful", "n hallucinated", "auroc", "auroc_lo", "auroc_hi",
             "accuracy", "accuracy_lo", "accuracy_hi"]
     return results[cols].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- notebook 06's steps
+
+
+def check_pair(base_model: str, tuned_model: str | None, known: Sequence[str]) -> None:
+    """A given tuned model must differ from the base and come from the same source (both packaged GGUF
+    models or both Hugging Face models): otherwise the weight drift measures quantisation."""
+    if tuned_model is None:
+        return
+    if tuned_model == base_model:
+        raise ValueError("tuned_model and base_model are the same model: nothing to compare")
+    if (base_model in known) != (tuned_model in known):
+        raise ValueError("base_model and tuned_model must come from the same source (both packaged GGUF models or both "
+                         "Hugging Face models): otherwise the weight drift of section 5 measures quantisation")
+
+
+def make_pair(cfg: Any) -> tuple[str, dict | None, dict]:
+    """The tuned model: ``cfg.tuned_model`` if given, else ``cfg.base_model`` instruction-tuned here
+    (cached by its configuration and data). Returns (its name or folder, the tuning record or None, a
+    description with the tuning set's counts, three example pairs and the loss curve's file)."""
+    from hneuron_utils.training import sft
+
+    if cfg.tuned_model is not None:
+        return cfg.tuned_model, None, {}
+    pairs, counts = sft.build_pairs(cfg.sft_qa_items, cfg.sft_instruction_items, cfg.seed)
+    tune_cfg = sft.TuneConfig(base_model=cfg.base_model, steps=cfg.sft_steps, batch_size=cfg.sft_batch_size,
+                              lr=float(cfg.sft_lr), warmup_steps=cfg.sft_warmup_steps, max_tokens=cfg.sft_max_tokens,
+                              freeze=tuple(cfg.sft_freeze), seed=cfg.seed, data_digest=sft.digest_pairs(pairs))
+    out = sft.tuned_dir(tune_cfg)
+    record = sft.tune(tune_cfg, pairs, out, checkpoint_every=cfg.sft_checkpoint_every)
+    return str(out), record, {"counts": counts, "examples": pairs[:3], "losses": out / "losses.csv"}
+
+
+def accuracy_before_after(cfg: Any, tuned_name: str, params: Mapping[str, Any]) -> tuple[pd.DataFrame, Any]:
+    """Greedy TriviaQA accuracy of the base model (base prompt) and of the tuned model (chat prompt) on
+    the same ``origin_eval_size`` seeded questions. Returns (the table, the loaded base model)."""
+    import gc
+
+    from hneuron_utils import models
+    from hneuron_utils.data import load_dataset, sample
+    from hneuron_utils.data.labelling import apply_leak_policy
+
+    recs, _ = apply_leak_policy(sample(load_dataset("triviaqa"), cfg.origin_eval_size, cfg.seed + 6), params["leak_policy"])
+    base = models.load_model(cfg.base_model, dtype=cfg.dtype, device=cfg.device)
+    rows = [{"model": f"base ({cfg.base_model})", "prompt": "base: question + \\nAnswer:",
+             **greedy_accuracy(base, recs, "base", params)}]
+    tuned = models.load_model(tuned_name, dtype=cfg.dtype, device=cfg.device)
+    rows.append({"model": "tuned", "prompt": "chat: the paper's answer-only prompt", **greedy_accuracy(tuned, recs, "chat", params)})
+    del tuned
+    gc.collect()
+    return pd.DataFrame(rows), base
+
+
+def override_table(cfg: Any) -> pd.DataFrame:
+    """The tuned model's run parameters that differ from ``origin_profile``, with the paper's values."""
+    from hneuron_utils.workbook import config
+
+    prof = config.load_profile(cfg.origin_profile)
+    return pd.DataFrame([{"parameter": k, "in the profile": prof[k], "used here": v,
+                          "paper": config.SCHEMA[config.PARAM_NAMES.index(k)].paper}
+                         for k, v in cfg.origin_overrides.items()])
+
+
+def load_tuned_probe(origin_dir: Any, tuned_name: str) -> tuple[pd.DataFrame, dict, dict, pd.DataFrame]:
+    """The tuned model's H-neurons, classifiers (checked to belong to it) and probe examples."""
+    from hneuron_utils.probes.probe import load_classifiers
+
+    hn = pd.read_csv(origin_dir / "data" / "03_h_neurons.csv")
+    clfs, meta = load_classifiers(origin_dir / "data" / "03_classifiers.npz")
+    if meta["model"] != tuned_name:
+        raise ValueError(f"{origin_dir}/data/03_classifiers.npz belongs to {meta['model']}, not {tuned_name}")
+    return hn, clfs, meta, pd.read_json(origin_dir / "data" / "01_examples.jsonl", lines=True)
+
+
+def base_test_sets(base: Any, base_cett: Any, cfg: Any, params: Mapping[str, Any], exclude_ids: Sequence[str]
+                   ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, dict], dict[str, pd.DataFrame]]:
+    """Per set of ``origin_datasets``: the base model's balanced test set (base prompt, the tuned run's
+    rule and sampling) and its answer-token CETT. Returns (features, size summaries, kept examples)."""
+    from hneuron_utils.data.labelling import test_set
+    from hneuron_utils.probes.generalisation import answer_features, set_summary
+
+    the_rule, samp = rule(params), sampling(params)
+    features, sizes, kept_sets = {}, {}, {}
+    for name in cfg.origin_datasets:
+        pool = transfer_pool(name, params, cfg.origin_pool_size, cfg.seed, exclude_ids=exclude_ids)
+        looked, examples, sz = test_set(base, pool.records, pool.judge, the_rule, samp, cfg.origin_n_per_class, cfg.seed,
+                                        params["gen_batch_size"], screen=params["screen"],
+                                        screen_max_new_tokens=params["screen_max_new_tokens"],
+                                        first_round=params["sample_first_round"], style="base")
+        kept, ans, lost, _ = answer_features(base_cett, examples, params["cett_batch_size"], style="base")
+        features[pool.label] = (ans, kept.label.to_numpy() if len(kept) else np.zeros(0, int))
+        sizes[pool.label] = {**set_summary(looked, sz, cfg.origin_n_per_class, len(pool.records)),
+                             "examples lost (no answer token)": len(lost)}
+        kept_sets[name] = kept
+    return features, sizes, kept_sets
+
+
+def read_transfer(transfer: pd.DataFrame, sizes: Mapping[str, dict]) -> list[str]:
+    """One sentence per set: the tuned probe's AUROC on the base model, or why there is no test set."""
+    out = []
+    for _, r in transfer[transfer.classifier == "H-neurons"].iterrows():
+        if np.isfinite(r.auroc):
+            out.append(f"{r['set']}: the tuned model's H-neuron probe scores AUROC {r.auroc:.3f} [{r.auroc_lo:.3f}, "
+                       f"{r.auroc_hi:.3f}] on the base model (n = {int(r['n faithful'])} + {int(r['n hallucinated'])})")
+        else:
+            sz = sizes[r["set"]]
+            out.append(f"{r['set']}: no balanced base-model test set — of {sz['looked at']} questions, {sz['faithful']} "
+                       f"faithful and {sz['hallucinated']} hallucinated under the rule")
+    return out

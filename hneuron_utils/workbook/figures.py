@@ -102,15 +102,27 @@ def _c_grid(t: pd.DataFrame) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].plot(t["C"], t["n_positive"], marker="o", label="positive (H-neurons)")
     axes[0].plot(t["C"], t["n_nonzero"], marker="s", ls="--", label="non-zero")
-    axes[0].set(xscale="log", yscale="symlog", xlabel="C (inverse L1 strength)", ylabel="neurons",
+    axes[0].set_yscale("symlog", linthresh=1)
+    axes[0].set(xscale="log", xlabel="C (inverse L1 strength)", ylabel="neurons (0, then log scale)",
                 title="neurons selected by the L1 probe")
+    axes[0].set_ylim(bottom=0)
+    from hneuron_utils.probes.probe import select_c
+
+    for rule, ls in (("held_out", "-"), ("paper", "--")):
+        try:
+            c = float(select_c(t, rule)["C"])
+        except (KeyError, ValueError):
+            continue
+        for ax in axes:
+            ax.axvline(c, color="tab:green" if rule == "held_out" else "tab:purple", lw=1.2, ls=ls,
+                       label=f"C chosen by the {rule.replace('_', '-')} rule ({c:g})")
     axes[0].legend(fontsize=8)
     axes[1].plot(t["C"], t["val_accuracy"], marker="o", label="held-out accuracy")
     axes[1].plot(t["C"], t["val_auroc"], marker="s", label="held-out AUROC")
     if "suppressed_accuracy" in t and t["suppressed_accuracy"].notna().any():
         axes[1].plot(t["C"], t["suppressed_accuracy"], marker="^", label="TriviaQA acc., neurons suppressed")
-    axes[1].axhline(0.5, color="gray", lw=0.8, ls=":")
-    axes[1].set(xscale="log", xlabel="C", ylim=(0, 1.02), title="selection criteria")
+    axes[1].axhline(0.5, color="gray", lw=0.8, ls=":", label="chance (0.5)")
+    axes[1].set(xscale="log", xlabel="C", ylim=(0, 1.02), title="selection criteria (validation split)")
     axes[1].legend(fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -183,8 +195,14 @@ def _generalisation(t: pd.DataFrame) -> plt.Figure:
     """The TriviaQA-trained classifiers on each set: accuracy and AUROC with 95% intervals."""
     import numpy as np
 
-    sets = list(dict.fromkeys(t["set"]))
+    n_all = t.drop_duplicates("set").set_index("set")
+    empty = [s for s in dict.fromkeys(t["set"]) if min(n_all.loc[s, "n faithful"], n_all.loc[s, "n hallucinated"]) == 0]
+    sets = [s for s in dict.fromkeys(t["set"]) if s not in empty]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    if empty:
+        fig.text(0.5, -0.04, "not shown (a class is empty, no balanced test set): " + ", ".join(
+            f"{s} ({int(n_all.loc[s, 'n faithful'])} faithful, {int(n_all.loc[s, 'n hallucinated'])} hallucinated)"
+            for s in empty), ha="center", fontsize=8)
     for ax, m in zip(axes, ("accuracy", "auroc")):
         for off, (prefix, color, label) in zip((-0.12, 0.12), (("random", "tab:gray", "random neurons (draws: mean, 2.5–97.5%)"),
                                                            ("H-neurons", "tab:red", "H-neurons (bootstrap 95% CI)"))):
@@ -195,7 +213,7 @@ def _generalisation(t: pd.DataFrame) -> plt.Figure:
         n = t.drop_duplicates("set").set_index("set").reindex(sets)
         ax.set_xticks(range(len(sets)), [f"{s}\n{min(a, b)}/class" for s, a, b in
                                           zip(sets, n["n faithful"], n["n hallucinated"])], fontsize=8)
-        ax.axhline(0.5, color="k", lw=0.8, ls=":")
+        ax.axhline(0.5, color="k", lw=0.8, ls=":", label="chance (0.5)")
         ax.set(ylim=(0, 1.02), ylabel=m, title=f"test {m}, classifiers trained on TriviaQA only")
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower left")
@@ -217,8 +235,11 @@ def _compliance(t: pd.DataFrame) -> plt.Figure:
         ax.plot(r.alpha, r.rate, "s--", color="tab:gray", label="random neurons (mean; band = draws' range)")
         ax.fill_between(r.alpha, r.lo, r.hi, color="tab:gray", alpha=0.2)
         ax.axvline(1.0, color="k", lw=0.8, ls=":")
-        n = int(h.n.min()) if len(h) else 0
-        ax.set(title=f"{b} (n = {n})", xlabel="α (1 = unmodified)", ylim=(-0.02, 1.02))
+        lo_n, hi_n = (int(h.n.min()), int(h.n.max())) if len(h) else (0, 0)
+        n_txt = f"{lo_n}" if lo_n == hi_n else f"{lo_n}–{hi_n}"
+        flag = "\n(at the ceiling: every judged item complied)" if len(h) and (h.rate >= 1).all() else \
+            "\n(at the floor: no judged item complied)" if len(h) and (h.rate <= 0).all() else ""
+        ax.set(title=f"{b} (n judged = {n_txt} per α){flag}", xlabel="α (1 = unmodified)", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("compliance rate")
     axes[0][0].legend(fontsize=7, loc="upper left")
@@ -237,7 +258,9 @@ def _side_effects(t: pd.DataFrame) -> plt.Figure:
             ax.plot(d.alpha, d[c], "o-" if nset == "H-neurons" else "s--",
                     color="tab:red" if nset == "H-neurons" else "tab:gray", label=nset)
         ax.axvline(1.0, color="k", lw=0.8, ls=":")
-        ax.set(xlabel="α (1 = unmodified)", title=c)
+        n = f" (n = {int(t['n questions'].iloc[0])})" if c == "TriviaQA accuracy" and "n questions" in t else ""
+        ax.set(xlabel="α (1 = unmodified)", title=c + n)
+        ax.set_ylim(0, 1.02) if c == "TriviaQA accuracy" else ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
@@ -262,8 +285,15 @@ def _transfer(t: pd.DataFrame) -> plt.Figure:
     """The tuned model's classifiers applied unchanged to the base model: AUROC with 95% intervals."""
     import numpy as np
 
-    sets = list(dict.fromkeys(t["set"]))
-    fig, ax = plt.subplots(figsize=(1.9 * len(sets) + 2.5, 3.6))
+    n_all = t.drop_duplicates("set").set_index("set")
+    empty = [s for s in dict.fromkeys(t["set"]) if min(n_all.loc[s, "n faithful"], n_all.loc[s, "n hallucinated"]) == 0]
+    sets = [s for s in dict.fromkeys(t["set"]) if s not in empty]
+    t = t[t["set"].isin(sets)]
+    fig, ax = plt.subplots(figsize=(1.9 * max(len(sets), 1) + 2.5, 3.6))
+    if empty:
+        fig.text(0.5, -0.04, "not shown (a class is empty on the base model): " + ", ".join(
+            f"{s} ({int(n_all.loc[s, 'n faithful'])} faithful, {int(n_all.loc[s, 'n hallucinated'])} hallucinated)"
+            for s in empty), ha="center", fontsize=8)
     kinds = list(dict.fromkeys(t.classifier))
     w = 0.8 / len(kinds)
     for k, kind in enumerate(kinds):
@@ -272,7 +302,7 @@ def _transfer(t: pd.DataFrame) -> plt.Figure:
         err = np.vstack([d.auroc - d.auroc_lo, d.auroc_hi - d.auroc]).clip(min=0)
         ax.bar(x, d.auroc, w, yerr=err, capsize=3, label=kind,
                color="tab:red" if kind.startswith("H") else "tab:gray")
-    ax.axhline(0.5, color="k", lw=0.8, ls=":")
+    ax.axhline(0.5, color="k", lw=0.8, ls=":", label="chance (0.5)")
     ax.set_xticks(np.arange(len(sets)), [f"{s}\n(n = {int(min(a, b))}/class)" for s, a, b in
                                           t.drop_duplicates("set")[["set", "n faithful", "n hallucinated"]].values])
     ax.set(ylabel="AUROC on the base model", ylim=(0, 1.05), title="backward transfer: tuned-model probe on base-model CETT")
@@ -295,11 +325,14 @@ def _drift(h: pd.DataFrame, tests: pd.DataFrame) -> plt.Figure:
         ax.hist(h[c], bins=np.linspace(0, 1, 11), density=True, color="tab:red", alpha=0.7,
                 label=f"H-neurons (n = {len(h)})")
         ax.axhline(1.0, color="tab:gray", ls="--", label="all neurons (uniform)")
-        ax.axvline(row["H mean rank"], color="tab:red", lw=2)
-        ax.axvline(0.5, color="tab:gray", lw=1)
+        ax.axvline(row["H mean rank"], color="tab:red", lw=2, label=f"H-neurons' mean rank ({row['H mean rank']:.3f})")
+        ax.axvline(0.5, color="tab:gray", lw=1, label="all neurons' mean rank (0.5)")
         ax.set(xlabel="normalised drift rank (1 = least changed)", ylabel="density", xlim=(0, 1),
-               title=f"z-scored {'globally' if z == 'global' else 'within each layer'}: mean {row['H mean rank']:.3f}\n"
-                     f"t-test p = {row['p (t-test, one-sided)']:.3g}, permutation p = {row['p (permutation)']:.3g}")
+               )
+        ax.set_title(f"z-scored {'globally' if z == 'global' else 'within each layer'}\n"
+                     f"did the H-neurons change less? (one-sided)\n"
+                     f"t-test p = {row['p (t-test, one-sided)']:.3g}, permutation p = {row['p (permutation)']:.3g}",
+                     fontsize=9)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
