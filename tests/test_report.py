@@ -74,3 +74,13 @@ def test_cross_run_line(tmp_path):
                    "H minus best hi": 0.2})
     text = "\n".join(report._baseline_lines(tmp_path, h))
     assert "45 vs 44 H-neurons" in text and "Jaccard 0.978" in text and "H-neurons beat x" in text
+
+
+def test_predates_layout_reads_git_history():
+    from hneuron_utils.workbook.report import _git, predates_layout
+
+    rc, head = _git("rev-parse", "HEAD")
+    if rc:
+        pytest.skip("not a git checkout")
+    assert predates_layout(head) is False
+    assert predates_layout("8b4e7a3") is True  # the last commit of the flat layout

@@ -33,6 +33,7 @@ def results_block(run: Path) -> str:
                      f"`{e.get('git_commit', log.get('git_commit', '?'))}` |")
     lines.append(f"| **sum of the times above** | | **{total / 60:.1f} min** | | |")
     lines += _stale_lines(log)
+    lines += _layout_lines(log)
     for e in log.get("earlier", []):
         lines.append(f"\nAn earlier run of `{e['notebook']}` in this results folder (started {e.get('started', '?')}, "
                      f"commit `{e.get('git_commit', '?')}`) took {e.get('seconds', 0) / 60:.1f} min; the time above is "
@@ -152,6 +153,33 @@ def _baseline_lines(run: Path, h) -> list[str]:
     return lines
 
 
+def _transfer_baseline_lines(run: Path) -> list[str]:
+    """Per set of 04 with both classes: the H-neurons against the best baseline fitted on TriviaQA, words
+    chosen by the paired interval."""
+    import pandas as pd
+
+    from hneuron_utils.stats import verdict
+
+    m_f, d_f = run / "tables" / "04_baselines.csv", run / "tables" / "04_baseline_differences.csv"
+    if not (m_f.exists() and d_f.exists()):
+        return []
+    m, d = pd.read_csv(m_f), pd.read_csv(d_f)
+    if "auroc" not in m or d.empty:
+        return []
+    out = []
+    for s in dict.fromkeys(d["set"]):
+        ms = m[(m["set"] == s) & m.auroc.notna()]
+        h = ms[ms.method == "H-neurons"].iloc[0]
+        best = ms[ms.method != "H-neurons"].sort_values("auroc").iloc[-1]
+        r = d[(d["set"] == s) & (d.method == best.method)].iloc[0]
+        out.append(f"{s} (n = {int(h.n_per_class)}/class): {verdict(r.auroc_diff_lo, r.auroc_diff_hi, 'H-neurons', best.method)} "
+                   f"(AUROC {h.auroc:.3f} vs {best.auroc:.3f}, difference {r.auroc_diff:+.3f} "
+                   f"[{r.auroc_diff_lo:+.3f}, {r.auroc_diff_hi:+.3f}])")
+    return ["", "Against the best baseline on each set (`04_baselines.csv`: length, the model's confidence and "
+            "the residual-stream probe, all fitted on TriviaQA; paired 95% intervals over test questions): "
+            + "; ".join(out) + "."] if out else []
+
+
 def _generalisation_lines(run: Path) -> list[str]:
     """The Table-1 analogue of notebook 04 (TriviaQA-trained classifiers on other sets)."""
     import math
@@ -193,6 +221,7 @@ def _generalisation_lines(run: Path) -> list[str]:
                           f"{r['set']} {r['class']} (n = {int(r.n)}): {100 * r['H flagged']:.0f}% "
                           f"[{100 * r['H lo']:.0f}, {100 * r['H hi']:.0f}] vs {100 * r['random flagged']:.0f}%"
                           for _, r in o.iterrows()) + "."]
+    lines += _transfer_baseline_lines(run)
     ag = run / "tables" / "04_judge_agreement.csv"
     if ag.exists():
         a = pd.read_csv(ag, index_col=0).iloc[:, 0]
@@ -347,6 +376,37 @@ def readme_block(readme: Path | None = None) -> str:
     text = (readme or project_root() / "README.md").read_text()
     return text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
 
+
+
+LAYOUT_MARKER = "hneuron_utils/workbook/notebook.py"
+"""The file whose first commit introduced the package-by-concept layout and the tutorial notebooks."""
+
+
+def _git(*args: str) -> tuple[int, str]:
+    import subprocess
+
+    r = subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True)
+    return r.returncode, r.stdout.strip()
+
+
+def predates_layout(commit: str) -> bool | None:
+    """Whether a run's recorded commit precedes the layout (None when git cannot tell)."""
+    rc, first = _git("log", "--diff-filter=A", "--format=%H", "--", LAYOUT_MARKER)
+    if rc or not first:
+        return None
+    rc, _ = _git("merge-base", "--is-ancestor", first.splitlines()[-1], commit.replace("-dirty", ""))
+    return None if rc not in (0, 1) else rc == 1
+
+
+def _layout_lines(log: dict) -> list[str]:
+    """Executed notebooks whose run predates the package-by-concept layout (their code cells show the
+    earlier notebook text; their numbers are unaffected by the move)."""
+    old = [n for n, e in sorted(log["notebooks"].items()) if predates_layout(e.get("git_commit", "")) is True]
+    if not old:
+        return []
+    return ["", "**Executed before the current notebook layout:** " + ", ".join(f"`{n}`" for n in old)
+            + " — their code cells show the earlier text of the notebook (the package moved to one folder per "
+              "concept and the notebooks were rewritten as tutorials); re-running them gives the new text."]
 
 
 def _stale_lines(log: dict) -> list[str]:
