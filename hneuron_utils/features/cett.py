@@ -341,3 +341,16 @@ def mark_answer(tokenizer: Any, example: Any) -> str:
     """A teacher-forced example decoded token by token, its answer tokens in [brackets]."""
     return "".join(f"[{tokenizer.decode(t)}]" if a else tokenizer.decode(t)
                    for t, a in zip(example.input_ids.tolist(), example.answer.tolist()))
+
+
+def load_for(examples: pd.DataFrame, record: dict, model: str | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """Notebook 02's features of ``examples`` (answer, other: float16 [N, L, F]) and the stage folder they
+    are in, found by the ``02_features.json`` record and checked to belong to these examples (and, when
+    given, to ``model``)."""
+    if model is not None and record["model"] != model:
+        raise ValueError(f"features were extracted with {record['model']}, not {model}: re-run notebook 02")
+    d = features_dir(record)
+    ids, ans, oth = load_features(d)
+    if ids != examples.id.tolist():
+        raise ValueError("the cached features do not belong to 01_examples.jsonl: re-run notebook 02")
+    return ans, oth, d

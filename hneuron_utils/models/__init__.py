@@ -229,3 +229,12 @@ def load_model(name: str, dtype: str = "auto", device: str = "auto") -> LoadedMo
     tok.padding_side = "left"
     return LoadedModel(lm=lm, tokenizer=tok, name=name, source=source, dtype=torch_dtype, device=dev,
                        layers_path=layers_path, load_seconds=time.perf_counter() - t0, info=info)
+
+
+def for_cett(loaded: Any, name: str, cett_dtype: str, device: str = "auto") -> Any:
+    """The model to run the CETT pass with: ``loaded`` itself when it already has ``cett_dtype`` (or
+    ``cett_dtype`` is "auto"), else ``name`` loaded again in ``cett_dtype`` — so that classifiers see
+    features of the precision they were trained on (notebook 02's)."""
+    if cett_dtype in ("auto", str(loaded.dtype).replace("torch.", "")):
+        return loaded
+    return load_model(name, dtype=cett_dtype, device=device)
