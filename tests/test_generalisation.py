@@ -9,7 +9,7 @@ import pytest
 from hneuron_utils import stats
 from hneuron_utils.probes import generalisation as G, probe
 from hneuron_utils.data import DataError
-from hneuron_utils.judges import RuleJudge
+from hneuron_utils.judges import RuleJudge, agreement as A
 from hneuron_utils.data.nonexist import ABSTAIN_ANSWER, AbstentionJudge
 from hneuron_utils.workbook.paths import project_root
 
@@ -88,11 +88,11 @@ def test_judge_agreement_counts_and_kappa():
     df = pd.DataFrame({"question": ["Who makes Zorvaxiline?"] * 4,
                        "response": ["I don't know.", "Pfizer.", "I'm not aware of such a medicine.", "Bayer"],
                        "faithful": [True, False, True, True]})
-    a = G.judge_agreement(AbstentionJudge(), df)
+    a = A.judge_agreement(AbstentionJudge(), df)
     assert a["responses"] == 4 and a["judge agrees"] == 3 and a["judge hallucinated, hand faithful"] == 1
     assert a["agreement"] == 0.75 and a["Cohen's kappa"] == pytest.approx(0.5)
     with pytest.raises(ValueError):
-        G.judge_agreement(AbstentionJudge(), df.iloc[:0])
+        A.judge_agreement(AbstentionJudge(), df.iloc[:0])
 
 
 def test_set_summary_says_why_a_set_is_small():
@@ -109,9 +109,9 @@ def test_hand_labels_file_is_valid_and_the_judge_agrees_with_it():
     path = project_root() / "data" / "labels" / "nonexist_abstention.jsonl"
     if not path.exists():
         pytest.skip("no hand labels committed yet")
-    df = G.read_hand_labels(path)
+    df = A.read_hand_labels(path)
     assert len(df) >= 60 and df.faithful.map(type).eq(bool).all()
-    assert G.judge_agreement(AbstentionJudge(), df)["agreement"] >= 0.9
+    assert A.judge_agreement(AbstentionJudge(), df)["agreement"] >= 0.9
 
 
 def test_flag_rates_per_class():

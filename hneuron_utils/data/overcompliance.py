@@ -23,7 +23,6 @@ known failure modes are listed in each class docstring.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,6 @@ import numpy as np
 from hneuron_utils.data import data_dir, DataError, json_objects, load_dataset, sample
 from hneuron_utils.text.generation import PAPER_SUFFIX
 from hneuron_utils.judges import is_refusal, normalize, REFUSAL_PHRASES, RuleJudge, usable_aliases
-from hneuron_utils.stats import rate_with_ci
 
 Messages = list[dict[str, str]]
 
@@ -511,14 +509,3 @@ def select_items(benchmark: str, pool: Sequence[Any], n: int, max_prompt_chars: 
     return short[:n], {"available": len(pool), "over the length cap": len(order) - len(short), "used": len(short[:n])}
 
 
-def hand_label_agreement(benchmark: str, labels: Any, judge: Any) -> dict[str, Any]:
-    """Agreement of a rule judge's ``complied`` with hand labels (rows: id, response, complied) of one
-    benchmark's packaged items, with Cohen's kappa and the majority-class baseline."""
-    from hneuron_utils.stats import cohen_kappa
-
-    by_id = {it.id: it for it in LOADERS[benchmark]()}
-    pred = np.array([bool(judge.judge(by_id[i], r).complied) for i, r in zip(labels.id, labels.response)])
-    gold = labels.complied.astype(bool).to_numpy()
-    return {"benchmark": benchmark, "responses": len(gold), "hand: complied": int(gold.sum()),
-            "agreement": float((pred == gold).mean()), "Cohen's kappa": cohen_kappa(pred, gold),
-            "majority baseline": float(max(gold.mean(), 1 - gold.mean()))}

@@ -10,7 +10,6 @@ so an interrupted run resumes and a re-run with more α values only computes the
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np

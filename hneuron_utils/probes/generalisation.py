@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from hneuron_utils.stats import cohen_kappa
 from hneuron_utils.data import DataError, load_dataset, QARecord, sample
 from hneuron_utils.judges import Judge, RuleJudge
 
@@ -152,32 +150,6 @@ def table1(results: pd.DataFrame, model: str, permille: float, order: Sequence[s
             row[f"{s} n per class"] = min(int(d["n faithful"]), int(d["n hallucinated"]))
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def judge_agreement(judge: Judge, labelled: pd.DataFrame) -> dict[str, Any]:
-    """Agreement of a judge's ``correct`` verdict with hand labels (column ``faithful``: bool) on rows
-    with ``question`` and ``response``: counts, agreement and Cohen's kappa."""
-    if labelled.empty:
-        raise ValueError("no hand-labelled rows")
-    pred = np.array([judge.judge(q, r, ()).correct for q, r in zip(labelled.question, labelled.response)])
-    gold = labelled.faithful.astype(bool).to_numpy()
-    agree = float((pred == gold).mean())
-    kappa = cohen_kappa(pred, gold)
-    return {"responses": int(len(gold)), "hand: faithful": int(gold.sum()), "hand: hallucinated": int((~gold).sum()),
-            "judge agrees": int((pred == gold).sum()), "agreement": agree, "Cohen's kappa": kappa,
-            "judge faithful, hand hallucinated": int((pred & ~gold).sum()),
-            "judge hallucinated, hand faithful": int((~pred & gold).sum())}
-
-
-def read_hand_labels(path: Path) -> pd.DataFrame:
-    """A hand-label file (JSONL: id, model, question, response, faithful, note)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"hand labels {path} not found")
-    df = pd.read_json(path, lines=True)
-    missing = {"question", "response", "faithful", "model"} - set(df.columns)
-    if missing:
-        raise DataError(f"{path}: missing columns {sorted(missing)}")
-    return df
 
 
 def set_summary(looked: pd.DataFrame, sizes: Mapping[str, int], n_per_class: int, pool_size: int) -> dict[str, Any]:
@@ -352,12 +324,6 @@ def one_class_features(loaded: Any, built: Mapping[str, tuple], pools: Mapping[s
             _, feats[(label, cls)], _, secs = answer_features(loaded, ex1, batch_size, progress=False)
             timings[f"{label}: CETT ({cls}, one class)"] = secs
     return feats
-
-
-def disagreements(judge: Judge, labelled: pd.DataFrame) -> pd.DataFrame:
-    """Hand-labelled rows where the judge's verdict differs from the hand label."""
-    keep = [judge.judge(q, r).correct != bool(f) for q, r, f in zip(labelled.question, labelled.response, labelled.faithful)]
-    return labelled[keep]
 
 
 def set_features(loaded: Any, built: dict[str, tuple], pools: Mapping[str, Pool], batch_size: int,
