@@ -84,3 +84,9 @@ def test_predates_layout_reads_git_history():
         pytest.skip("not a git checkout")
     assert predates_layout(head) is False
     assert predates_layout("8b4e7a3") is True  # the last commit of the flat layout
+
+
+def test_a_later_tour_does_not_make_anything_stale():
+    log = {"notebooks": {"00_setup.ipynb": {"started": "2026-01-09"}, "01_a.ipynb": {"started": "2026-01-01"},
+                         "02_b.ipynb": {"started": "2026-01-02"}}}
+    assert report._stale_lines(log) == []
