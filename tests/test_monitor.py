@@ -32,3 +32,35 @@ def test_final_stream_score_is_the_classifier_score(tiny):
 
 def test_running_mean():
     np.testing.assert_allclose(monitor.running_mean(torch.tensor([[1.0], [3.0], [5.0]]))[:, 0], [1, 2, 3])
+
+
+def test_step_spans_split_at_sentence_ends():
+    text = "Paris. It is in France! ok"
+    ends = [5, 6, 9, 12, 15, 22, 23, 26]  # token end offsets
+    assert monitor.step_token_spans(ends, text) == [(0, 2), (2, 7), (7, 8)]
+    assert monitor.step_token_spans([3], "abc") == [(0, 1)]
+
+
+def test_step_features_weigh_later_tokens_and_are_unit_length():
+    x = np.array([[1.0, 0.0], [0.0, 1.0]])
+    v = monitor.step_features(x, [(0, 2)])
+    assert v.shape == (1, 2) and v[0, 1] > v[0, 0] and np.isclose(np.linalg.norm(v[0]), 1)
+
+
+def test_prefix_probe_learns_a_separable_outcome_and_sync_only_raises_scores():
+    rng = np.random.default_rng(0)
+    steps, labels, teacher = [], [], []
+    for i in range(40):
+        y = i % 2
+        s = rng.normal(size=(3, 4)) * 0.3 + np.array([1.0, 0, 0, 0]) * (2 * y - 1)
+        steps.append(s)
+        labels.append(np.full(3, y))
+        teacher.append(np.full(3, 0.9 if y else 0.1))
+    w, b = monitor.train_prefix_probe(steps, labels, teacher)
+    final = np.array([monitor.prefix_scores(s, w, b)[-1] for s in steps])
+    y = np.array([i % 2 for i in range(40)])
+    assert final[y == 1].min() > final[y == 0].max()
+    w0, b0 = monitor.train_prefix_probe(steps, labels, teacher, sync_weight=0.0)
+    hi = [monitor.prefix_scores(s, w, b) for s, lab in zip(steps, y) if lab]
+    hi0 = [monitor.prefix_scores(s, w0, b0) for s, lab in zip(steps, y) if lab]
+    assert np.mean(np.concatenate(hi)) >= np.mean(np.concatenate(hi0)) - 1e-6

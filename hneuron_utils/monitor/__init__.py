@@ -71,3 +71,82 @@ def stream_scores(clf: Any, per_token: Sequence[Any]) -> list[np.ndarray]:
         Z = (running_mean(x) - clf.mean) / clf.std
         out.append(clf.model.predict_proba(Z)[:, 1])
     return out
+
+
+# --------------------------------------------------------------------------- steps and the prefix integrator
+# After the streaming-detection design of arXiv 2601.02170: steps are sentences; a step-level probe reads
+# each step's features pooled with weights growing towards the step's end; a prefix-level probe reads a
+# causal running pool over all steps so far and is trained to track the cumulative label while never
+# staying below a confident step probe (missed alarms are penalised, false alarms are not).
+
+SENTENCE_END = ".!?"
+
+
+def step_token_spans(token_ends: Sequence[int], text: str) -> list[tuple[int, int]]:
+    """Sentence steps as half-open token ranges, from each answer token's end offset in ``text``
+    (characters). A step ends at the token that closes a sentence (``.``, ``!``, ``?`` followed by
+    whitespace or the end); a last unfinished sentence is a step too."""
+    spans, start = [], 0
+    for t, end in enumerate(token_ends):
+        closes = end > 0 and text[end - 1] in SENTENCE_END and (end == len(text) or text[end].isspace())
+        if closes:
+            spans.append((start, t + 1))
+            start = t + 1
+    if start < len(token_ends):
+        spans.append((start, len(token_ends)))
+    return spans
+
+
+def step_features(x: Any, spans: Sequence[tuple[int, int]], sharpness: float = 3.0) -> np.ndarray:
+    """One vector per step: the step's token features averaged with weights ∝ exp(sharpness·u), u running
+    from 0 to 1 over the step's tokens (later tokens weigh more), then L2-normalised. [n_steps, k]."""
+    x = np.asarray(x, dtype=np.float64)
+    out = []
+    for a, b in spans:
+        u = np.linspace(0.0, 1.0, b - a) if b - a > 1 else np.ones(1)
+        w = np.exp(sharpness * u)
+        v = (w[:, None] * x[a:b]).sum(0) / w.sum()
+        out.append(v / max(np.linalg.norm(v), 1e-12))
+    return np.asarray(out).reshape(len(spans), x.shape[1])
+
+
+def causal_pool(steps: np.ndarray) -> np.ndarray:
+    """Row s = the mean of step vectors 0..s (the prefix's pooled features)."""
+    return running_mean(steps)
+
+
+def train_prefix_probe(steps: Sequence[np.ndarray], labels: Sequence[np.ndarray], teacher: Sequence[np.ndarray],
+                       sync_weight: float = 120.0, last_weight: float = 30.0, l2: float = 1e-4,
+                       max_iter: int = 200) -> tuple[np.ndarray, float]:
+    """The prefix-level probe: a logistic model on :func:`causal_pool` features, fitted with LBFGS to
+    L = L_anchor + sync_weight · L_sync, where L_anchor is the binary cross-entropy against each step's
+    cumulative label (the last step weighted ``last_weight``) and L_sync = Σ relu(p_teacher − p_prefix)² ·
+    p_teacher² / Σ steps penalises only steps where the frozen step-level ``teacher`` is more alarmed than
+    the prefix probe. Plus ``l2``·‖w‖². Returns (weights, bias)."""
+    X = torch.tensor(np.concatenate([causal_pool(s) for s in steps]), dtype=torch.float64)
+    Y = torch.tensor(np.concatenate([np.asarray(lab, float) for lab in labels]), dtype=torch.float64)
+    T = torch.tensor(np.concatenate([np.asarray(t, float) for t in teacher]), dtype=torch.float64)
+    W = torch.cat([torch.cat([torch.ones(len(s) - 1), torch.tensor([last_weight])]) for s in steps]).double()
+    if not (len(X) == len(Y) == len(T)):
+        raise ValueError("steps, labels and teacher scores must align step by step")
+    w = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        opt.zero_grad()
+        logit = X @ w + b
+        anchor = (W * torch.nn.functional.binary_cross_entropy_with_logits(logit, Y, reduction="none")).sum() / W.sum()
+        p = torch.sigmoid(logit)
+        sync = (torch.relu(T - p) ** 2 * T ** 2).sum() / len(X)
+        total = anchor + sync_weight * sync + l2 * (w ** 2).sum()
+        total.backward()
+        return total
+
+    opt.step(loss)
+    return w.detach().numpy(), float(b.detach())
+
+
+def prefix_scores(steps: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
+    """The prefix probe's P(hallucinated) after each step."""
+    return 1.0 / (1.0 + np.exp(-(causal_pool(steps) @ weights + bias)))
