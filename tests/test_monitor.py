@@ -64,3 +64,18 @@ def test_prefix_probe_learns_a_separable_outcome_and_sync_only_raises_scores():
     hi = [monitor.prefix_scores(s, w, b) for s, lab in zip(steps, y) if lab]
     hi0 = [monitor.prefix_scores(s, w0, b0) for s, lab in zip(steps, y) if lab]
     assert np.mean(np.concatenate(hi)) >= np.mean(np.concatenate(hi0)) - 1e-6
+
+
+def test_score_after_and_auroc_by_position():
+    scores = [np.array([0.1, 0.2, 0.9]), np.array([0.5]), np.array([0.2, 0.1])]
+    np.testing.assert_array_equal(monitor.score_after(scores, 2), [0.2, 0.5, 0.1])
+    np.testing.assert_array_equal(monitor.score_after(scores, 9), [0.9, 0.5, 0.1])
+    t = monitor.auroc_by_position(scores + [np.array([0.8])], np.array([1, 0, 0, 1]), [1, 3], n_boot=50)
+    assert list(t.tokens) == [1, 3] and t.auroc.iloc[1] == 1.0
+
+
+def test_risk_coverage_never_abstaining_is_the_base_rate():
+    rc = monitor.risk_coverage(np.array([0.1, 0.9, 0.4, 0.7]), np.array([0, 1, 0, 1]))
+    last = rc.iloc[-1]
+    assert last.coverage == 1.0 and last.risk == 0.5
+    assert rc[rc.tau == 0.7].risk.iloc[0] == 0.0 and rc[rc.tau == 0.7].coverage.iloc[0] == 0.5

@@ -150,3 +150,43 @@ def train_prefix_probe(steps: Sequence[np.ndarray], labels: Sequence[np.ndarray]
 def prefix_scores(steps: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
     """The prefix probe's P(hallucinated) after each step."""
     return 1.0 / (1.0 + np.exp(-(causal_pool(steps) @ weights + bias)))
+
+
+# --------------------------------------------------------------------------- how early, and at what cost
+
+
+def score_after(scores: Sequence[np.ndarray], t: int) -> np.ndarray:
+    """Each stream's score after ``t`` tokens (or steps); a stream shorter than ``t`` keeps its last score."""
+    if t < 1:
+        raise ValueError("t counts tokens (or steps) and starts at 1")
+    return np.array([s[min(t, len(s)) - 1] for s in scores])
+
+
+def auroc_by_position(scores: Sequence[np.ndarray], y: np.ndarray, positions: Sequence[int], n_boot: int = 1000,
+                      seed: int = 0) -> "Any":
+    """How early does the monitor know? AUROC (95% bootstrap interval over streams) of the score after t
+    tokens, for each t in ``positions``."""
+    import pandas as pd
+
+    from hneuron_utils.stats import bootstrap_ci
+
+    rows = []
+    for t in positions:
+        pt, lo, hi = bootstrap_ci(np.asarray(y), score_after(scores, t), "auroc", n_boot, seed)
+        rows.append({"tokens": t, "auroc": pt, "auroc_lo": lo, "auroc_hi": hi, "n": len(y)})
+    return pd.DataFrame(rows)
+
+
+def risk_coverage(scores: np.ndarray, hallucinated: np.ndarray) -> "Any":
+    """A guard that abstains when the score reaches τ: for every τ (each distinct score, and +∞ = never
+    abstain), the share of questions answered (coverage) and the hallucination rate among them (risk)."""
+    import pandas as pd
+
+    s, h = np.asarray(scores, float), np.asarray(hallucinated, bool)
+    rows = []
+    for tau in np.r_[np.unique(s), np.inf]:
+        answered = s < tau
+        n = int(answered.sum())
+        rows.append({"tau": tau, "coverage": n / len(s), "answered": n,
+                     "risk": float(h[answered].mean()) if n else np.nan})
+    return pd.DataFrame(rows)
