@@ -512,7 +512,9 @@ def read_grid(table: pd.DataFrame, choice: dict[str, pd.Series]) -> str:
     sizes = ", ".join(f"{int(n)} at C = {c:g}" for c, n in zip(table.C, table.n_positive))
     picks = "; ".join(f"the {rule.replace('_', '-')} rule picks C = {row['C']:g} ({int(row['n_positive'])} neurons)"
                       for rule, row in choice.items())
-    return f"Positive neurons grow with C ({sizes}); {conv}. {picks[0].upper() + picks[1:]}."
+    n = table.sort_values("C").n_positive.to_numpy()
+    trend = "grow with C" if (np.diff(n) >= 0).all() else "do not grow steadily with C"
+    return f"Positive neurons {trend} ({sizes}); {conv}. {picks[0].upper() + picks[1:]}."
 
 
 def read_h_neurons(k: int, n_features: int, C: float, rule: str, clf: object, tol: float) -> str:
