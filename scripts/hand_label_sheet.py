@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hneuron_utils.text import generation
 from hneuron_utils.data import labelling
 from hneuron_utils import models
-from hneuron_utils import nonexist  # noqa: E402
+from hneuron_utils.data import nonexist  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

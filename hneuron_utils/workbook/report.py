@@ -10,6 +10,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from hneuron_utils.workbook.paths import project_root
 
@@ -153,6 +154,20 @@ def _baseline_lines(run: Path, h) -> list[str]:
     return lines
 
 
+def _kappa_words(a: "Any") -> str:
+    """Cohen's kappa and the majority baseline of a judge-agreement record, and what they allow."""
+    import math
+
+    kappa = float(a["Cohen's kappa"]) if "Cohen's kappa" in a and str(a["Cohen's kappa"]) not in ("", "nan") else math.nan
+    if "majority baseline" not in a:
+        return ""
+    maj = float(a["majority baseline"])
+    if not math.isfinite(kappa):
+        return (f"; majority-class baseline {maj:.1%}, Cohen's κ undefined: every hand label is one class, so this "
+                "check cannot tell the judge from a constant")
+    return f"; Cohen's κ {kappa:.2f} (majority-class baseline {maj:.1%})"
+
+
 def _transfer_baseline_lines(run: Path) -> list[str]:
     """Per set of 04 with both classes: the H-neurons against the best baseline fitted on TriviaQA, words
     chosen by the paired interval."""
@@ -226,7 +241,8 @@ def _generalisation_lines(run: Path) -> list[str]:
     if ag.exists():
         a = pd.read_csv(ag, index_col=0).iloc[:, 0]
         lines += ["", f"NonExist abstention judge vs hand labels of {int(float(a['responses']))} real responses "
-                  f"({int(float(a['hand: faithful']))} abstaining): agreement {float(a['agreement']):.1%}."]
+                  f"({int(float(a['hand: faithful']))} abstaining): agreement {float(a['agreement']):.1%}"
+                  + _kappa_words(a) + "."]
     lines += ["", "Paper (Table 1, accuracy, random → H-neurons): NQ-Open 53–60% → 63–72%, BioASQ 53–67% → 66–76%, "
               "NonExist 51–81% → 43–97%."]
     return lines
