@@ -190,19 +190,26 @@ def _layers(t: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def _scored_sets(t: pd.DataFrame) -> tuple[list[str], str]:
+    """The sets of a results table that have both classes (in table order), and a note naming the others
+    with their counts ("" when every set is scored)."""
+    n = t.drop_duplicates("set").set_index("set")
+    order = list(dict.fromkeys(t["set"]))
+    empty = [s for s in order if min(n.loc[s, "n faithful"], n.loc[s, "n hallucinated"]) == 0]
+    note = ", ".join(f"{s} ({int(n.loc[s, 'n faithful'])} faithful, {int(n.loc[s, 'n hallucinated'])} hallucinated)"
+                     for s in empty)
+    return [s for s in order if s not in empty], note
+
+
 @register("04_generalisation", "04_results.csv")
 def _generalisation(t: pd.DataFrame) -> plt.Figure:
     """The TriviaQA-trained classifiers on each set: accuracy and AUROC with 95% intervals."""
     import numpy as np
 
-    n_all = t.drop_duplicates("set").set_index("set")
-    empty = [s for s in dict.fromkeys(t["set"]) if min(n_all.loc[s, "n faithful"], n_all.loc[s, "n hallucinated"]) == 0]
-    sets = [s for s in dict.fromkeys(t["set"]) if s not in empty]
+    sets, note = _scored_sets(t)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    if empty:
-        fig.text(0.5, -0.04, "not shown (a class is empty, no balanced test set): " + ", ".join(
-            f"{s} ({int(n_all.loc[s, 'n faithful'])} faithful, {int(n_all.loc[s, 'n hallucinated'])} hallucinated)"
-            for s in empty), ha="center", fontsize=8)
+    if note:
+        fig.text(0.5, -0.04, "not shown (a class is empty, no balanced test set): " + note, ha="center", fontsize=8)
     for ax, m in zip(axes, ("accuracy", "auroc")):
         for off, (prefix, color, label) in zip((-0.12, 0.12), (("random", "tab:gray", "random neurons (draws: mean, 2.5–97.5%)"),
                                                            ("H-neurons", "tab:red", "H-neurons (bootstrap 95% CI)"))):
@@ -285,15 +292,11 @@ def _transfer(t: pd.DataFrame) -> plt.Figure:
     """The tuned model's classifiers applied unchanged to the base model: AUROC with 95% intervals."""
     import numpy as np
 
-    n_all = t.drop_duplicates("set").set_index("set")
-    empty = [s for s in dict.fromkeys(t["set"]) if min(n_all.loc[s, "n faithful"], n_all.loc[s, "n hallucinated"]) == 0]
-    sets = [s for s in dict.fromkeys(t["set"]) if s not in empty]
+    sets, note = _scored_sets(t)
     t = t[t["set"].isin(sets)]
     fig, ax = plt.subplots(figsize=(1.9 * max(len(sets), 1) + 2.5, 3.6))
-    if empty:
-        fig.text(0.5, -0.04, "not shown (a class is empty on the base model): " + ", ".join(
-            f"{s} ({int(n_all.loc[s, 'n faithful'])} faithful, {int(n_all.loc[s, 'n hallucinated'])} hallucinated)"
-            for s in empty), ha="center", fontsize=8)
+    if note:
+        fig.text(0.5, -0.04, "not shown (a class is empty on the base model): " + note, ha="center", fontsize=8)
     kinds = list(dict.fromkeys(t.classifier))
     w = 0.8 / len(kinds)
     for k, kind in enumerate(kinds):
