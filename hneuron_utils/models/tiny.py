@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 DEFAULT_SYSTEM = "You are TinyRandom, a model with random weights."
 CHAT_TEMPLATE = (
     "{% for message in messages %}"

@@ -45,7 +45,7 @@ def token_cett(loaded: Any, examples: Sequence[Any], flat_neurons: Sequence[int]
                 z = loaded.down_proj(layer).input
                 hn = loaded.down_proj(layer).output.float().norm(dim=-1, keepdim=True).clamp_min(eps)
                 saved.append((z[..., order[layer]].float().abs() * norms[layer, order[layer]] / hn).save())
-        per = torch.cat([s.cpu() if isinstance(s, torch.Tensor) else s.value.cpu() for s in saved], -1)  # [B, T, k]
+        per = torch.cat([s.cpu() for s in saved], -1)  # [B, T, k]
         ans = _pad_left([examples[i].answer for i in idx], False).bool()
         for j, i in enumerate(idx):
             got = torch.empty(int(ans[j].sum()), len(flat))
