@@ -12,3 +12,8 @@ def test_bench_cett_runs_and_agrees_with_the_per_example_way():
 def test_bench_sample_runs():
     res = bench.run_sample("tiny-random", 2, 2, batch_size=4, max_new_tokens=4)
     assert res["questions"] == 2 and res["speed-up"] > 0
+
+
+def test_bench_monitor_runs_both_ways_on_the_same_answers():
+    res = bench.run_monitor("tiny-random", 3, 3, max_new_tokens=4, k=4)
+    assert res["plain_tokens"] == res["monitored_tokens"] > 0 and res["plain_seconds"] > 0

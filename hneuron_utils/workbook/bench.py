@@ -175,6 +175,26 @@ def run_sample(model: str, n: int, k: int, batch_size: int, max_new_tokens: int 
             "speed-up": round(t_obv / t_ours, 2)}
 
 
+def run_monitor(model: str, n: int, batch_size: int, max_new_tokens: int = 80, k: int = 45,
+                resid_layer: int | None = -1) -> dict[str, Any]:
+    """The streaming monitor's overhead: the same greedy answers decoded by the monitored loop with plain
+    model calls and with the traced calls that read ``k`` neurons' CETT (spread over the layers) and, unless
+    None, one residual layer."""
+    from hneuron_utils.monitor import live
+    from hneuron_utils.monitor.longform import LONGFORM_SUFFIX, random_neurons
+
+    recs = data.sample(data.load_dataset("triviaqa"), n, 1)
+    loaded = models.load_model(model, dtype="bfloat16")
+    prompts = [generation.chat_prompt(loaded.tokenizer, r.question + LONGFORM_SUFFIX) for r in recs]
+    flat = random_neurons(loaded.n_layers * loaded.d_ff, [], k, 0)
+    layer = None if resid_layer is None else resid_layer % loaded.n_layers
+    res = live.timed_decoding(loaded, prompts, flat, generation.Sampling(max_new_tokens=max_new_tokens), batch_size, layer)
+    return {"model": model, "answers": n, "batch size": batch_size, "max_new_tokens": max_new_tokens,
+            "neurons read": k, "residual layer": layer, **{k2: round(v, 3) for k2, v in res.items()},
+            "tokens/s": {"plain": round(res["plain_tokens"] / res["plain_seconds"], 1),
+                         "monitored": round(res["monitored_tokens"] / res["monitored_seconds"], 1)}}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hneuron_utils.workbook.bench", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -188,9 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--samples", type=int, default=10)
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--max-new-tokens", type=int, default=50)
+    m = sub.add_parser("monitor")
+    m.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
+    m.add_argument("--answers", type=int, default=48)
+    m.add_argument("--batch-size", type=int, default=48)
+    m.add_argument("--max-new-tokens", type=int, default=80)
     args = ap.parse_args(argv)
     if args.what == "cett":
         res = run_cett(args.model, args.examples, args.batch_size)
+    elif args.what == "monitor":
+        res = run_monitor(args.model, args.answers, args.batch_size, args.max_new_tokens)
     else:
         res = run_sample(args.model, args.questions, args.samples, args.batch_size, args.max_new_tokens)
     out = paths.project_root() / "results" / "bench" / f"{args.what}-{args.model.replace('/', '_')}.json"

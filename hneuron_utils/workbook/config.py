@@ -254,6 +254,36 @@ SCHEMA: tuple[Param, ...] = (
           paper="whole sets", check=_positive, nullable=True),
     Param("n_permutations", (int,), "Random neuron sets in the permutation test of parameter inertia.",
           paper="— (t-test only)", check=_positive),
+    # --- 07 streaming monitor (the "paper" column names the streaming-detection paper, arXiv 2601.02170) --
+    Param("monitor_questions", (int,), "TriviaQA questions unused by notebooks 01–03 answered in long form "
+          "(a seeded draw), split by question into training and held-out streams.",
+          paper="— (its own chain-of-thought sets)", check=_positive),
+    Param("monitor_train_fraction", _NUM, "Share of the questions whose streams train the probes.", paper="—",
+          check=lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
+    Param("monitor_suffix", (str,), "Appended to each question: asks for the answer first, then a short "
+          "explanation (steps = sentences).", paper="— (long chain-of-thought answers)"),
+    Param("monitor_max_new_tokens", (int,), "Cap on each long-form answer's tokens.", paper="—", check=_positive),
+    Param("monitor_batch_size", (int,), "Answers decoded together in the monitored loop.", paper="—",
+          check=_positive),
+    Param("monitor_resid_layer", (int,), "Residual layer read beside the H-neurons (-1 = the best layer of "
+          "notebook 03's residual probe).", paper="the model's hidden states"),
+    Param("step_sharpness", _NUM, "Step pooling weights ∝ exp(sharpness·u), u from 0 to 1 over a step.",
+          paper="3", check=_positive),
+    Param("probe_l2", _NUM, "L2 penalty of the step and prefix probes.", paper="1e-4", check=_non_negative),
+    Param("sync_weight", _NUM, "Weight of L_sync in the prefix probe's loss.", paper="120", check=_non_negative),
+    Param("last_step_weight", _NUM, "Weight of the last step in L_anchor.", paper="30", check=_positive),
+    Param("early_positions", (list,), "Tokens generated at which the early-detection AUROC is read.",
+          paper="— (step-level AUC)", check=lambda v: None if v and all(isinstance(x, int) and x > 0 for x in v)
+          else "must be a non-empty list of positive token counts"),
+    Param("guard_coverage", _NUM, "The guards' τ is set on training streams so that an abstaining guard "
+          "answers this share of them; risks are compared at this coverage.", paper="—", check=_probability),
+    Param("guard_max_resamples", (int,), "Times the resampling guard redraws a flagged sentence before it "
+          "abstains.", paper="— (latent backtracking: resample)", check=_non_negative),
+    Param("precision_check_size", (int,), "Held-out streams whose H-neuron features are recomputed in float32 "
+          "(teacher-forced) to check the bfloat16 monitor against notebook 03's precision.", paper="—",
+          check=_positive),
+    Param("bench_answers", (int,), "Greedy answers decoded with and without the monitor to measure its "
+          "overhead.", paper="—", check=_positive),
 )
 
 _BY_NAME = {p.name: p for p in SCHEMA}

@@ -342,6 +342,117 @@ def _drift(h: pd.DataFrame, tests: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+_MONITOR_COLOURS = {"H-neurons": "tab:red", "random": "tab:gray", "residual": "tab:blue", "03 classifier": "tab:orange",
+                    "log-probability": "tab:green", "answer length": "tab:brown"}
+
+
+def _colour(method: str) -> str:
+    return next((c for k, c in _MONITOR_COLOURS.items() if method.startswith(k)), "k")
+
+
+@register("07_trace", "07_trace.csv")
+def _trace(t: pd.DataFrame) -> plt.Figure:
+    """The monitor's dashboard: one held-out hallucinated and one correct answer, token by token."""
+    import textwrap
+
+    panels = list(dict.fromkeys(t.panel))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 4.3 * len(panels)), squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels):
+        d = t[t.panel == panel]
+        ax.plot(d.token, d["03 running score"], color="tab:orange", lw=1, label="notebook 03's score, running (per token)")
+        ax.plot(d.token, d["prefix probe"], color="tab:red", lw=2, label="prefix probe (the monitor)")
+        for s, g in d.groupby("sentence"):
+            ax.hlines(g["step probe"].iloc[0], g.token.min() - 0.5, g.token.max() + 0.5, color="tab:purple", lw=3,
+                      alpha=0.6, label="step probe (per sentence)" if s == 1 else None)
+            ax.axvline(g.token.max() + 0.5, color="k", lw=0.5, ls=":")
+            ax.text((g.token.min() + g.token.max()) / 2, 0.03, f"S{s}", ha="center", fontsize=9, fontweight="bold")
+        ax.axhline(d.tau.iloc[0], color="k", lw=1, ls="--", label=f"guard threshold τ = {d.tau.iloc[0]:.3f}")
+        words = " ".join(f"[S{s}] " + "".join(g.text).strip() for s, g in d.groupby("sentence"))
+        ax.set(xlabel="answer tokens generated", ylabel="P(hallucinated)", ylim=(0, 1.05), xlim=(0.5, d.token.max() + 0.5))
+        ax.set_title(f"held-out answer judged {panel}: {textwrap.shorten(d.question.iloc[0], 90)}", fontsize=10)
+        ax.text(0, -0.2, textwrap.fill(words, 150), transform=ax.transAxes, fontsize=7, va="top")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(h_pad=5, rect=(0, 0, 1, 0.96))
+    return fig
+
+
+@register("07_final_auc", "07_final_auc.csv")
+def _final_auc(t: pd.DataFrame) -> plt.Figure:
+    """Final AUC of every monitor on held-out streams, with 95% intervals."""
+    import numpy as np
+
+    t = t.sort_values("auroc")
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(t) + 1.4))
+    y = np.arange(len(t))
+    err = np.vstack([t.auroc - t.auroc_lo, t.auroc_hi - t.auroc]).clip(min=0)
+    ax.barh(y, t.auroc, xerr=err, capsize=3, color=[_colour(m) for m in t.method])
+    ax.axvline(0.5, color="k", lw=0.8, ls=":", label="chance (0.5)")
+    ax.set_yticks(y, t.method, fontsize=8)
+    ax.set(xlabel="AUROC after the last sentence (held-out answers, 95% interval)", xlim=(0, 1),
+           title=f"Final AUC: hallucinated vs correct long-form answers (n ≥ {int(t.n_per_class.min())} per class)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+@register("07_early", "07_early.csv")
+def _early(t: pd.DataFrame) -> plt.Figure:
+    """How early the monitors know: AUROC after t generated tokens, with 95% bands."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for m, g in t.groupby("method", sort=False):
+        ax.plot(g.tokens, g.auroc, marker="o", ms=3, color=_colour(m), label=m)
+        ax.fill_between(g.tokens, g.auroc_lo, g.auroc_hi, color=_colour(m), alpha=0.12)
+    ax.axhline(0.5, color="k", lw=0.8, ls=":", label="chance (0.5)")
+    ax.set(xscale="log", xlabel="answer tokens generated so far", ylabel="AUROC (held-out, 95% band)", ylim=(0.3, 1),
+           title=f"How early does the monitor know? (n = {int(t.n.iloc[0])} held-out answers)")
+    ax.set_xticks(sorted(t.tokens.unique()), [str(int(v)) for v in sorted(t.tokens.unique())])
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@register("07_risk_coverage", "07_risk_coverage.csv")
+def _risk_coverage(t: pd.DataFrame) -> plt.Figure:
+    """Abstaining guards: hallucination rate among answered questions against the share answered."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for m, g in t.groupby("method", sort=False):
+        g = g.sort_values("coverage")
+        ax.step(g.coverage, g.risk, where="post", color=_colour(m), ls="--" if "post hoc" in m else "-", label=m)
+    base = t[t.coverage == 1].risk.iloc[0]
+    ax.axhline(base, color="k", lw=0.8, ls=":", label=f"no guard ({base:.0%})")
+    ax.set(xlabel="coverage (share of held-out questions answered)", ylabel="hallucinated among answered",
+           xlim=(0, 1.01), ylim=(0, 1), title="Guards that abstain: risk against coverage (lower is better)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@register("07_resample", "07_resample.csv")
+def _resample(t: pd.DataFrame) -> plt.Figure:
+    """Resampling guards against the unguarded answers: coverage, risk among answered, accuracy."""
+    import numpy as np
+
+    cols = [("coverage", "coverage_lo", "coverage_hi", "answered"),
+            ("hallucinated among answered", "risk_lo", "risk_hi", "hallucinated among answered"),
+            ("accuracy", "accuracy_lo", "accuracy_hi", "accuracy over all questions")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    for ax, (c, lo, hi, title) in zip(axes, cols):
+        x = np.arange(len(t))
+        ax.bar(x, t[c], yerr=np.vstack([t[c] - t[lo], t[hi] - t[c]]).clip(min=0), capsize=3,
+               color=["tab:gray" if g == "no guard" else _colour(g) for g in t.guard])
+        ax.set_xticks(x, [g.replace(" · ", "\n") for g in t.guard], fontsize=7)
+        ax.set(title=title, ylim=(0, 1))
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"Guards that resample a flagged sentence (n = {int(t.questions.iloc[0])} held-out questions, 95% intervals)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def draw(name: str, tables_dir: Path, out_dir: Path) -> plt.Figure:
     """Draw figure ``name`` from its saved tables and write ``<out_dir>/<name>.png``."""
     f = REGISTRY[name]

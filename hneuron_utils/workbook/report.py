@@ -48,7 +48,7 @@ def results_block(run: Path) -> str:
                       f"FFN neurons = {s['FFN neurons in total = features per example']} neurons; "
                       f"one neuron = {s['one neuron in ‰ of all FFN neurons']}‰."]
     lines += (_dataset_lines(run) + _headline_lines(run) + _generalisation_lines(run) + _intervention_lines(run)
-              + _origin_lines(run) + _bench_lines(run.parent / "bench", p["model"]))
+              + _origin_lines(run) + _monitor_lines(run) + _bench_lines(run.parent / "bench", p["model"]))
     return "\n".join(lines)
 
 
@@ -365,6 +365,45 @@ def _origin_lines(run: Path) -> list[str]:
         lines.append("06 time by part in its latest run (stages cached by an earlier run show only their reload time; "
                      "the tuning's own training time is recorded with the tuned model): "
                      + "; ".join(f"{k} {v / 60:.1f} min" for k, v in m.items()) + ".")
+    return lines
+
+
+def _monitor_lines(run: Path) -> list[str]:
+    """Notebook 07: the streams, the outcome judge, Final AUC, how early, the guards and the overhead."""
+    import pandas as pd
+
+    t = run / "tables"
+    if not (t / "07_final_auc.csv").exists():
+        return []
+    from hneuron_utils.monitor import evaluation as ev
+
+    s = pd.read_csv(t / "07_streams.csv").set_index("split")
+    lines = ["", f"**Streaming monitor (`07_streaming_monitor`)**: {int(s.loc['all', 'questions'])} long-form answers to "
+             f"unused TriviaQA questions ({int(s.loc['all', 'correct'])} correct, {int(s.loc['all', 'wrong'])} wrong, "
+             f"{int(s.loc['all', 'no answer'])} no answer; {s.loc['all', 'mean tokens']:.0f} tokens and "
+             f"{s.loc['all', 'mean sentences']:.1f} sentences on average), {int(s.loc['train', 'questions'])} training and "
+             f"{int(s.loc['test', 'questions'])} held-out questions."]
+    if (t / "07_judge_agreement.csv").exists():
+        lines.append(ev.read_agreement(pd.read_csv(t / "07_judge_agreement.csv")))
+    auc, diff = pd.read_csv(t / "07_final_auc.csv"), pd.read_csv(t / "07_final_auc_differences.csv")
+    ref = "H-neurons · prefix probe"
+    lines.append("Final AUC on held-out answers [95% CI]: " + "; ".join(
+        f"{r.method} {r.auroc:.3f} [{r.auroc_lo:.3f}, {r.auroc_hi:.3f}]" for _, r in auc.iterrows()) + ".")
+    lines.append("Paired: " + ev.read_final(auc, diff, ref).split("\n", 1)[1].replace("\n", ";").replace("  ", " ").strip() + ".")
+    if (t / "07_early.csv").exists():
+        lines.append("How early (AUROC after t tokens): " + ev.read_early(pd.read_csv(t / "07_early.csv"), ref)
+                     .replace("\n", "; ") + ".")
+    if (t / "07_abstain.csv").exists():
+        a = pd.read_csv(t / "07_abstain.csv")
+        cov = float(a.coverage.iloc[0])
+        lines.append("Abstaining guards at matched coverage: " + ev.read_abstain(a, ref, cov).replace("\n", ";").replace("  ", " "))
+    if (t / "07_resample.csv").exists():
+        lines.append("Resampling guards (held-out questions, τ from training): "
+                     + ev.read_resample(pd.read_csv(t / "07_resample.csv"), ref).replace("\n", " "))
+    if (t / "07_overhead.csv").exists():
+        lines.append(ev.read_overhead(pd.read_csv(t / "07_overhead.csv").iloc[0]))
+    if (t / "07_precision.csv").exists():
+        lines.append(ev.read_precision(pd.read_csv(t / "07_precision.csv").iloc[0]))
     return lines
 
 

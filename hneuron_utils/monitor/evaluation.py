@@ -1,0 +1,354 @@
+"""Notebook 07's tables and their readings: the outcome judge against hand labels, the precision check,
+the Final AUC, the early-detection curve, the abstaining and resampling guards, and the dashboard trace.
+Every sentence a reader sees is computed here from a table's intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from hneuron_utils.monitor import auroc_by_position, risk_coverage
+from hneuron_utils.monitor.longform import OUTCOMES, outcome
+from hneuron_utils.monitor.probes import (StreamProbe, alarm_scores, at_step_ends, paired_risk_difference,
+                                          risk_at_coverage, running_nll, token_features, tokens_until_alarm)
+from hneuron_utils.stats import bootstrap_ci, cohen_kappa, paired_difference, rate_with_ci
+
+
+def _ci(lo: float, hi: float, digits: int = 2) -> str:
+    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def versus(lo: float, hi: float, a: str, b: str, higher_is_better: bool = True) -> str:
+    """Words for ``a`` against ``b`` from the 95% interval [lo, hi] of a − b (two-sided)."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{a} and {b} cannot be compared here"
+    if (lo > 0) if higher_is_better else (hi < 0):
+        return f"{a} beats {b}"
+    if (hi < 0) if higher_is_better else (lo > 0):
+        return f"{a} is beaten by {b}"
+    return f"no detectable difference between {a} and {b} (the interval includes 0)"
+
+
+# --------------------------------------------------------------------------- the streams and the judge
+
+
+def outcome_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per split: the outcome counts, mean tokens and sentences, and the share cut by the token cap."""
+    rows = []
+    for split, g in list(table.groupby("split", sort=False)) + [("all", table)]:
+        r = {"split": split, "questions": len(g)}
+        r.update({o: int((g.outcome == o).sum()) for o in OUTCOMES})
+        r.update({"mean tokens": g.tokens.mean(), "mean sentences": g.steps.mean(), "share cut": g.cut.mean()})
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def read_outcome_labels(path: Path) -> pd.DataFrame:
+    """Hand labels of long-form answers (JSONL: id, question, answers, response, label ∈ OUTCOMES)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"hand labels {path} not found (see data/labels/README.md)")
+    df = pd.read_json(path, lines=True)
+    missing = {"id", "question", "answers", "response", "label"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    bad = set(df.label) - set(OUTCOMES)
+    if bad:
+        raise ValueError(f"{path}: labels must be one of {OUTCOMES}, found {sorted(bad)}")
+    df["rule"] = [outcome(q, r, a) for q, r, a in zip(df.question, df.response, df.answers)]
+    return df
+
+
+def outcome_agreement(labels: pd.DataFrame) -> pd.DataFrame:
+    """The rule against the hand labels, on hallucinated (wrong) versus not — counts, agreement, Cohen's κ,
+    majority baseline — and the three-way agreement: over all labels, then per condition the answers were
+    drawn from (unguarded answers; sentences resampled by a guard), when the labels say."""
+    groups = [("all", labels)]
+    if "condition" in labels:
+        kind = np.where(labels.condition.astype(str).str.startswith("resampling"), "resampled by a guard", "unguarded")
+        groups += [(k, labels[kind == k]) for k in ("unguarded", "resampled by a guard") if (kind == k).any()]
+    rows = []
+    for name, g in groups:
+        gold, pred = (g.label == "wrong").to_numpy(), (g.rule == "wrong").to_numpy()
+        rows.append({"answers": name, "responses": len(g), **{f"hand: {o}": int((g.label == o).sum()) for o in OUTCOMES},
+                     "agreement (wrong vs not)": float((gold == pred).mean()), "Cohen's kappa": cohen_kappa(pred, gold),
+                     "majority baseline": float(max(gold.mean(), 1 - gold.mean())),
+                     "rule wrong, hand not": int((pred & ~gold).sum()), "rule not, hand wrong": int((~pred & gold).sum()),
+                     "three-way agreement": float((g.label == g.rule).mean())})
+    return pd.DataFrame(rows)
+
+
+def outcome_disagreements(labels: pd.DataFrame) -> pd.DataFrame:
+    """Hand-labelled answers where the rule's outcome differs from the hand label."""
+    return labels[labels.label != labels.rule]
+
+
+def read_agreement(a: pd.DataFrame) -> str:
+    parts = []
+    for _, r in a.iterrows():
+        k = r["Cohen's kappa"]
+        words = ("almost perfect" if k > 0.8 else "substantial" if k > 0.6 else "moderate" if k > 0.4
+                 else "fair" if k > 0.2 else "slight or none")
+        parts.append(f"{r.answers} ({int(r.responses)} answers): agreement {r['agreement (wrong vs not)']:.0%} "
+                     f"(majority baseline {r['majority baseline']:.0%}), Cohen's κ = {k:.2f} ({words})")
+    return "The outcome rule against hand labels, on wrong versus not — " + "; ".join(parts) + "."
+
+
+# --------------------------------------------------------------------------- precision and overhead
+
+
+def precision_check(loaded: Any, model: str, cett_dtype: str, device: str, prompts: Sequence[str],
+                    streams: Sequence[Any], clf: Any, h_token: Sequence[np.ndarray], mask: np.ndarray,
+                    n: int) -> pd.Series:
+    """Re-read the H-neuron CETT of ``n`` streams (the first in ``mask``) teacher-forced in ``cett_dtype``
+    (notebook 02's precision) and compare notebook 03's final score with the live (model-precision) one."""
+    import gc
+
+    import torch
+
+    from hneuron_utils import models
+    from hneuron_utils.monitor import stream_scores, token_cett
+    from hneuron_utils.text.tokens import TeacherForced
+
+    idx = [i for i in np.flatnonzero(mask) if len(streams[i].token_ids)][:n]
+    ref_model = models.for_cett(loaded, model, cett_dtype, device)
+    ex = []
+    for i in idx:
+        ids = loaded.tokenizer(prompts[i], add_special_tokens=False)["input_ids"] + streams[i].token_ids
+        ans = torch.zeros(len(ids), dtype=torch.bool)
+        ans[len(ids) - len(streams[i].token_ids):] = True
+        ex.append(TeacherForced(torch.tensor(ids), ans, len(ids) - len(streams[i].token_ids)))
+    ref = token_cett(ref_model, ex, clf.columns, batch_size=8)
+    ref_final = np.array([s[-1] for s in stream_scores(clf, ref)])
+    live_final = np.array([h_token[i][-1] for i in idx])
+    rel = [float(np.linalg.norm(streams[i].hcett[:, :len(clf.columns)] - r.numpy()) / max(np.linalg.norm(r.numpy()), 1e-12))
+           for i, r in zip(idx, ref)]
+    out = pd.Series({"answers": len(idx), "monitor dtype": str(loaded.hf.dtype).replace("torch.", ""),
+                     "reference dtype": str(ref_model.hf.dtype).replace("torch.", ""),
+                     "median relative CETT error": float(np.median(rel)),
+                     "max |score difference|": float(np.abs(ref_final - live_final).max()),
+                     "mean |score difference|": float(np.abs(ref_final - live_final).mean()),
+                     "score correlation": float(np.corrcoef(ref_final, live_final)[0, 1]) if len(idx) > 2 else np.nan},
+                    name="precision")
+    if ref_model is not loaded:
+        del ref_model
+        gc.collect()
+    return out
+
+
+def read_precision(p: pd.Series) -> str:
+    if p["monitor dtype"] == p["reference dtype"]:
+        return "The monitor runs in the classifiers' own precision: nothing to compare."
+    return (f"On {p.answers} held-out answers, notebook 03's final score from the {p['monitor dtype']} monitor differs from "
+            f"the {p['reference dtype']} teacher-forced score by {p['mean |score difference|']:.3f} on average (at most "
+            f"{p['max |score difference|']:.3f}; correlation {p['score correlation']:.3f}; median relative CETT error "
+            f"{p['median relative CETT error']:.1%}).")
+
+
+def read_overhead(o: pd.Series) -> str:
+    return (f"Monitored decoding took {o.monitored_seconds:.1f} s against {o.plain_seconds:.1f} s for the same "
+            f"{int(o.plain_tokens)} greedy tokens with plain calls: {o.overhead:+.1%} "
+            f"({'within' if o.overhead <= 0.15 else 'above'} the 15% target).")
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def oriented(train: np.ndarray, y_train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """A raw score (length, NLL) turned the way that separates the training streams (AUROC ≥ 0.5 there)."""
+    from sklearn.metrics import roc_auc_score
+
+    return test if roc_auc_score(y_train, train) >= 0.5 else -test
+
+
+def final_auc(y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str, lengths: np.ndarray, n_boot: int,
+              seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """AUROC (and length-matched AUROC) of each final score with bootstrap intervals, and ``reference``
+    minus each other score with paired intervals (:func:`hneuron_utils.probes.baselines.compare`)."""
+    from hneuron_utils.probes.baselines import compare
+
+    if len(set(np.asarray(y).tolist())) < 2:
+        raise ValueError("the held-out streams hold one outcome only: no AUROC (raise monitor_questions)")
+    m, d = compare(np.asarray(y), dict(scores), reference, n_boot, seed, strata=np.asarray(lengths))
+    m = m.drop(columns=[c for c in m.columns if c.startswith("accuracy")])
+    d = d.drop(columns=[c for c in d.columns if c.startswith("accuracy")])
+    return m, d
+
+
+def read_final(m: pd.DataFrame, d: pd.DataFrame, reference: str) -> str:
+    r = m.set_index("method").loc[reference]
+    lines = [f"Final AUC of the {reference}: {r.auroc:.3f} {_ci(r.auroc_lo, r.auroc_hi, 3)} "
+             f"(n = {int(r.n_per_class)} per class at least); "
+             + ("above chance." if r.auroc_lo > 0.5 else "the interval includes chance (0.5).")]
+    for _, row in d.iterrows():
+        lines.append(f"  minus {row.method}: {row.auroc_diff:+.3f} {_ci(row.auroc_diff_lo, row.auroc_diff_hi, 3)} → "
+                     + versus(row.auroc_diff_lo, row.auroc_diff_hi, "the monitor", row.method))
+    return "\n".join(lines)
+
+
+def early_table(streams: Sequence[Any], te: np.ndarray, y: np.ndarray, fitted: Mapping[str, StreamProbe],
+                h_token: Sequence[np.ndarray], spans: Sequence[Sequence[tuple[int, int]]], k_h: int,
+                positions: Sequence[int], n_boot: int, seed: int, tr: np.ndarray | None = None) -> pd.DataFrame:
+    """AUROC with 95% intervals after t tokens for the prefix probes, notebook 03's running score and the
+    running NLL (held-out streams)."""
+    yt = np.asarray(y)[te]
+    curves = {f"{src} · prefix probe": [p.at_tokens(token_features(streams[i], src, k_h), spans[i], positions)
+                                        for i in te] for src, p in fitted.items()}
+    rows = []
+    for name, per in curves.items():
+        for j, t in enumerate(positions):
+            pt, lo, hi = bootstrap_ci(yt, np.array([c[j] for c in per]), "auroc", n_boot, seed)
+            rows.append({"method": name, "tokens": t, "auroc": pt, "auroc_lo": lo, "auroc_hi": hi, "n": len(yt)})
+    for name, per in (("03 classifier · running", [h_token[i] for i in te]),
+                      ("log-probability · running NLL", [running_nll(streams[i].logprob) for i in te])):
+        rows += auroc_by_position(per, yt, positions, n_boot, seed).assign(method=name).to_dict("records")
+    return pd.DataFrame(rows)[["method", "tokens", "auroc", "auroc_lo", "auroc_hi", "n"]]
+
+
+def read_early(e: pd.DataFrame, reference: str) -> str:
+    lines = []
+    for name, g in e.groupby("method", sort=False):
+        above = g[g.auroc_lo > 0.5]
+        first = (f"above chance from {int(above.tokens.iloc[0])} tokens on" if len(above)
+                 else "never above chance at these positions")
+        last = g.iloc[-1]
+        lines.append(f"{name}: {first}; after {int(last.tokens)} tokens {last.auroc:.3f} {_ci(last.auroc_lo, last.auroc_hi, 3)}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- guards
+
+
+def abstain_guards(step_scores: Mapping[str, Sequence[np.ndarray]], y: np.ndarray, te: np.ndarray,
+                   spans: Sequence[Sequence[tuple[int, int]]], taus: Mapping[str, float], reference: str,
+                   coverage: float, n_boot: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Risk–coverage curves of abstaining guards on held-out streams (each streaming score, plus the
+    reference probe checked once after the full answer), and per guard: the risk at ``coverage`` with its
+    interval, the paired difference to the reference, and coverage, risk and tokens written per question
+    at the τ set on training streams."""
+    yt = np.asarray(y)[te].astype(float)
+    sp = [spans[i] for i in te]
+    per = {m: [v[i] for i in te] for m, v in step_scores.items()}
+    alarm = {m: alarm_scores(v) for m, v in per.items()}
+    post = f"{reference}, post hoc"
+    alarm[post] = np.array([v[-1] for v in per[reference]])
+    curves, rows = [], []
+    for m, s in alarm.items():
+        curves.append(risk_coverage(s, yt).assign(method=m))
+        tau = taus[reference if m == post else m]
+        r = risk_at_coverage(s, yt, coverage, n_boot, seed)
+        d = paired_risk_difference(alarm[reference], s, yt, coverage, n_boot, seed) if m != reference else None
+        answered = s < tau
+        toks = (tokens_until_alarm(per[m], sp, tau) if m != post else np.array([x[-1][1] for x in sp]))
+        rows.append({"guard": m, "coverage": coverage, **r,
+                     "monitor minus this": d["difference"] if d else np.nan,
+                     "diff_lo": d["lo"] if d else np.nan, "diff_hi": d["hi"] if d else np.nan,
+                     "τ (training)": tau, "coverage at τ": float(answered.mean()),
+                     "risk at τ": float(yt[answered].mean()) if answered.any() else np.nan,
+                     "tokens per question at τ": float(toks.mean()), "tokens unguarded": float(np.mean([x[-1][1] for x in sp]))})
+    rows.append({"guard": "no guard", "coverage": 1.0, "risk": float(yt.mean()), "n": len(yt), "answered": len(yt),
+                 "tokens per question at τ": float(np.mean([x[-1][1] for x in sp]))})
+    return pd.concat(curves, ignore_index=True), pd.DataFrame(rows)
+
+
+def read_abstain(a: pd.DataFrame, reference: str, coverage: float) -> str:
+    base = a.set_index("guard").loc["no guard"]
+    r = a.set_index("guard").loc[reference]
+    lines = [f"Without a guard {base.risk:.1%} of the {int(base.n)} held-out answers are hallucinated. Answering the "
+             f"{coverage:.0%} it is surest of, the {reference} guard leaves {r.risk:.1%} {_ci(r.risk_lo, r.risk_hi, 3)} "
+             f"hallucinated."]
+    for _, row in a.iterrows():
+        if row.guard in (reference, "no guard"):
+            continue
+        v = versus(row.diff_lo, row.diff_hi, "the monitor's guard", "it", higher_is_better=False)
+        lines.append(f"  {row.guard}: {row.risk:.1%} {_ci(row.risk_lo, row.risk_hi, 3)}; monitor minus it "
+                     f"{row['monitor minus this']:+.1%} {_ci(row.diff_lo, row.diff_hi, 3)} → {v} (lower risk is better)")
+    return "\n".join(lines)
+
+
+def _flags(records: Sequence[Any], te: np.ndarray, streams: Sequence[Any]) -> pd.DataFrame:
+    rows = []
+    for i, s in zip(te, streams):
+        o = "abstained" if s.abstained else outcome(records[i].question, s.text, records[i].answers)
+        rows.append({"outcome": o, "spent": s.spent if s.spent else len(s.token_ids), "resamples": s.resamples})
+    f = pd.DataFrame(rows)
+    f["answered"] = f.outcome.isin(["correct", "wrong"])
+    f["correct"] = f.outcome == "correct"
+    f["wrong_if_answered"] = np.where(f.answered, (f.outcome == "wrong").astype(float), np.nan)
+    return f
+
+
+def resample_table(records: Sequence[Any], te: np.ndarray, streams: Sequence[Any],
+                   guarded: Mapping[str, Sequence[Any]], n_boot: int, seed: int) -> pd.DataFrame:
+    """The resampling guards on the held-out questions against the unguarded answers: coverage, the
+    hallucination rate among answered questions, accuracy over all questions (each with its interval), the
+    accuracy difference to the unguarded answers (paired by question), resamples and tokens spent."""
+    base = _flags(records, te, [streams[i] for i in te])
+    rows = []
+    for name, f in [("no guard", base)] + [(n, _flags(records, te, g)) for n, g in guarded.items()]:
+        cov, risk, acc = (rate_with_ci(f.answered, n_boot, seed), rate_with_ci(f.wrong_if_answered.tolist(), n_boot, seed),
+                          rate_with_ci(f.correct, n_boot, seed))
+        d = paired_difference(f.correct.tolist(), [base.correct.tolist()], n_boot, seed)
+        rows.append({"guard": name, "questions": len(f), "coverage": cov.rate, "coverage_lo": cov.lo, "coverage_hi": cov.hi,
+                     "hallucinated among answered": risk.rate, "risk_lo": risk.lo, "risk_hi": risk.hi, "answered": risk.n,
+                     "accuracy": acc.rate, "accuracy_lo": acc.lo, "accuracy_hi": acc.hi,
+                     "accuracy minus unguarded": d["difference"], "acc_diff_lo": d["lo"], "acc_diff_hi": d["hi"],
+                     "resamples per question": f.resamples.mean(), "tokens per question": f.spent.mean()})
+    return pd.DataFrame(rows)
+
+
+def read_resample(t: pd.DataFrame, reference: str) -> str:
+    base = t.set_index("guard").loc["no guard"]
+    lines = []
+    for _, r in t.iterrows():
+        if r.guard == "no guard":
+            continue
+        moved = ("higher" if r.acc_diff_lo > 0 else "lower" if r.acc_diff_hi < 0 else "not detectably different")
+        lines.append(f"{r.guard}: answers {r.coverage:.0%} {_ci(r.coverage_lo, r.coverage_hi)} of {int(r.questions)} questions; "
+                     f"{r['hallucinated among answered']:.1%} {_ci(r.risk_lo, r.risk_hi, 3)} of its answers are hallucinated "
+                     f"(unguarded {base['hallucinated among answered']:.1%}); accuracy over all questions {r.accuracy:.1%}, "
+                     f"{moved} than unguarded ({r['accuracy minus unguarded']:+.1%} {_ci(r.acc_diff_lo, r.acc_diff_hi, 3)}); "
+                     f"{r['resamples per question']:.2f} resamples and {r['tokens per question']:.0f} tokens per question "
+                     f"(unguarded {base['tokens per question']:.0f}).")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the dashboard
+
+
+def trace_table(streams: Sequence[Any], table: pd.DataFrame, te: np.ndarray, probe: StreamProbe,
+                h_token: Sequence[np.ndarray], spans: Sequence[Sequence[tuple[int, int]]], k_h: int,
+                tau: float, min_steps: int = 3) -> pd.DataFrame:
+    """Per token of two held-out answers (the first hallucinated and the first correct one with at least
+    ``min_steps`` sentences): the token, its sentence, notebook 03's running score, the step probe's
+    score of its sentence, the prefix probe's score so far, and τ."""
+    rows = []
+    for label, want in (("hallucinated", 1.0), ("correct", 0.0)):
+        pick = [i for i in te if table.hallucinated.iloc[i] == want and len(spans[i]) >= min_steps]
+        if not pick:
+            pick = [i for i in te if table.hallucinated.iloc[i] == want]
+        if not pick:
+            continue
+        i = pick[0]
+        s, sp = streams[i], spans[i]
+        x = s.hcett[:, :k_h]
+        step_p = probe.step_scores(x, sp)
+        prefix_t = probe.at_tokens(x, sp, range(1, len(s.token_ids) + 1))
+        for j, (a, b) in enumerate(sp):
+            for t in range(a, b):
+                start = s.ends[t - 1] if t else 0
+                rows.append({"panel": label, "id": table.id.iloc[i], "question": table.question.iloc[i],
+                             "token": t + 1, "text": s.text[start:s.ends[t]], "sentence": j + 1,
+                             "03 running score": float(h_token[i][t]), "step probe": float(step_p[j]),
+                             "prefix probe": float(prefix_t[t]), "tau": tau})
+    return pd.DataFrame(rows)
+
+
+def summary(auc: pd.DataFrame, auc_diff: pd.DataFrame, early: pd.DataFrame, abstain: pd.DataFrame,
+            resample: pd.DataFrame, overhead: pd.Series, reference: str, coverage: float) -> list[str]:
+    """The notebook's closing sentences."""
+    return [read_final(auc, auc_diff, reference), "", "How early:", read_early(early, reference), "",
+            "Abstaining guards:", read_abstain(abstain, reference, coverage), "", "Resampling guards:",
+            read_resample(resample, reference), "", read_overhead(overhead)]
