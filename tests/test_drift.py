@@ -64,3 +64,19 @@ def test_inertia_test_finds_a_set_of_unchanged_neurons_and_not_a_random_one():
     assert rand["p (permutation)"] > 0.01
     with pytest.raises(ValueError):
         stats.inertia_test(ranks, [5000], 10, 0)
+
+
+def test_inertia_test_is_two_sided_and_reads_a_set_that_changed_more():
+    rng = np.random.default_rng(2)
+    ranks = rng.permutation(np.linspace(0, 1, 2000)).reshape(4, 500)
+    flat = ranks.ravel()
+    most = np.argsort(flat)[:30]  # the 30 most-changed neurons
+    res = stats.inertia_test(ranks, most, 2000, 0)
+    assert res["difference hi"] < 0 and res["p (t-test, two-sided)"] < 1e-6 and res["p (permutation, two-sided)"] < 0.01
+    assert res["p (t-test, one-sided)"] > 0.99  # the paper's one-sided test cannot see it
+    import pandas as pd
+    text = drift.read_inertia(pd.DataFrame([{"zscore": "global", **res}]))[0]
+    assert "MORE than the others" in text
+    rand = stats.inertia_test(ranks, rng.choice(2000, 30, replace=False), 2000, 0)
+    assert "no detectable difference" in drift.read_inertia(pd.DataFrame([{"zscore": "global", **rand}]))[0]
+    assert 0 < rand["smallest detectable difference"] < 0.5

@@ -29,7 +29,7 @@ def versus(lo: float, hi: float, a: str, b: str, higher_is_better: bool = True) 
         return f"{a} beats {b}"
     if (hi < 0) if higher_is_better else (lo > 0):
         return f"{a} is beaten by {b}"
-    return f"no detectable difference between {a} and {b} (the interval includes 0)"
+    return f"no detectable difference between {a} and {b} at this n (the interval includes 0; its ends bound the differences this run rules out)"
 
 
 # --------------------------------------------------------------------------- the streams and the judge
@@ -211,7 +211,8 @@ def read_early(e: pd.DataFrame, reference: str) -> str:
     lines = []
     for name, g in e.groupby("method", sort=False):
         above = g[g.auroc_lo > 0.5]
-        first = (f"above chance from {int(above.tokens.iloc[0])} tokens on" if len(above)
+        t0 = int(above.tokens.iloc[0]) if len(above) else 0
+        first = (f"first above chance after {t0} token{'s' if t0 > 1 else ''}" if len(above)
                  else "never above chance at these positions")
         last = g.iloc[-1]
         lines.append(f"{name}: {first}; after {int(last.tokens)} tokens {last.auroc:.3f} {_ci(last.auroc_lo, last.auroc_hi, 3)}")
@@ -305,11 +306,12 @@ def read_resample(t: pd.DataFrame, reference: str) -> str:
     for _, r in t.iterrows():
         if r.guard == "no guard":
             continue
-        moved = ("higher" if r.acc_diff_lo > 0 else "lower" if r.acc_diff_hi < 0 else "not detectably different")
+        moved = ("higher than" if r.acc_diff_lo > 0 else "lower than" if r.acc_diff_hi < 0
+                 else "not detectably different from")
         lines.append(f"{r.guard}: answers {r.coverage:.0%} {_ci(r.coverage_lo, r.coverage_hi)} of {int(r.questions)} questions; "
                      f"{r['hallucinated among answered']:.1%} {_ci(r.risk_lo, r.risk_hi, 3)} of its answers are hallucinated "
                      f"(unguarded {base['hallucinated among answered']:.1%}); accuracy over all questions {r.accuracy:.1%}, "
-                     f"{moved} than unguarded ({r['accuracy minus unguarded']:+.1%} {_ci(r.acc_diff_lo, r.acc_diff_hi, 3)}); "
+                     f"{moved} unguarded ({r['accuracy minus unguarded']:+.1%} {_ci(r.acc_diff_lo, r.acc_diff_hi, 3)}); "
                      f"{r['resamples per question']:.2f} resamples and {r['tokens per question']:.0f} tokens per question "
                      f"(unguarded {base['tokens per question']:.0f}).")
     return "\n".join(lines)

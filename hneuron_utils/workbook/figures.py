@@ -332,9 +332,13 @@ def _drift(h: pd.DataFrame, tests: pd.DataFrame) -> plt.Figure:
         ax.axvline(0.5, color="tab:gray", lw=1, label="all neurons' mean rank (0.5)")
         ax.set(xlabel="normalised drift rank (1 = least changed)", ylabel="density", xlim=(0, 1),
                )
+        two = "p (t-test, two-sided)" in row
         ax.set_title(f"z-scored {'globally' if z == 'global' else 'within each layer'}\n"
-                     f"did the H-neurons change less? (one-sided)\n"
-                     f"t-test p = {row['p (t-test, one-sided)']:.3g}, permutation p = {row['p (permutation)']:.3g}",
+                     + (f"H − others {row['difference (H - others)']:+.3f} [{row['difference lo']:+.3f}, "
+                        f"{row['difference hi']:+.3f}], two-sided\nt-test p = {row['p (t-test, two-sided)']:.3g}, "
+                        f"permutation p = {row['p (permutation, two-sided)']:.3g}" if two else
+                        f"did the H-neurons change less? (one-sided)\n"
+                        f"t-test p = {row['p (t-test, one-sided)']:.3g}, permutation p = {row['p (permutation)']:.3g}"),
                      fontsize=9)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

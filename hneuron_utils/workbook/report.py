@@ -355,10 +355,17 @@ def _origin_lines(run: Path) -> list[str]:
         lines.append("Backward transfer, AUROC of the tuned model's H-neuron probe on the base model's CETT [95% CI]: "
                      + "; ".join(parts) + ". Paper: above 0.5 everywhere, above 0.86 for the Mistral pair on TriviaQA.")
     t = pd.read_csv(f)
-    lines.append("Parameter inertia, the H-neurons' mean normalised drift rank (1 = least changed; others ≈ 0.5): " + "; ".join(
-        f"z-scored {r.zscore}: {r['H mean rank']:.3f} (one-sided t-test p = {r['p (t-test, one-sided)']:.3g}, "
-        f"permutation p = {r['p (permutation)']:.3g})" for _, r in t.iterrows())
-        + ". Paper: ≈ 0.97 for Mistral-Small, > 0.58 (p < 0.001) for Gemma and Llama, not significant for Mistral-7B.")
+    if "difference lo" in t:
+        from hneuron_utils.training.drift import read_inertia
+
+        lines.append("Parameter inertia (1 = least changed; all neurons average 0.5): " + "; ".join(read_inertia(t))
+                     + ". Paper: ≈ 0.97 for Mistral-Small, > 0.58 (p < 0.001) for Gemma and Llama, not significant for "
+                     "Mistral-7B (one-sided tests).")
+    else:
+        lines.append("Parameter inertia, the H-neurons' mean normalised drift rank (1 = least changed; others ≈ 0.5): " + "; ".join(
+            f"z-scored {r.zscore}: {r['H mean rank']:.3f} (one-sided t-test p = {r['p (t-test, one-sided)']:.3g}, "
+            f"permutation p = {r['p (permutation)']:.3g})" for _, r in t.iterrows())
+            + ". Paper: ≈ 0.97 for Mistral-Small, > 0.58 (p < 0.001) for Gemma and Llama, not significant for Mistral-7B.")
     tm = run / "tables" / "06_timings.csv"
     if tm.exists():
         m = pd.read_csv(tm, index_col=0).iloc[:, 0]
@@ -396,7 +403,7 @@ def _monitor_lines(run: Path) -> list[str]:
     if (t / "07_abstain.csv").exists():
         a = pd.read_csv(t / "07_abstain.csv")
         cov = float(a.coverage.iloc[0])
-        lines.append("Abstaining guards at matched coverage: " + ev.read_abstain(a, ref, cov).replace("\n", ";").replace("  ", " "))
+        lines.append("Abstaining guards at matched coverage: " + ev.read_abstain(a, ref, cov).replace("\n  ", "; "))
     if (t / "07_resample.csv").exists():
         lines.append("Resampling guards (held-out questions, τ from training): "
                      + ev.read_resample(pd.read_csv(t / "07_resample.csv"), ref).replace("\n", " "))
