@@ -183,3 +183,9 @@ def test_readme_lines_of_notebook_07_read_its_saved_tables(tmp_path):
                    "mean sentences": 3, "share cut": 0} for s in ("train", "test", "all")]).to_csv(t / "07_streams.csv", index=False)
     text = "\n".join(report._monitor_lines(tmp_path))
     assert "Streaming monitor" in text and "Final AUC on held-out answers" in text and "at matched coverage" in text
+
+
+def test_step_pooled_auc_pools_steps_with_their_stream_label():
+    scores = {"m": [np.array([0.9, 0.8]), np.array([0.1]), np.array([0.7, 0.95, 0.6]), np.array([0.2, 0.3])]}
+    t = ev.step_pooled_auc(scores, np.array([1, 0, 1, 0]), np.arange(4), 50, 0).iloc[0]
+    assert t["step-pooled auroc"] == 1.0 and t.steps == 8 and t.streams == 4

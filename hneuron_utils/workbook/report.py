@@ -397,6 +397,11 @@ def _monitor_lines(run: Path) -> list[str]:
     lines.append("Final AUC on held-out answers [95% CI]: " + "; ".join(
         f"{r.method} {r.auroc:.3f} [{r.auroc_lo:.3f}, {r.auroc_hi:.3f}]" for _, r in auc.iterrows()) + ".")
     lines.append("Paired: " + ev.read_final(auc, diff, ref).split("\n", 1)[1].replace("\n", ";").replace("  ", " ").strip() + ".")
+    if (t / "07_step_pooled_auc.csv").exists():
+        sp = pd.read_csv(t / "07_step_pooled_auc.csv")
+        lines.append(f"Step-pooled AUC ({int(sp.steps.iloc[0])} sentences of {int(sp.streams.iloc[0])} held-out answers, "
+                     "each labelled with its answer's outcome) [95% CI over answers]: " + "; ".join(
+                         f"{r.method} {r['step-pooled auroc']:.3f} [{r.lo:.3f}, {r.hi:.3f}]" for _, r in sp.iterrows()) + ".")
     if (t / "07_early.csv").exists():
         lines.append("How early (AUROC after t tokens): " + ev.read_early(pd.read_csv(t / "07_early.csv"), ref)
                      .replace("\n", "; ") + ".")
