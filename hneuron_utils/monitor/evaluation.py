@@ -152,7 +152,7 @@ def read_overhead(o: pd.Series) -> str:
     if "overhead_first" in o:
         lo, hi = sorted([o.overhead_first, o.overhead_second])
         spread = (f"; the two plain/monitored pairs gave {lo:+.1%} and {hi:+.1%}, so this measurement's own "
-                  f"noise is about {100 * (hi - lo):.0f} points")
+                  f"noise is about {100 * (hi - lo):.0f} point{'' if round(100 * (hi - lo)) == 1 else 's'}")
     verdict = ("within the 15% target" if max(o.overhead, o.get("overhead_second", o.overhead),
                                                 o.get("overhead_first", o.overhead)) <= 0.15 else "above the 15% target")
     passes = " (mean of two passes each)" if "overhead_first" in o else ""

@@ -351,6 +351,8 @@ _MONITOR_COLOURS = {"H-neurons": "tab:red", "random": "tab:gray", "residual": "t
 
 
 def _colour(method: str) -> str:
+    if method.startswith("H-neurons · step probe"):
+        return "tab:pink"
     return next((c for k, c in _MONITOR_COLOURS.items() if method.startswith(k)), "k")
 
 
