@@ -110,7 +110,7 @@ def test_tables_of_the_notebook_on_synthetic_streams():
     rc, at = ev.abstain_guards(steps, y, te, spans, taus, ref, 0.5, 50, 0)
     a = at.set_index("guard")
     assert a.risk[ref] == 0.0 and a.risk["no guard"] == 0.5 and f"{ref}, post hoc" in a.index
-    assert "lower risk is better" in ev.read_abstain(at, ref, 0.5)
+    assert "Lower risk is better" in ev.read_abstain(at, ref, 0.5)
     trace = ev.trace_table(streams, pd.DataFrame({"id": range(60), "question": "q", "hallucinated": y}), te,
                            fitted["H-neurons"], h_token, spans, 3, 0.5)
     assert set(trace.panel) == {"hallucinated", "correct"} and len(trace) == 24
@@ -129,7 +129,7 @@ def test_resample_table_pairs_guards_with_the_unguarded_answers():
     assert t.coverage["no guard"] == 1.0 and t["hallucinated among answered"]["no guard"] == 0.5
     assert t.coverage["g"] == 0.75 and t["hallucinated among answered"]["g"] == 0.0
     assert t.accuracy["g"] == 0.75 and t["accuracy minus unguarded"]["g"] == 0.25
-    assert "g: answers 75%" in ev.read_resample(t.reset_index(), "g")
+    assert "g: answers 75% [" in ev.read_resample(t.reset_index(), "g")
 
 
 def test_stream_round_trip_and_outcome_labels(tmp_path):

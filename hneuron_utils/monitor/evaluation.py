@@ -21,6 +21,10 @@ def _ci(lo: float, hi: float, digits: int = 2) -> str:
     return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def _pci(lo: float, hi: float) -> str:
+    return f"[{100 * lo:.1f}%, {100 * hi:.1f}%]"
+
+
 def versus(lo: float, hi: float, a: str, b: str, higher_is_better: bool = True) -> str:
     """Words for ``a`` against ``b`` from the 95% interval [lo, hi] of a − b (two-sided)."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -29,7 +33,7 @@ def versus(lo: float, hi: float, a: str, b: str, higher_is_better: bool = True) 
         return f"{a} beats {b}"
     if (hi < 0) if higher_is_better else (lo > 0):
         return f"{a} is beaten by {b}"
-    return f"no detectable difference between {a} and {b} at this n (the interval includes 0; its ends bound the differences this run rules out)"
+    return f"no detectable difference between {a} and {b} at this n"
 
 
 # --------------------------------------------------------------------------- the streams and the judge
@@ -189,7 +193,8 @@ def read_final(m: pd.DataFrame, d: pd.DataFrame, reference: str) -> str:
     r = m.set_index("method").loc[reference]
     lines = [f"Final AUC of the {reference}: {r.auroc:.3f} {_ci(r.auroc_lo, r.auroc_hi, 3)} "
              f"(n = {int(r.n_per_class)} per class at least); "
-             + ("above chance." if r.auroc_lo > 0.5 else "the interval includes chance (0.5).")]
+             + ("above chance." if r.auroc_lo > 0.5 else "the interval includes chance (0.5).")
+             + " Paired differences (where an interval includes 0, its ends bound the differences this run rules out):"]
     for _, row in d.iterrows():
         lines.append(f"  minus {row.method}: {row.auroc_diff:+.3f} {_ci(row.auroc_diff_lo, row.auroc_diff_hi, 3)} → "
                      + versus(row.auroc_diff_lo, row.auroc_diff_hi, "the monitor", row.method))
@@ -289,15 +294,15 @@ def abstain_guards(step_scores: Mapping[str, Sequence[np.ndarray]], y: np.ndarra
 def read_abstain(a: pd.DataFrame, reference: str, coverage: float) -> str:
     base = a.set_index("guard").loc["no guard"]
     r = a.set_index("guard").loc[reference]
-    lines = [f"Without a guard {base.risk:.1%} of the {int(base.n)} held-out answers are hallucinated. Answering the "
-             f"{coverage:.0%} it is surest of, the {reference} guard leaves {r.risk:.1%} {_ci(r.risk_lo, r.risk_hi, 3)} "
-             f"hallucinated."]
+    lines = [f"Lower risk is better. Without a guard {base.risk:.1%} of the {int(base.n)} held-out answers are hallucinated. Answering the "
+             f"{coverage:.0%} it is surest of, the {reference} guard leaves {r.risk:.1%} {_pci(r.risk_lo, r.risk_hi)} "
+             f"hallucinated. Where an interval of a difference includes 0, its ends bound what this run rules out."]
     for _, row in a.iterrows():
         if row.guard in (reference, "no guard"):
             continue
         v = versus(row.diff_lo, row.diff_hi, "the monitor's guard", "it", higher_is_better=False)
-        lines.append(f"  {row.guard}: {row.risk:.1%} {_ci(row.risk_lo, row.risk_hi, 3)}; monitor minus it "
-                     f"{row['monitor minus this']:+.1%} {_ci(row.diff_lo, row.diff_hi, 3)} → {v} (lower risk is better)")
+        lines.append(f"  {row.guard}: {row.risk:.1%} {_pci(row.risk_lo, row.risk_hi)}; monitor minus it "
+                     f"{row['monitor minus this']:+.1%} {_pci(row.diff_lo, row.diff_hi)} → {v}")
     return "\n".join(lines)
 
 
@@ -340,10 +345,11 @@ def read_resample(t: pd.DataFrame, reference: str) -> str:
             continue
         moved = ("higher than" if r.acc_diff_lo > 0 else "lower than" if r.acc_diff_hi < 0
                  else "not detectably different from")
-        lines.append(f"{r.guard}: answers {r.coverage:.0%} {_ci(r.coverage_lo, r.coverage_hi)} of {int(r.questions)} questions; "
-                     f"{r['hallucinated among answered']:.1%} {_ci(r.risk_lo, r.risk_hi, 3)} of its answers are hallucinated "
-                     f"(unguarded {base['hallucinated among answered']:.1%}); accuracy over all questions {r.accuracy:.1%}, "
-                     f"{moved} unguarded ({r['accuracy minus unguarded']:+.1%} {_ci(r.acc_diff_lo, r.acc_diff_hi, 3)}); "
+        lines.append(f"{r.guard}: answers {r.coverage:.0%} {_pci(r.coverage_lo, r.coverage_hi)} of {int(r.questions)} questions; "
+                     f"{r['hallucinated among answered']:.1%} {_pci(r.risk_lo, r.risk_hi)} of its answers are hallucinated "
+                     f"(unguarded {base['hallucinated among answered']:.1%}); accuracy over all questions {r.accuracy:.1%} "
+                     f"{_pci(r.accuracy_lo, r.accuracy_hi)}, {moved} unguarded ({r['accuracy minus unguarded']:+.1%} "
+                     f"{_pci(r.acc_diff_lo, r.acc_diff_hi)}); "
                      f"{r['resamples per question']:.2f} resamples and {r['tokens per question']:.0f} tokens per question "
                      f"(unguarded {base['tokens per question']:.0f}).")
     return "\n".join(lines)

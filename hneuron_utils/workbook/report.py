@@ -396,7 +396,7 @@ def _monitor_lines(run: Path) -> list[str]:
     ref = "H-neurons · prefix probe"
     lines.append("Final AUC on held-out answers [95% CI]: " + "; ".join(
         f"{r.method} {r.auroc:.3f} [{r.auroc_lo:.3f}, {r.auroc_hi:.3f}]" for _, r in auc.iterrows()) + ".")
-    lines.append("Paired: " + ev.read_final(auc, diff, ref).split("\n", 1)[1].replace("\n", ";").replace("  ", " ").strip() + ".")
+    lines.append("Paired, the monitor (" + ref + ") " + "; ".join(x.strip() for x in ev.read_final(auc, diff, ref).split("\n")[1:]) + ".")
     if (t / "07_step_pooled_auc.csv").exists():
         sp = pd.read_csv(t / "07_step_pooled_auc.csv")
         lines.append(f"Step-pooled AUC ({int(sp.steps.iloc[0])} sentences of {int(sp.streams.iloc[0])} held-out answers, "
@@ -408,7 +408,9 @@ def _monitor_lines(run: Path) -> list[str]:
     if (t / "07_abstain.csv").exists():
         a = pd.read_csv(t / "07_abstain.csv")
         cov = float(a.coverage.iloc[0])
-        lines.append("Abstaining guards at matched coverage: " + ev.read_abstain(a, ref, cov).replace("\n  ", "; "))
+        first, *rest = ev.read_abstain(a, ref, cov).split("\n")
+        lines.append("Abstaining guards at matched coverage: " + first + " Each other guard: "
+                     + "; ".join(x.strip() for x in rest) + ".")
     if (t / "07_resample.csv").exists():
         lines.append("Resampling guards (held-out questions, τ from training): "
                      + ev.read_resample(pd.read_csv(t / "07_resample.csv"), ref).replace("\n", " "))
