@@ -7,7 +7,6 @@ import torch
 from hneuron_utils import monitor
 from hneuron_utils.monitor import live
 from hneuron_utils.text import generation
-from hneuron_utils.text.tokens import TeacherForced
 
 QUESTIONS = ["What is the capital of France?", "Who wrote Hamlet?", "Name a prime number.", "Why is the sky blue?"]
 
@@ -36,12 +35,7 @@ def test_monitor_changes_no_token_and_matches_plain_decoding(tiny):
 def test_live_features_equal_a_teacher_forced_pass(tiny):
     prompts = _prompts(tiny)
     got = live.monitored_sample(tiny, prompts, _flat(tiny), GREEDY, batch_size=4, resid_layer=1, progress=False)
-    examples = []
-    for p, s in zip(prompts, got):
-        ids = tiny.tokenizer(p, add_special_tokens=False)["input_ids"] + s.token_ids
-        ans = torch.zeros(len(ids), dtype=torch.bool)
-        ans[len(ids) - len(s.token_ids):] = True
-        examples.append(TeacherForced(torch.tensor(ids), ans, len(ids) - len(s.token_ids)))
+    examples = [live.teacher_forced(tiny.tokenizer, p, s) for p, s in zip(prompts, got)]
     ref = monitor.token_cett(tiny, examples, _flat(tiny), batch_size=2)
     for s, r, ex in zip(got, ref, examples):
         np.testing.assert_allclose(s.hcett, r.numpy(), rtol=1e-4, atol=1e-6)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from hneuron_utils.monitor import auroc_by_position, risk_coverage
 from hneuron_utils.monitor.longform import OUTCOMES, outcome
-from hneuron_utils.monitor.probes import (StreamProbe, alarm_scores, at_step_ends, paired_risk_difference,
+from hneuron_utils.monitor.probes import (StreamProbe, alarm_scores, paired_risk_difference,
                                           risk_at_coverage, running_nll, token_features, tokens_until_alarm)
 from hneuron_utils.stats import bootstrap_ci, cohen_kappa, paired_difference, rate_with_ci
 
@@ -110,20 +110,13 @@ def precision_check(loaded: Any, model: str, cett_dtype: str, device: str, promp
     (notebook 02's precision) and compare notebook 03's final score with the live (model-precision) one."""
     import gc
 
-    import torch
-
     from hneuron_utils import models
     from hneuron_utils.monitor import stream_scores, token_cett
-    from hneuron_utils.text.tokens import TeacherForced
+    from hneuron_utils.monitor.live import teacher_forced
 
     idx = [i for i in np.flatnonzero(mask) if len(streams[i].token_ids)][:n]
     ref_model = models.for_cett(loaded, model, cett_dtype, device)
-    ex = []
-    for i in idx:
-        ids = loaded.tokenizer(prompts[i], add_special_tokens=False)["input_ids"] + streams[i].token_ids
-        ans = torch.zeros(len(ids), dtype=torch.bool)
-        ans[len(ids) - len(streams[i].token_ids):] = True
-        ex.append(TeacherForced(torch.tensor(ids), ans, len(ids) - len(streams[i].token_ids)))
+    ex = [teacher_forced(loaded.tokenizer, prompts[i], streams[i]) for i in idx]
     ref = token_cett(ref_model, ex, clf.columns, batch_size=8)
     ref_final = np.array([s[-1] for s in stream_scores(clf, ref)])
     live_final = np.array([h_token[i][-1] for i in idx])

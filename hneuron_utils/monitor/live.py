@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from hneuron_utils.monitor import SENTENCE_END, step_features, step_token_spans
+from hneuron_utils.monitor import SENTENCE_END, step_token_spans
 
 ABSTAIN_TEXT = "I don't know."
 
@@ -65,6 +65,17 @@ class Stream:
         if d.get("resid") is not None:
             d["resid"] = np.asarray(d["resid"], dtype=np.float32)
         return cls(**d)
+
+
+def teacher_forced(tokenizer: Any, prompt: str, stream: Stream) -> Any:
+    """The (prompt, answer) pair of a stream as a teacher-forced example whose answer tokens are exactly
+    the stream's tokens (no re-tokenisation of the text)."""
+    from hneuron_utils.text.tokens import TeacherForced
+
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] + list(stream.token_ids)
+    ans = torch.zeros(len(ids), dtype=torch.bool)
+    ans[len(ids) - len(stream.token_ids):] = True
+    return TeacherForced(torch.tensor(ids), ans, len(ids) - len(stream.token_ids))
 
 
 # A guard's score: (hcett [T, k], resid [T, d] | None, logprob [T], spans) -> score, higher = more alarmed.
@@ -206,19 +217,18 @@ def monitored_sample(loaded: Any, prompts: Sequence[str], flat_neurons: Sequence
     def rollback(row: _Row, am: torch.Tensor, j: int) -> bool:
         """Discard the open sentence (tokens row.start..). True if the row may resample, else abstain."""
         row.alarms.append(len(row.gen))
-        if guard.mode == "abstain" or row.tries >= guard.max_resamples:
-            row.gen, row.h, row.r, row.lp, row.ends = (x[:row.start] for x in (row.gen, row.h, row.r, row.lp, row.ends))
-            row.text = tok.decode(row.gen, skip_special_tokens=True)
-            return False
-        am[j, row.cols[row.start:]] = 0
+        resample = guard.mode == "resample" and row.tries < guard.max_resamples
+        if resample:
+            am[j, row.cols[row.start:]] = 0  # masked out of the cache before its columns are forgotten
         for name in ("gen", "cols", "h", "r", "lp", "ends"):
             setattr(row, name, getattr(row, name)[:row.start])
         row.text = tok.decode(row.gen, skip_special_tokens=True)
-        row.logits = row.start_logits
-        row.tries += 1
-        row.resamples += 1
-        row.attempt += 1
-        return True
+        if resample:
+            row.logits = row.start_logits
+            row.tries += 1
+            row.resamples += 1
+            row.attempt += 1
+        return resample
 
     for b0 in range(0, len(order), batch_size):
         idx = order[b0:b0 + batch_size]

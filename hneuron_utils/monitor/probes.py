@@ -24,18 +24,23 @@ from hneuron_utils.monitor import causal_pool, step_features, stream_scores, tra
 SOURCES = ("H-neurons", "random neurons", "residual")
 
 
-def token_features(stream: Any, source: str, k_h: int) -> np.ndarray:
-    """A stream's per-token features from one source: the H-neurons' CETT (the first ``k_h`` monitored
-    columns), the random control neurons' CETT (the rest), or the residual layer."""
+def source_columns(source: str, hcett: np.ndarray, resid: np.ndarray | None, k_h: int) -> np.ndarray:
+    """Per-token features of one source from what the monitor read: the H-neurons' CETT (the first ``k_h``
+    monitored columns), the random control neurons' CETT (the rest), or the residual layer."""
     if source == "H-neurons":
-        return stream.hcett[:, :k_h]
+        return hcett[:, :k_h]
     if source == "random neurons":
-        return stream.hcett[:, k_h:]
+        return hcett[:, k_h:]
     if source == "residual":
-        if stream.resid is None:
+        if resid is None:
             raise ValueError("this stream was generated without a residual layer")
-        return stream.resid
+        return resid
     raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+
+
+def token_features(stream: Any, source: str, k_h: int) -> np.ndarray:
+    """A stream's per-token features from one source (:func:`source_columns`)."""
+    return source_columns(source, stream.hcett, stream.resid, k_h)
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-4, max_iter: int = 200) -> tuple[np.ndarray, float]:
@@ -133,8 +138,7 @@ def h_running(clf: Any, streams: Sequence[Any], k_h: int) -> list[np.ndarray]:
 def probe_guard_score(probe: StreamProbe, k_h: int) -> Callable:
     """A :class:`~hneuron_utils.monitor.live.Guard` score: the probe's prefix score after the last step."""
     def score(h: np.ndarray, r: Any, lp: np.ndarray, spans: list) -> float:
-        x = h[:, :k_h] if probe.source == "H-neurons" else (h[:, k_h:] if probe.source == "random neurons" else r)
-        return float(probe.prefix_scores(x, spans)[-1])
+        return float(probe.prefix_scores(source_columns(probe.source, h, r, k_h), spans)[-1])
     return score
 
 
@@ -158,23 +162,22 @@ def tau_for_coverage(scores: np.ndarray, coverage: float) -> float:
     return float(np.inf) if k >= len(s) else float(s[k])
 
 
+def _risk(scores: np.ndarray, hallucinated: np.ndarray, idx: np.ndarray, coverage: float) -> float:
+    """Hallucination rate among the ``coverage`` share of questions ``idx`` with the lowest scores (stable ties)."""
+    k = max(1, int(np.floor(coverage * len(idx))))
+    return float(hallucinated[idx[np.argsort(scores[idx], kind="stable")[:k]]].mean())
+
+
 def risk_at_coverage(scores: np.ndarray, hallucinated: np.ndarray, coverage: float, n_boot: int,
                      seed: int) -> dict[str, float]:
     """Hallucination rate among the ``coverage`` share of questions with the lowest guard scores (ties
     broken by order), with a bootstrap interval over questions (the cut re-ranked in every resample)."""
     s, h = np.asarray(scores, float), np.asarray(hallucinated, float)
-
-    def risk(idx: np.ndarray) -> float:
-        k = max(1, int(np.floor(coverage * len(idx))))
-        keep = idx[np.argsort(s[idx], kind="stable")[:k]]
-        return float(h[keep].mean())
-
-    full = np.arange(len(s))
     rng = np.random.default_rng(seed)
-    boots = [risk(rng.integers(0, len(s), len(s))) for _ in range(n_boot)]
+    boots = [_risk(s, h, rng.integers(0, len(s), len(s)), coverage) for _ in range(n_boot)]
     lo, hi = np.quantile(boots, [0.025, 0.975])
-    return {"risk": risk(full), "risk_lo": float(lo), "risk_hi": float(hi), "answered": max(1, int(np.floor(coverage * len(s)))),
-            "n": len(s)}
+    return {"risk": _risk(s, h, np.arange(len(s)), coverage), "risk_lo": float(lo), "risk_hi": float(hi),
+            "answered": max(1, int(np.floor(coverage * len(s)))), "n": len(s)}
 
 
 def paired_risk_difference(a: np.ndarray, b: np.ndarray, hallucinated: np.ndarray, coverage: float, n_boot: int,
@@ -182,19 +185,15 @@ def paired_risk_difference(a: np.ndarray, b: np.ndarray, hallucinated: np.ndarra
     """Risk at ``coverage`` of guard score ``a`` minus that of ``b`` on the same questions, with a paired
     bootstrap interval."""
     a, b, h = (np.asarray(v, float) for v in (a, b, hallucinated))
-
-    def risk(s: np.ndarray, idx: np.ndarray) -> float:
-        k = max(1, int(np.floor(coverage * len(idx))))
-        return float(h[idx[np.argsort(s[idx], kind="stable")[:k]]].mean())
-
-    full = np.arange(len(h))
     rng = np.random.default_rng(seed)
     d = []
     for _ in range(n_boot):
         idx = rng.integers(0, len(h), len(h))
-        d.append(risk(a, idx) - risk(b, idx))
+        d.append(_risk(a, h, idx, coverage) - _risk(b, h, idx, coverage))
     lo, hi = np.quantile(d, [0.025, 0.975])
-    return {"difference": risk(a, full) - risk(b, full), "lo": float(lo), "hi": float(hi), "n": len(h)}
+    full = np.arange(len(h))
+    return {"difference": _risk(a, h, full, coverage) - _risk(b, h, full, coverage), "lo": float(lo), "hi": float(hi),
+            "n": len(h)}
 
 
 def tokens_until_alarm(step_scores: Sequence[np.ndarray], spans: Sequence[Sequence[tuple[int, int]]],
