@@ -1,6 +1,7 @@
 """Static checks of every numbered notebook, and the smoke run of all of them through papermill."""
 
 import json
+import re
 
 import nbformat
 import pytest
@@ -39,7 +40,7 @@ def test_notebook_structure(path):
     first_code = next(c for c in nxt if c.cell_type == "code")
     assert "config.from_notebook(globals())" in first_code.source, "the cell after parameters must validate them"
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    used = {n for n in config.PARAM_NAMES if f"cfg.{n}" in code}
+    used = {n for n in config.PARAM_NAMES if re.search(rf"\bcfg\.{n}\b", code)}
     assert used <= set(names), f"notebook reads parameters it does not declare: {used - set(names)}"
 
 

@@ -17,6 +17,8 @@ last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import os
@@ -28,6 +30,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from hneuron_utils.training.eaft import token_objective
 
 # Gemma's chat format (the tuned model's template; the base GGUF ships none). Its turn tokens
 # <start_of_turn>/<end_of_turn> are already in the base vocabulary.
@@ -54,6 +58,10 @@ class TuneConfig:
     freeze: tuple[str, ...]
     seed: int
     data_digest: str
+    loss: str = "sft"               # "sft" (plain cross-entropy) or "eaft" (entropy-gated, notebook 08)
+    eaft_alpha: float = 1.0
+    eaft_topk: int = 20
+    train_layers: tuple[int, ...] = ()  # non-empty: train only these layers' MLPs (freeze is then ignored)
 
 
 def evaluated_questions() -> set[str]:
@@ -211,6 +219,21 @@ def frozen_parameters(model: torch.nn.Module, freeze: Sequence[str]) -> list[str
     return out
 
 
+def train_mlp_only(model: torch.nn.Module, layers_path: str, layers: Sequence[int]) -> list[str]:
+    """Make only the MLP weights of ``layers`` trainable; return the names of the frozen parameters."""
+    n = len(functools.reduce(getattr, layers_path.split("."), model))
+    bad = [i for i in layers if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"train_layers {bad} out of range: the model has {n} layers")
+    keep = tuple(f"{layers_path}.{i}.mlp." for i in layers)
+    out = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith(keep))
+        if not p.requires_grad:
+            out.append(name)
+    return out
+
+
 def _lr_at(step: int, cfg: TuneConfig) -> float:
     """Linear warm-up, then cosine decay to 10% of the peak."""
     if step < cfg.warmup_steps:
@@ -233,9 +256,15 @@ def response_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean next-token cross-entropy over the labelled (response) positions. The output head runs only at
     those positions (a few per conversation) instead of at all of them: with Gemma's 262k-token vocabulary
     the full logits would cost more than the rest of the model. Equal to ``model(**batch).loss`` (tested)."""
+    logits, target = response_logits(model, batch)
+    return torch.nn.functional.cross_entropy(logits, target)
+
+
+def response_logits(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float logits [N, V], target ids [N]) at the N labelled (response) positions of ``batch``."""
     inner, head = getattr(model, "model", None), model.get_output_embeddings()
     if inner is None or head is None:
-        return model(**batch).loss
+        raise ValueError("response_logits needs a model with .model and an output embedding")
     hidden = inner(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                    use_cache=False).last_hidden_state
     target = batch["labels"][:, 1:]
@@ -244,7 +273,7 @@ def response_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    return torch.nn.functional.cross_entropy(logits, target[keep])
+    return logits, target[keep]
 
 
 def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every: int = 50,
@@ -265,15 +294,21 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
     model, tok, _, _ = _load_hf(cfg.base_model, torch.float32, torch.device("cpu"))
     template = ensure_chat_template(tok)
     model.train()
-    frozen = frozen_parameters(model, cfg.freeze)
+    if cfg.train_layers:
+        from hneuron_utils.models import find_layers_path
+
+        frozen = train_mlp_only(model, find_layers_path(model), cfg.train_layers)
+    else:
+        frozen = frozen_parameters(model, cfg.freeze)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     encoded = [e for e in (encode_pair(tok, p, cfg.max_tokens) for p in pairs) if any(x != -100 for x in e[1])]
     if not encoded:
         raise ValueError(f"no tuning pair has a response token within sft_max_tokens = {cfg.max_tokens}")
-    order = np.random.default_rng(cfg.seed).permutation(len(encoded) * (1 + cfg.steps * cfg.batch_size // len(encoded)))
-    order = order % len(encoded)
+    rng = np.random.default_rng(cfg.seed)  # one permutation per pass: every pair seen once before any twice
+    order = np.concatenate([rng.permutation(len(encoded))
+                            for _ in range(-(-cfg.steps * cfg.batch_size // len(encoded)))])
     ckpt = out_dir / "checkpoint.pt"
     losses: list[dict] = []
     start = 0
@@ -291,18 +326,20 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = response_loss(model, batch)
+            logits, target = response_logits(model, batch)
+            loss, ce, w = token_objective(logits, target, cfg.loss, cfg.eaft_alpha, cfg.eaft_topk)
             if step == start == 0:  # the head-at-labels loss must be the model's own loss
                 with torch.no_grad():
                     ref = float(model(**batch).loss)
-                if not math.isclose(float(loss.detach()), ref, rel_tol=2e-2):
-                    raise RuntimeError(f"response_loss {float(loss.detach()):.4f} differs from the model's loss {ref:.4f} "
+                if not math.isclose(float(ce.mean()), ref, rel_tol=2e-2):
+                    raise RuntimeError(f"response_loss {float(ce.mean()):.4f} differs from the model's loss {ref:.4f} "
                                        "(an architecture that scales its logits?)")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
-        losses.append({"step": step + 1, "loss": float(loss.detach()), "lr": _lr_at(step, cfg),
+        losses.append({"step": step + 1, "loss": float(loss.detach()), "cross_entropy": float(ce.mean()),
+                       "mean_weight": float(w.mean()), "lr": _lr_at(step, cfg),
                        "tokens": int((batch["labels"] != -100).sum()), "seconds": time.perf_counter() - t0})
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
         if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < cfg.steps:
@@ -333,4 +370,15 @@ def tuned_dir(cfg: TuneConfig) -> Path:
     """Where the tuned model of ``cfg`` lives (a stage folder keyed by the whole config)."""
     from hneuron_utils.workbook.stages import stage_dir
 
-    return stage_dir("sft", {"stage": "sft", "version": 1, **asdict(cfg)})
+    key = asdict(cfg)
+    later = [f for f in dataclasses.fields(TuneConfig) if f.name in _LATER_FIELDS]
+    plain = cfg.loss == "sft" and not cfg.train_layers  # a run 06 could have made before these fields existed
+    for f in later:  # fields added for notebook 08 enter the key only when set (06's runs keep their keys)
+        if key[f.name] == f.default or (f.name.startswith("eaft_") and cfg.loss == "sft"):
+            del key[f.name]
+    # version 2: one permutation per pass (version 1's order repeated some pairs within the first pass when
+    # the steps covered the set more than once; with at most one pass, as in 06, the two orders are identical)
+    return stage_dir("sft", {"stage": "sft", "version": 1 if plain else 2, **key})
+
+
+_LATER_FIELDS = ("loss", "eaft_alpha", "eaft_topk", "train_layers")

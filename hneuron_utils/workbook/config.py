@@ -239,6 +239,8 @@ SCHEMA: tuple[Param, ...] = (
           "the vendors)", check=_sft_freeze),
     Param("sft_checkpoint_every", (int,), "Save a resumable checkpoint every this many steps (0 = never).",
           paper="—", check=_non_negative),
+    Param("tune_loss", (str,), "Loss of notebook 06's instruction tuning: plain cross-entropy or entropy-adaptive "
+          "(notebook 08 compares both).", paper="sft (the vendors' tuning)", choices=("sft", "eaft")),
     Param("origin_profile", (str,), "Profile whose values notebook 06 runs notebooks 01–03 with on the tuned "
           "model (origin_overrides on top; model and run name set by 06).", paper="—"),
     Param("origin_overrides", (dict,), "Parameters of the tuned model's 01–03 run that differ from "
@@ -284,6 +286,39 @@ SCHEMA: tuple[Param, ...] = (
           check=_positive),
     Param("bench_answers", (int,), "Greedy answers decoded with and without the monitor to measure its "
           "overhead.", paper="—", check=_positive),
+    # --- 08 entropy-adaptive fine-tuning (the "paper" column names EAFT, arXiv 2601.02151, and its reference code) --
+    Param("eaft_alpha", _NUM, "Exponent α of the EAFT weight (H_top-k / 3.0)^α (0 = plain cross-entropy).",
+          paper="1 (LLaMA-Factory's eaft_alpha)", check=_non_negative),
+    Param("eaft_topk", (int,), "Logits whose renormalised softmax gives the EAFT entropy.", paper="20",
+          check=_positive),
+    Param("ft_train_items", (int,), "Medical multiple-choice items in the tuning set (a seeded draw; each seen "
+          "once at most).", paper="— (its own math and medical sets)", check=_positive),
+    Param("ft_eval_items", (int,), "Held-out medical multiple-choice items: the new domain's accuracy before "
+          "and after tuning.", paper="—", check=_positive),
+    Param("ft_steps", (int,), "Optimiser steps of each tuning (SFT and EAFT alike).", paper="—", check=_positive),
+    Param("ft_batch_size", (int,), "Conversations per tuning step.", paper="—", check=_positive),
+    Param("ft_lr", _NUM, "Peak learning rate (AdamW; linear warm-up, cosine decay to 10%).", paper="—",
+          check=_positive),
+    Param("ft_warmup_steps", (int,), "Warm-up steps of the learning rate.", paper="—", check=_positive),
+    Param("ft_max_tokens", (int,), "Tokens per tuning conversation at most (longer ones are cut).", paper="—",
+          check=_positive),
+    Param("ft_train_layers", (int,), "The last this many layers have their MLPs (gate, up, down) trained; all "
+          "else frozen.", paper="all parameters (full fine-tuning)", check=_positive),
+    Param("ft_letter_check_items", (int,), "Held-out items answered greedily in full by each model, to check that "
+          "the most likely first-token letter is the option the answer names.", paper="—", check=_positive),
+    Param("ft_qa_items", (int,), "TriviaQA questions of each general-knowledge set: ones the model answered "
+          "right before (forgetting) and ones it answered wrong (hallucination rate), unused by notebook 01's "
+          "dataset.", paper="— (general benchmarks)", check=_positive),
+    Param("ft_ppl_texts", (int,), "Held-out plain-text passages whose perplexity measures drift from general text.",
+          paper="—", check=_positive),
+    Param("conflict_pairs", (int,), "Tuning pairs whose tokens are scored by the untuned model for the "
+          "confident-conflict analysis.", paper="— (all training tokens)", check=_positive),
+    Param("conflict_max_prob", _NUM, "A confident conflict: the target token's probability below this ...",
+          paper="— (low probability; the paper's figure uses quantiles)", check=_probability),
+    Param("conflict_max_entropy", _NUM, "... and the normalised top-k entropy H_k / ln k below this.",
+          paper="— (low entropy)", check=_probability),
+    Param("ft_eval_batch_size", (int,), "Prompts per forward pass when scoring (multiple choice, perplexity, "
+          "conflicts).", paper="—", check=_positive),
 )
 
 _BY_NAME = {p.name: p for p in SCHEMA}

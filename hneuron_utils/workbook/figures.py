@@ -459,6 +459,119 @@ def _resample(t: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+_LOSS_COLOURS = {"untuned": "0.5", "SFT": "tab:red", "EAFT": "tab:blue"}
+
+
+@register("08_conflicts", "08_conflict_tokens.csv")
+def _conflicts(t: pd.DataFrame) -> plt.Figure:
+    """Each tuning target token under the untuned model: probability of the target vs normalised entropy,
+    coloured by the EAFT weight; the confident-conflict corner shaded (thresholds of the default profile)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.6))
+    w = (t.entropy_topk / 3.0).clip(upper=1.2)
+    sc = ax.scatter(t.entropy_norm, t.p_target, c=w, cmap="viridis", s=9, alpha=0.7)
+    fig.colorbar(sc, ax=ax, label="EAFT weight H₂₀ / 3.0 (α = 1)")
+    ax.set_yscale("log")
+    p_max, h_max = float(t.max_prob.iloc[0]), float(t.max_entropy.iloc[0])
+    bottom = min(float(t.p_target.min()), p_max) * 0.5
+    ax.fill_between([0, h_max], bottom, p_max, color="tab:red", alpha=0.1,
+                    label=f"confident conflicts (p < {p_max:g}, H/ln 20 < {h_max:g}): "
+                          f"{int(((t.p_target < p_max) & (t.entropy_norm < h_max)).sum())} tokens")
+    ax.set_ylim(bottom=bottom)
+    ax.set(xlabel="normalised top-20 entropy of the untuned model's prediction", xlim=(0, 1),
+           ylabel="probability of the target token",
+           title=f"Tuning targets as the untuned model sees them ({len(t)} tokens, {t.pair.nunique()} conversations)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+@register("08_tuning", "08_tuning.csv")
+def _tuning_curves(t: pd.DataFrame) -> plt.Figure:
+    """Cross-entropy of each batch and the batch's mean EAFT weight, per step, for both tunings."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for loss, g in t.groupby("loss"):
+        axes[0].plot(g.step, g.cross_entropy, color=_LOSS_COLOURS.get(loss, "k"), label=loss, lw=1.2)
+        axes[1].plot(g.step, g.mean_weight, color=_LOSS_COLOURS.get(loss, "k"), label=loss, lw=1.2)
+    axes[0].set(xlabel="step", ylabel="cross-entropy of the batch's targets", title="Training cross-entropy (both losses)")
+    axes[1].set(xlabel="step", ylabel="mean token weight", title="Weight on the batch's target tokens (SFT: 1)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+@register("08_learning_forgetting", "08_outcomes.csv")
+def _learning_forgetting(t: pd.DataFrame) -> plt.Figure:
+    """Change from the untuned model on every measure, per tuning, with 95% paired intervals."""
+    import numpy as np
+
+    d = t.dropna(subset=["change"]).copy()
+    ppl = d.measure.str.contains("perplexity")
+    d.loc[ppl, ["change", "change lo", "change hi"]] = 100 * (d.loc[ppl, ["change", "change lo", "change hi"]] - 1)
+    d.loc[~ppl, ["change", "change lo", "change hi"]] *= 100
+    measures = list(dict.fromkeys(d.measure))
+    fig, ax = plt.subplots(figsize=(8, 0.8 * len(measures) + 1.5))
+    for k, (loss, g) in enumerate(d.groupby("model", sort=False)):
+        g = g.set_index("measure").loc[measures]
+        y = np.arange(len(measures)) + (k - 0.5) * 0.3
+        err = np.vstack([g.change - g["change lo"], g["change hi"] - g.change]).clip(min=0)
+        ax.errorbar(g.change, y, xerr=err, fmt="o", capsize=3, color=_LOSS_COLOURS.get(loss, "k"), label=loss)
+    ax.axvline(0, color="k", lw=0.8)
+    labels = [m + (" (% change)" if "perplexity" in m else " (points)") for m in measures]
+    n = t.groupby("measure").n.max()
+    ax.set_yticks(np.arange(len(measures)), [f"{lab}\nn = {int(n[m])}" for lab, m in zip(labels, measures)], fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel="change from the untuned model (95% paired interval)",
+           title="What each tuning learned and forgot")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+@register("08_drift", "08_drift_ranks.csv")
+def _drift_ranks(t: pd.DataFrame) -> plt.Figure:
+    """The H-neurons' normalised drift ranks in the trained layers under each loss (0 = changed most); all
+    trained neurons' ranks are uniform on [0, 1] by construction (mean 0.5)."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    if t.empty:
+        ax.text(0.5, 0.5, "no H-neuron lies in the trained layers", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    losses = list(dict.fromkeys(t.loss))
+    rng = np.random.default_rng(0)
+    for k, loss in enumerate(losses):
+        r = t[t.loss == loss]["rank"].to_numpy()
+        ax.scatter(r, k + rng.uniform(-0.15, 0.15, len(r)), color=_LOSS_COLOURS.get(loss, "k"), s=18, alpha=0.8)
+        ax.plot([r.mean()] * 2, [k - 0.3, k + 0.3], color="k", lw=2)
+    ax.axvline(0.5, color="k", ls=":", lw=0.8, label="mean of all trained neurons (0.5)")
+    ax.set_yticks(range(len(losses)), losses)
+    ax.set(xlim=(0, 1), xlabel="normalised drift rank (0 = changed most, 1 = least); bar = H-neurons' mean",
+           title=f"H-neurons in the trained layers (n = {t.groupby('loss').size().iloc[0]}) under each loss")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+@register("08_detector", "08_detector.csv")
+def _detector(t: pd.DataFrame) -> plt.Figure:
+    """Notebook 03's H-neuron classifier on each model's CETT (AUROC, 95% interval) and the random-neuron control."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.5, 0.6 * len(t) + 1.4))
+    y = np.arange(len(t))
+    err = np.vstack([t.auroc - t["auroc lo"], t["auroc hi"] - t.auroc]).clip(min=0)
+    ax.barh(y, t.auroc, xerr=err, capsize=3, color=[_LOSS_COLOURS.get(m, "k") for m in t.model], label="H-neurons")
+    ax.scatter(t["random neurons (mean AUROC)"], y, marker="|", s=300, color="k", label="random neurons (mean)")
+    ax.axvline(0.5, color="k", lw=0.8, ls=":")
+    ax.set_yticks(y, t.model)
+    ax.set(xlim=(0, 1), xlabel="AUROC on notebook 03's test examples (95% interval)",
+           title=f"Notebook 03's detector after tuning (n = {int(t['n faithful'][0])} + {int(t['n hallucinated'][0])})")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def draw(name: str, tables_dir: Path, out_dir: Path) -> plt.Figure:
     """Draw figure ``name`` from its saved tables and write ``<out_dir>/<name>.png``."""
     f = REGISTRY[name]

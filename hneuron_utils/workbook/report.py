@@ -48,7 +48,7 @@ def results_block(run: Path) -> str:
                       f"FFN neurons = {s['FFN neurons in total = features per example']} neurons; "
                       f"one neuron = {s['one neuron in ‰ of all FFN neurons']}‰."]
     lines += (_dataset_lines(run) + _headline_lines(run) + _generalisation_lines(run) + _intervention_lines(run)
-              + _origin_lines(run) + _monitor_lines(run) + _bench_lines(run.parent / "bench", p["model"]))
+              + _origin_lines(run) + _monitor_lines(run) + _finetune_lines(run) + _bench_lines(run.parent / "bench", p["model"]))
     return "\n".join(lines)
 
 
@@ -419,6 +419,32 @@ def _monitor_lines(run: Path) -> list[str]:
     if (t / "07_precision.csv").exists():
         lines.append(ev.read_precision(pd.read_csv(t / "07_precision.csv").iloc[0]))
     return lines
+
+
+def _finetune_lines(run: Path) -> list[str]:
+    """Notebook 08: SFT versus EAFT — the tunings, learning and forgetting, the H-neurons' drift, the detector."""
+    import json
+
+    import pandas as pd
+
+    t = run / "tables"
+    names = ("08_outcomes", "08_eaft_minus_sft", "08_drift", "08_detector", "08_conflicts")
+    if not all((t / f"{n}.csv").exists() for n in names):
+        return []
+    from hneuron_utils.training import forgetting
+
+    tables = [pd.read_csv(t / f"{n}.csv") for n in names]
+    p = json.loads((run / "run_log.json").read_text())["params"]
+    head = (f"**Entropy-adaptive vs plain fine-tuning (`08_eaft_vs_sft`)**: the default model tuned twice on "
+            f"{p['ft_steps']} × {p['ft_batch_size']} medical multiple-choice conversations (the MLPs of "
+            f"its last {p['ft_train_layers']} layers; lr {p['ft_lr']}), once with plain cross-entropy (SFT) "
+            f"and once with EAFT (α = {p['eaft_alpha']}, top-{p['eaft_topk']} entropy); everything else the same.")
+    again = pd.read_csv(t / "08_reidentified.csv") if (t / "08_reidentified.csv").exists() else None
+    boot = None
+    if (t / "03_stability.csv").exists():
+        st = pd.read_csv(t / "03_stability.csv")
+        boot = float(st[st.comparison.str.startswith("bootstrap")].jaccard.mean())
+    return ["", head] + [f"- {line}" for line in forgetting.summary(*tables[:4], tables[4], again, boot)]
 
 
 def _pct(ci: str) -> str:

@@ -1,0 +1,608 @@
+"""Notebook 08's measurements: plain fine-tuning (SFT) versus entropy-adaptive fine-tuning (EAFT) of the
+default model on a new domain (medical multiple choice), and what each does to the model's general
+knowledge, to the H-neurons and to notebook 03's detector.
+
+Every comparison is paired (the same items before and after, or under both losses) and carries a
+percentile-bootstrap 95% interval; the words that read it come from the interval (:func:`change_words`).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hneuron_utils.stats import rate_with_ci
+
+Pair = tuple[str, str]
+
+
+# --------------------------------------------------------------------------- the domain
+
+
+def mc_split(items: Sequence[Any], n_train: int, n_eval: int, seed: int) -> tuple[list[Any], list[Any]]:
+    """Disjoint seeded (tuning items, held-out items) of the medical multiple-choice set."""
+    if n_train + n_eval > len(items):
+        raise ValueError(f"asked for {n_train} tuning + {n_eval} held-out items, the set has {len(items)}")
+    order = np.random.default_rng(seed).permutation(len(items))
+    return [items[i] for i in order[:n_train]], [items[i] for i in order[n_train:n_train + n_eval]]
+
+
+def mc_pairs(items: Sequence[Any]) -> list[Pair]:
+    """(user message, target answer) tuning pairs: the question with its lettered options → "C. text"."""
+    from hneuron_utils.data.medmc import mc_prompt, mc_target
+
+    return [(mc_prompt(it), mc_target(it)) for it in items]
+
+
+def letter_ids(tokenizer: Any, n: int = 5) -> list[int]:
+    """Token ids of the option letters "A", "B", ... (each must be one token)."""
+    out = []
+    for letter in "ABCDE"[:n]:
+        ids = tokenizer(letter, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f"option letter {letter!r} is {len(ids)} tokens for this tokenizer: cannot score by letter")
+        out.append(ids[0])
+    return out
+
+
+@torch.inference_mode()
+def _mc_batch(loaded: Any, prompts: Sequence[str], letters: list[int]) -> np.ndarray:
+    """Softmax probabilities [B, 5] of the option letters as the answer's first token."""
+    tok, model = loaded.tokenizer, loaded.hf
+    enc = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    n = max(len(e) for e in enc)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    ids = torch.full((len(enc), n), pad, dtype=torch.long)
+    am = torch.zeros((len(enc), n), dtype=torch.long)
+    for r, e in enumerate(enc):  # left padding, positions counted from each row's first token
+        ids[r, n - len(e):], am[r, n - len(e):] = torch.tensor(e), 1
+    pos = (am.cumsum(-1) - 1).clamp(min=0)
+    dev = next(model.parameters()).device
+    out = model(input_ids=ids.to(dev), attention_mask=am.to(dev), position_ids=pos.to(dev), logits_to_keep=1)
+    return torch.softmax(out.logits[:, -1].float(), -1)[:, letters].cpu().numpy()
+
+
+def mc_scores(loaded: Any, items: Sequence[Any], batch_size: int, progress: bool = True) -> pd.DataFrame:
+    """The model's choice on each multiple-choice item: the option letter with the highest probability as
+    the first answer token (greedy decoding's first token, restricted to the item's letters), its
+    correctness, and the probability mass on the letters (how much the model answers in the letter format).
+    Cached per model and item."""
+    from tqdm.auto import tqdm
+
+    from hneuron_utils.data.labelling import model_key
+    from hneuron_utils.data.medmc import mc_prompt
+    from hneuron_utils.text.generation import chat_prompt
+    from hneuron_utils.workbook.stages import cached_map
+
+    by_id = {it.id: it for it in items}
+    letters = letter_ids(loaded.tokenizer)
+    from hneuron_utils.data.medmc import MC_INSTRUCTION
+    from hneuron_utils.workbook.stages import digest
+
+    content = [(it.id, it.question, list(it.options)) for it in items]  # what the prompts are made of
+    key = {"stage": "mc_letters", "version": 1, "model": model_key(loaded), "instruction": MC_INSTRUCTION,
+           "items": digest(content, 16)}
+
+    def compute(ids: list[str]) -> dict[str, dict]:
+        order = sorted(ids, key=lambda i: len(mc_prompt(by_id[i])))
+        got = {}
+        for b in range(0, len(order), batch_size):
+            part = order[b:b + batch_size]
+            probs = _mc_batch(loaded, [chat_prompt(loaded.tokenizer, mc_prompt(by_id[i])) for i in part], letters)
+            for i, p in zip(part, probs):
+                k = len(by_id[i].options)
+                got[i] = {"choice": int(np.argmax(p[:k])), "letter_mass": float(p[:k].sum())}
+        return got
+
+    got = cached_map("mc_letters", key, list(by_id), compute, chunk=4 * batch_size,
+                     progress=(lambda c: tqdm(c, desc="multiple choice", mininterval=10)) if progress else None)
+    return pd.DataFrame([{"id": i, "choice": got[i]["choice"], "correct": got[i]["choice"] == by_id[i].correct,
+                          "letter_mass": got[i]["letter_mass"]} for i in by_id])
+
+
+def letter_check(loaded: Any, items: Sequence[Any], scores: pd.DataFrame, max_new_tokens: int, batch_size: int
+                 ) -> pd.DataFrame:
+    """Does the first-token letter say what the model answers? Greedy answers to ``items``, read by the text
+    judge (:func:`~hneuron_utils.data.medmc.mc_choice`), next to :func:`mc_scores`' letter choice."""
+    from hneuron_utils.data.medmc import mc_choice, mc_prompt
+    from hneuron_utils.text.generation import Sampling, chat_prompt, sample_many
+
+    prompts = [chat_prompt(loaded.tokenizer, mc_prompt(it)) for it in items]
+    outs = sample_many(loaded, prompts, 1, Sampling(max_new_tokens=max_new_tokens), keys=[it.id for it in items],
+                       batch_size=batch_size, progress=False)
+    by_id = scores.set_index("id").choice
+    rows = []
+    for it, o in zip(items, outs):
+        said = mc_choice(o[0].text, it)
+        rows.append({"id": it.id, "letter choice": int(by_id[it.id]), "answer": o[0].text, "answer's choice": said,
+                     "agree": said == int(by_id[it.id]) if said is not None else None})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- confident conflicts
+
+
+@torch.inference_mode()
+def token_table(loaded: Any, pairs: Sequence[Pair], max_tokens: int, batch_size: int, k: int) -> pd.DataFrame:
+    """One row per response token of the tuning pairs, under ``loaded`` (before tuning): the pair, the
+    target's probability, the top-k entropy H_k (nats), H_k / ln k and the cross-entropy."""
+    from hneuron_utils.training.eaft import topk_entropy
+    from hneuron_utils.training.sft import _batch, encode_pair, response_logits
+
+    tok, model = loaded.tokenizer, loaded.hf
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    enc = [encode_pair(tok, p, max_tokens) for p in pairs]
+    dev = next(model.parameters()).device
+    rows = []
+    for b in range(0, len(enc), batch_size):
+        part = enc[b:b + batch_size]
+        batch = {k: v.to(dev) for k, v in _batch(part, pad).items()}
+        logits, target = response_logits(model, batch)
+        ce = torch.nn.functional.cross_entropy(logits, target, reduction="none").cpu()
+        h = topk_entropy(logits, k).cpu()
+        which = np.repeat(np.arange(b, b + len(part)), [(np.array(lab[1:]) != -100).sum() for _, lab in part])
+        rows.append(pd.DataFrame({"pair": which, "p_target": torch.exp(-ce).numpy(), "entropy_topk": h.numpy(),
+                                  "cross_entropy": ce.numpy()}))
+    out = pd.concat(rows, ignore_index=True)
+    out["entropy_norm"] = out.entropy_topk / math.log(k)
+    return out
+
+
+def conflict_summary(tokens: pd.DataFrame, max_prob: float, max_entropy: float, alpha: float, scale: float,
+                     n_boot: int, seed: int) -> pd.DataFrame:
+    """The confident conflicts among the tuning tokens (target probability < ``max_prob`` and normalised
+    entropy < ``max_entropy``): their share, and how each loss weights them — the mean EAFT weight on
+    conflicts and on the other tokens, and each loss's share of the total loss that conflicts carry (SFT:
+    Σ CE; EAFT: Σ CE × weight). Intervals: bootstrap over tuning pairs (tokens of a pair move together)."""
+    t = tokens.assign(conflict=(tokens.p_target < max_prob) & (tokens.entropy_norm < max_entropy),
+                      weight=(tokens.entropy_topk / scale) ** alpha)
+    pairs = t.pair.unique()
+    groups = {p: g for p, g in t.groupby("pair")}
+
+    def stats(frame: pd.DataFrame) -> dict[str, float]:
+        c = frame.conflict.to_numpy()
+        ce, w = frame.cross_entropy.to_numpy(), frame.weight.to_numpy()
+        return {"share of tokens that are confident conflicts": c.mean(),
+                "mean EAFT weight, conflicts": w[c].mean() if c.any() else np.nan,
+                "mean EAFT weight, other tokens": w[~c].mean() if (~c).any() else np.nan,
+                "share of the SFT loss on conflicts": ce[c].sum() / ce.sum(),
+                "share of the EAFT loss on conflicts": (ce * w)[c].sum() / (ce * w).sum(),
+                "EAFT − SFT share of the loss on conflicts": (ce * w)[c].sum() / (ce * w).sum() - ce[c].sum() / ce.sum()}
+
+    point = stats(t)
+    rng = np.random.default_rng(seed)
+    boots = pd.DataFrame([stats(pd.concat([groups[p] for p in rng.choice(pairs, len(pairs))])) for _ in range(n_boot)])
+    return pd.DataFrame([{"measure": m, "value": v, "lo": boots[m].quantile(0.025), "hi": boots[m].quantile(0.975),
+                          "tokens": len(t), "pairs": len(pairs), "conflict tokens": int(t.conflict.sum())}
+                         for m, v in point.items()])
+
+
+# --------------------------------------------------------------------------- general knowledge
+
+
+def qa_outcomes(loaded: Any, records: Sequence[Any], max_new_tokens: int, batch_size: int) -> pd.DataFrame:
+    """Greedy answers (the paper's prompt, cached per model and question) judged by the rule judge: one
+    row per question with ``correct``, ``refused`` and ``hallucinated`` (neither correct nor a refusal)."""
+    from hneuron_utils.data.labelling import greedy_answers
+    from hneuron_utils.judges import RuleJudge
+
+    got = greedy_answers(loaded, records, max_new_tokens, batch_size, progress=False)
+    j = RuleJudge()
+    rows = []
+    for r in records:
+        v = j.judge(r.question, got[r.id]["text"], r.answers)
+        rows.append({"id": r.id, "correct": bool(v.correct), "refused": bool(v.refusal),
+                     "hallucinated": not v.correct and not v.refusal, "text": got[r.id]["text"]})
+    return pd.DataFrame(rows)
+
+
+def paired_change(before: Sequence[float], after: Sequence[float], n_boot: int, seed: int) -> dict[str, float]:
+    """Mean of ``after`` − mean of ``before`` on the same items, with a percentile bootstrap over items."""
+    b, a = np.asarray(before, float), np.asarray(after, float)
+    if len(a) != len(b) or len(a) == 0:
+        raise ValueError("before and after need the same, non-zero number of items")
+    d = a - b
+    boots = d[np.random.default_rng(seed).integers(0, len(d), (n_boot, len(d)))].mean(1)
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return {"change": float(d.mean()), "change lo": float(lo), "change hi": float(hi), "n": int(len(d))}
+
+
+def change_words(lo: float, hi: float, up: str = "rose", down: str = "fell") -> str:
+    """Words for a paired change chosen by its 95% interval."""
+    return up if lo > 0 else down if hi < 0 else "no detectable change"
+
+
+def rate_rows(flags: Mapping[str, Sequence[bool]], measure: str, reference: str, n_boot: int, seed: int) -> pd.DataFrame:
+    """One row per model: the rate with its interval and n, and the paired change from ``reference``."""
+    rows = []
+    for name, f in flags.items():
+        ci = rate_with_ci(f, n_boot, seed)
+        row = {"measure": measure, "model": name, "rate": ci.rate, "lo": ci.lo, "hi": ci.hi, "n": ci.n}
+        if name != reference:
+            row.update(paired_change(flags[reference], f, n_boot, seed))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@torch.inference_mode()
+def passage_nll(loaded: Any, texts: Sequence[str], batch_size: int, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """(summed negative log-likelihood, predicted tokens) of each plain ``text`` (no chat template; cut to
+    ``max_tokens``)."""
+    tok, model = loaded.tokenizer, loaded.hf
+    enc = [tok(t, add_special_tokens=True)["input_ids"][:max_tokens] for t in texts]
+    nll, count = np.zeros(len(enc)), np.zeros(len(enc))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    for b in range(0, len(enc), batch_size):
+        part = enc[b:b + batch_size]
+        n = max(len(x) for x in part)
+        ids = torch.full((len(part), n), pad, dtype=torch.long)
+        am = torch.zeros((len(part), n), dtype=torch.long)
+        for r, x in enumerate(part):  # right padding
+            ids[r, :len(x)], am[r, :len(x)] = torch.tensor(x), 1
+        dev = next(model.parameters()).device
+        logits = model(input_ids=ids.to(dev), attention_mask=am.to(dev)).logits.float().cpu()
+        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
+        mask = am[:, 1:].bool()
+        nll[b:b + len(part)] = (-(lp * mask)).sum(1).numpy()
+        count[b:b + len(part)] = mask.sum(1).numpy()
+    return nll, count
+
+
+def perplexity_rows(nlls: Mapping[str, tuple[np.ndarray, np.ndarray]], reference: str, n_boot: int, seed: int
+                    ) -> pd.DataFrame:
+    """Perplexity per model (exp of the token-weighted mean NLL) with a bootstrap over passages, and the
+    paired ratio to ``reference`` (same passages resampled for both)."""
+    rng = np.random.default_rng(seed)
+    n = len(next(iter(nlls.values()))[0])
+    idx = rng.integers(0, n, (n_boot, n))
+    ref_nll, cnt = nlls[reference]
+    rows = []
+    for name, (nll, c) in nlls.items():
+        boots = nll[idx].sum(1) / c[idx].sum(1)
+        row = {"measure": "perplexity on held-out passages", "model": name, "rate": math.exp(nll.sum() / c.sum()),
+               "lo": math.exp(np.quantile(boots, 0.025)), "hi": math.exp(np.quantile(boots, 0.975)), "n": n}
+        if name != reference:
+            ratio = np.exp(boots - ref_nll[idx].sum(1) / cnt[idx].sum(1))
+            row.update({"change": row["rate"] / math.exp(ref_nll.sum() / cnt.sum()),
+                        "change lo": float(np.quantile(ratio, 0.025)), "change hi": float(np.quantile(ratio, 0.975))})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- weights and the H-neurons
+
+
+@torch.inference_mode()
+def mlp_changes(base: torch.nn.Module, tuned: torch.nn.Module, layers_path: str, layers: Sequence[int]
+                ) -> dict[str, np.ndarray]:
+    """Per neuron of ``layers`` ([len(layers), d_ff] each, float64): Δ_up and Δ_down (1 − cosine, notebook
+    06's drift measure) and the squared change of the neuron's weights (its gate and up rows and its
+    down column)."""
+    from hneuron_utils.training.drift import _layers
+
+    lb, lt = _layers(base, layers_path), _layers(tuned, layers_path)
+    out: dict[str, list] = {"d_up": [], "d_down": [], "sq_change": []}
+    cos = torch.nn.functional.cosine_similarity
+    for i in layers:
+        a, b = lb[i].mlp, lt[i].mlp
+        ua, ub = a.up_proj.weight.double(), b.up_proj.weight.double()
+        da, db = a.down_proj.weight.double(), b.down_proj.weight.double()
+        ga, gb = a.gate_proj.weight.double(), b.gate_proj.weight.double()
+        out["d_up"].append((1 - cos(ua, ub, dim=1)).numpy())
+        out["d_down"].append((1 - cos(da, db, dim=0)).numpy())
+        out["sq_change"].append((((ub - ua) ** 2).sum(1) + ((gb - ga) ** 2).sum(1) + ((db - da) ** 2).sum(0)).numpy())
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def h_in_layers(h_flat: Sequence[int], d_ff: int, layers: Sequence[int]) -> np.ndarray:
+    """Flat indices of the H-neurons that lie in ``layers``, re-indexed into the [len(layers), d_ff] grid."""
+    pos = {layer: j for j, layer in enumerate(layers)}
+    return np.array([pos[f // d_ff] * d_ff + f % d_ff for f in h_flat if f // d_ff in pos], dtype=np.int64)
+
+
+def drift_tests(changes: Mapping[str, Mapping[str, np.ndarray]], h_sub: np.ndarray, n_permutations: int, seed: int,
+                n_boot: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Per loss: notebook 06's inertia test on the trained layers (ranks z-scored globally; two-sided), and
+    the share of the total squared weight change the H-neurons take next to their share of the neurons
+    (with a bootstrap over H-neurons). Returns (the table, each loss's normalised ranks)."""
+    from hneuron_utils.stats import inertia_test
+    from hneuron_utils.training.drift import normalised_ranks
+
+    rows, ranks = [], {}
+    for loss, ch in changes.items():
+        r = normalised_ranks(ch["d_up"], ch["d_down"], "global")
+        ranks[loss] = r
+        if len(h_sub) == 0:  # nothing to test: a row of NaN that the reading names
+            rows.append({"loss": loss, "H-neurons": 0, "neuron share (H)": 0.0})
+            continue
+        t = inertia_test(r, h_sub, n_permutations, seed)
+        sq = ch["sq_change"].ravel()
+        per_h = sq[h_sub] / sq.sum()
+        boots = per_h[np.random.default_rng(seed).integers(0, len(per_h), (n_boot, len(per_h)))].sum(1)
+        rows.append({"loss": loss, **t, "weight-change share (H)": per_h.sum(),
+                     "weight-change share lo": float(np.quantile(boots, 0.025)),
+                     "weight-change share hi": float(np.quantile(boots, 0.975)),
+                     "neuron share (H)": len(h_sub) / sq.size, "total squared change": float(sq.sum())})
+    return pd.DataFrame(rows), ranks
+
+
+def rank_table(ranks: Mapping[str, np.ndarray], h_sub: np.ndarray) -> pd.DataFrame:
+    """The H-neurons' normalised drift rank under each loss (one row per loss and H-neuron), for the figure."""
+    d_ff = next(iter(ranks.values())).shape[1]
+    return pd.DataFrame([{"loss": loss, "trained layer": int(f // d_ff), "neuron": int(f % d_ff), "rank": float(r.ravel()[f])}
+                         for loss, r in ranks.items() for f in h_sub], columns=["loss", "trained layer", "neuron", "rank"])
+
+
+def load_pair_changes(base_name: str, tuned: Mapping[str, str], layers: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`mlp_changes` of each tuned model (``{loss: folder}``) against the base, all in float32 on the CPU."""
+    from hneuron_utils.models import _load_hf, find_layers_path
+
+    base, _, _, _ = _load_hf(base_name, torch.float32, torch.device("cpu"))
+    path = find_layers_path(base)
+    out = {}
+    for loss, folder in tuned.items():
+        t, _, _, _ = _load_hf(folder, torch.float32, torch.device("cpu"))
+        out[loss] = mlp_changes(base, t, path, layers)
+        del t
+        gc.collect()
+    del base
+    gc.collect()
+    return out
+
+
+# --------------------------------------------------------------------------- the detector
+
+
+def paired_auroc(y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str, n_boot: int, seed: int) -> pd.DataFrame:
+    """AUROC of each score with a bootstrap interval, and its paired difference from ``reference`` (the
+    same examples resampled for both)."""
+    from hneuron_utils.stats import _auroc
+
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    idx = [i for i in (rng.integers(0, len(y), len(y)) for _ in range(n_boot)) if 0 < y[i].sum() < len(i)]
+    ref = np.array([_auroc(y[i], scores[reference][i]) for i in idx])
+    rows = []
+    for name, s in scores.items():
+        b = np.array([_auroc(y[i], s[i]) for i in idx])
+        row = {"model": name, "auroc": _auroc(y, s), "auroc lo": np.quantile(b, 0.025), "auroc hi": np.quantile(b, 0.975),
+               "n faithful": int((y == 0).sum()), "n hallucinated": int((y == 1).sum())}
+        if name != reference:
+            d = b - ref
+            row.update({"change": row["auroc"] - _auroc(y, scores[reference]), "change lo": np.quantile(d, 0.025),
+                        "change hi": np.quantile(d, 0.975)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- readings
+
+
+def read_changes(table: pd.DataFrame, up: str = "rose", down: str = "fell") -> list[str]:
+    """One sentence per tuned model and measure, its verb chosen by the paired interval (rates in percent,
+    perplexity as a ratio)."""
+    out = []
+    for _, r in table.dropna(subset=["change"]).iterrows():
+        fmt = "{:.1%}"
+        base = table[(table.measure == r.measure) & table.change.isna()].iloc[0]
+        ratio = "perplexity" in r.measure
+        if ratio:
+            fmt = "{:.2f}"
+            words = change_words(r["change lo"] - 1, r["change hi"] - 1, up, down)
+            d = f"×{r.change:.3f} [{r['change lo']:.3f}, {r['change hi']:.3f}]"
+        else:
+            words = change_words(r["change lo"], r["change hi"], up, down)
+            d = f"{100 * r.change:+.1f} points [{100 * r['change lo']:+.1f}, {100 * r['change hi']:+.1f}]"
+        out.append(f"{r.measure}, {r.model}: {fmt.format(base.rate)} → {fmt.format(r.rate)} [{fmt.format(r.lo)}, "
+                   f"{fmt.format(r.hi)}] (n = {int(r.n)}); change {d} → {words}")
+    return out
+
+
+def read_drift(tests: pd.DataFrame) -> list[str]:
+    """Per loss: the H-neurons' drift rank against the other trained neurons (two-sided) and their share
+    of the weight change."""
+    out = []
+    for _, t in tests.iterrows():
+        if t["H-neurons"] == 0:
+            out.append(f"{t.loss}: no H-neuron lies in the trained layers, so there is nothing to test (train more "
+                       "layers: ft_train_layers)")
+            continue
+        lo, hi = t["difference lo"], t["difference hi"]
+        verdict = ("the H-neurons changed less than the others" if lo > 0 else "the H-neurons changed MORE than the others"
+                   if hi < 0 else f"no detectable difference (smallest detectable ±{t['smallest detectable difference']:.3f})")
+        out.append(f"{t.loss}: H-neurons' mean normalised drift rank {t['H mean rank']:.3f} vs {t['others mean rank']:.3f} "
+                   f"(higher = changed less; n = {int(t['H-neurons'])}); difference {t['difference (H - others)']:+.3f} "
+                   f"[{lo:+.3f}, {hi:+.3f}], two-sided p = {t['p (t-test, two-sided)']:.3g} → {verdict}. They take "
+                   f"{t['weight-change share (H)']:.3%} [{t['weight-change share lo']:.3%}, {t['weight-change share hi']:.3%}] "
+                   f"of the squared weight change, being {t['neuron share (H)']:.3%} of the trained neurons")
+    return out
+
+
+def read_detector(table: pd.DataFrame) -> list[str]:
+    """Per tuned model: notebook 03's classifier's AUROC and its paired change from the untuned model."""
+    out = []
+    for _, r in table.dropna(subset=["change"]).iterrows():
+        words = change_words(r["change lo"], r["change hi"], "rose", "fell")
+        out.append(f"{r.model}: AUROC {r.auroc:.3f} [{r['auroc lo']:.3f}, {r['auroc hi']:.3f}] (n = {int(r['n faithful'])} + "
+                   f"{int(r['n hallucinated'])}); change from the untuned model {r.change:+.3f} [{r['change lo']:+.3f}, "
+                   f"{r['change hi']:+.3f}] → {words}")
+    return out
+
+
+# --------------------------------------------------------------------------- notebook 08's steps
+
+
+def qa_sets(looked: pd.DataFrame, dataset_ids: set[str], records: Sequence[Any], n: int, seed: int
+            ) -> tuple[list[Any], list[Any]]:
+    """Two seeded sets of ``n`` TriviaQA questions that notebook 01 screened but did not put in its dataset:
+    ones its greedy answer got right (forgetting is measured on them) and ones it got wrong (the hallucination
+    rate). Raises if either has fewer than ``n``."""
+    by_id = {r.id: r for r in records}
+    free = looked[~looked.id.isin(dataset_ids) & looked.id.isin(by_id)]
+    out = []
+    for flag, what in ((True, "answered right"), (False, "answered wrong")):
+        ids = sorted(free[free.greedy_correct == flag].id)
+        if len(ids) < n:
+            raise ValueError(f"notebook 01 screened only {len(ids)} questions outside its dataset that its greedy answer "
+                             f"{what}; ft_qa_items = {n} asks for more: lower it or screen a larger pool in 01")
+        pick = np.random.default_rng(seed).choice(len(ids), n, replace=False)
+        out.append([by_id[ids[i]] for i in sorted(pick)])
+    return out[0], out[1]
+
+
+def tune_config(cfg: Any, pairs: Sequence[Pair], loss: str, n_layers: int) -> Any:
+    """The tuning of notebook 08 under ``loss`` (everything else the same for both losses)."""
+    from hneuron_utils.training import sft
+
+    if cfg.ft_train_layers > n_layers:
+        raise ValueError(f"ft_train_layers = {cfg.ft_train_layers}, but the model has {n_layers} layers")
+    return sft.TuneConfig(base_model=cfg.model, steps=cfg.ft_steps, batch_size=cfg.ft_batch_size, lr=float(cfg.ft_lr),
+                          warmup_steps=cfg.ft_warmup_steps, max_tokens=cfg.ft_max_tokens, freeze=(), seed=cfg.seed,
+                          data_digest=sft.digest_pairs(pairs), loss=loss, eaft_alpha=float(cfg.eaft_alpha),
+                          eaft_topk=cfg.eaft_topk, train_layers=tuple(range(n_layers - cfg.ft_train_layers, n_layers)))
+
+
+def measure(loaded: Any, held_out: Sequence[Any], known: Sequence[Any], unknown: Sequence[Any], passages: Sequence[str],
+            max_new_tokens: int, gen_batch_size: int, batch_size: int) -> dict[str, Any]:
+    """Everything measured on one model's outputs: the held-out multiple-choice choices, greedy answers to the
+    known and unknown TriviaQA questions, and the passages' NLL."""
+    return {"mc": mc_scores(loaded, held_out, batch_size, progress=False),
+            "known": qa_outcomes(loaded, known, max_new_tokens, gen_batch_size),
+            "unknown": qa_outcomes(loaded, unknown, max_new_tokens, gen_batch_size),
+            "ppl": passage_nll(loaded, passages, batch_size, 256)}
+
+
+def outcome_table(measured: Mapping[str, Mapping[str, Any]], reference: str, n_boot: int, seed: int) -> pd.DataFrame:
+    """Learning, forgetting and behaviour of every model, with the paired change from ``reference``."""
+    parts = [rate_rows({m: v["mc"].correct.tolist() for m, v in measured.items()}, "new domain: held-out accuracy",
+                       reference, n_boot, seed),
+             rate_rows({m: v["known"].correct.tolist() for m, v in measured.items()},
+                       "TriviaQA accuracy on questions answered right before", reference, n_boot, seed),
+             perplexity_rows({m: v["ppl"] for m, v in measured.items()}, reference, n_boot, seed),
+             rate_rows({m: v["unknown"].hallucinated.tolist() for m, v in measured.items()},
+                       "hallucination rate on questions answered wrong before", reference, n_boot, seed),
+             rate_rows({m: v["unknown"].refused.tolist() for m, v in measured.items()},
+                       "refusal rate on questions answered wrong before", reference, n_boot, seed)]
+    return pd.concat(parts, ignore_index=True)
+
+
+def head_to_head(measured: Mapping[str, Mapping[str, Any]], a: str, b: str, n_boot: int, seed: int) -> pd.DataFrame:
+    """``b`` − ``a`` on every rate measure, paired by item (the same questions under both tunings)."""
+    rows = []
+    for key, col, what in (("mc", "correct", "new domain: held-out accuracy"),
+                           ("known", "correct", "TriviaQA accuracy on questions answered right before"),
+                           ("unknown", "hallucinated", "hallucination rate on questions answered wrong before")):
+        rows.append({"measure": what, "comparison": f"{b} − {a}",
+                     **paired_change(measured[a][key][col], measured[b][key][col], n_boot, seed)})
+    return pd.DataFrame(rows)
+
+
+def read_head_to_head(table: pd.DataFrame) -> list[str]:
+    """One sentence per measure, its words chosen by the paired interval."""
+    return [f"{r.measure}: {r.comparison} = {100 * r.change:+.1f} points [{100 * r['change lo']:+.1f}, "
+            f"{100 * r['change hi']:+.1f}] (n = {int(r.n)}) → "
+            + ("no detectable difference" if r['change lo'] <= 0 <= r['change hi'] else
+               "higher under " + r.comparison.split(" − ")[0] if r['change lo'] > 0 else
+               "lower under " + r.comparison.split(" − ")[0]) for _, r in table.iterrows()]
+
+
+def detector_table(scored: Mapping[str, tuple[np.ndarray, Mapping[str, np.ndarray]]], reference: str, n_boot: int,
+                   seed: int) -> pd.DataFrame:
+    """The H-neuron classifier's AUROC on each model (paired change from ``reference``) and, as the control,
+    the mean AUROC of the random-neuron classifiers."""
+    from hneuron_utils.stats import _auroc
+
+    y = scored[reference][0]
+    if any(not np.array_equal(v[0], y) for v in scored.values()):
+        raise ValueError("the models' test examples differ")
+    t = paired_auroc(y, {m: s["h_neurons"] for m, (_, s) in scored.items()}, reference, n_boot, seed)
+    t["random neurons (mean AUROC)"] = [np.mean([_auroc(y, v) for k, v in scored[m][1].items() if k.startswith("random_")])
+                                        for m in t.model]
+    return t
+
+
+def summary(outcomes: pd.DataFrame, versus: pd.DataFrame, drift: pd.DataFrame, detector: pd.DataFrame,
+            conflicts: pd.DataFrame, again: pd.DataFrame | None = None, bootstrap_jaccard: float | None = None) -> list[str]:
+    """The notebook's findings in a few sentences (also the README's block), every word chosen by an interval."""
+    c = conflicts.set_index("measure")
+    share = c.loc["share of tokens that are confident conflicts"]
+    sft_l, eaft_l = (c.loc[f"share of the {k} loss on conflicts"] for k in ("SFT", "EAFT"))
+    d = c.loc["EAFT − SFT share of the loss on conflicts"]
+    out = [f"Confident conflicts are {share.value:.1%} [{share.lo:.1%}, {share.hi:.1%}] of the tuning targets "
+           f"({int(share['conflict tokens'])} of {int(share.tokens)} tokens of {int(share.pairs)} conversations); they "
+           f"carry {sft_l.value:.1%} [{sft_l.lo:.1%}, {sft_l.hi:.1%}] of the SFT loss and {eaft_l.value:.1%} "
+           f"[{eaft_l.lo:.1%}, {eaft_l.hi:.1%}] of the EAFT loss (difference {100 * d.value:+.1f} points "
+           f"[{100 * d.lo:+.1f}, {100 * d.hi:+.1f}], paired over conversations)."]
+    out += read_changes(outcomes[~outcomes.measure.str.startswith("refusal")])
+    out += read_head_to_head(versus)
+    out += ["H-neuron drift under " + line for line in read_drift(drift)]
+    out += ["Notebook 03's detector after " + line for line in read_detector(detector)]
+    if again is not None:
+        lines = read_reidentify(again, bootstrap_jaccard)
+        out += ["Found again on " + x for x in lines[:len(again)]] + [x[0].upper() + x[1:] for x in lines[len(again):]]
+    return out
+
+
+def model_features(model_name: str, cett_dtype: str, device: str, examples: pd.DataFrame, batch_size: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(answer-token, other-token) CETT, float32 [N, L·F], of notebook 01's examples teacher-forced through
+    ``model_name`` in ``cett_dtype`` — notebook 02's features (the same cache when the model is 02's)."""
+    from hneuron_utils import models
+    from hneuron_utils.data.labelling import teacher_forced_examples
+    from hneuron_utils.features.cett import extract_cached
+    from hneuron_utils.probes.probe import flatten
+
+    loaded = models.load_model(model_name, dtype=cett_dtype, device=device)
+    tf, lost = teacher_forced_examples(loaded.tokenizer, examples)
+    if lost:
+        raise ValueError(f"{len(lost)} examples lost their answer token under {model_name}: {lost[:3]}")
+    ans, oth, _ = extract_cached(loaded, tf, examples.id.tolist(), batch_size=batch_size, progress=False)
+    del loaded
+    gc.collect()
+    return flatten(ans.float().numpy()), flatten(oth.float().numpy())
+
+
+def reidentify(features: Mapping[str, tuple[np.ndarray, np.ndarray]], examples: pd.DataFrame, meta: Mapping[str, Any],
+               original: Sequence[int], layers: Sequence[int], tol: float, seed: int) -> pd.DataFrame:
+    """Notebook 03's final fit (its C, mode and training examples) repeated on each model's features: the
+    H-neurons it finds and their Jaccard overlap with notebook 03's set, overall and within the trained layers."""
+    from hneuron_utils.probes.probe import fit_h_probe, h_neurons, jaccard
+
+    tr = (examples.split == "train").to_numpy()
+    y = examples.label.to_numpy()
+    L, F = int(meta["n_layers"]), int(meta["d_ff"])
+    in_trained = set(layers)
+    orig = set(int(f) for f in original)
+    rows = []
+    for name, (ans, oth) in features.items():
+        clf = fit_h_probe(ans[tr], oth[tr], y[tr], float(meta["C"]), meta["mode"], seed, tol)
+        found = set(h_neurons(clf.coef_[0], L, F).flat_index.astype(int))
+        o_t = {f for f in orig if f // F in in_trained}
+        f_t = {f for f in found if f // F in in_trained}
+        rows.append({"model": name, "H-neurons found": len(found), "shared with 03's set": len(found & orig),
+                     "Jaccard with 03's set": jaccard(found, orig), "found in the trained layers": len(f_t),
+                     "03's in the trained layers": len(o_t),
+                     "Jaccard within the trained layers": jaccard(f_t, o_t) if (f_t or o_t) else np.nan,
+                     "converged": bool(clf.converged), "iterations": int(clf.n_iter)})
+    return pd.DataFrame(rows)
+
+
+def read_reidentify(table: pd.DataFrame, bootstrap_jaccard: float | None) -> list[str]:
+    """One sentence per model: the set found again and its overlap with notebook 03's, next to the overlap of
+    notebook 03's own bootstrap refits (how much the set moves when only the training sample changes)."""
+    out = []
+    for _, r in table.iterrows():
+        found, shared = int(r["H-neurons found"]), int(r["shared with 03's set"])
+        jac, jac_t = r["Jaccard with 03's set"], r["Jaccard within the trained layers"]
+        n_t, o_t = int(r["found in the trained layers"]), int(r["03's in the trained layers"])
+        out.append(f"{r.model}: {found} H-neurons found again, {shared} of them in notebook 03's set; Jaccard {jac:.2f} "
+                   f"overall, {jac_t:.2f} within the trained layers ({n_t} found there vs {o_t})")
+    if bootstrap_jaccard is not None:
+        out.append(f"for scale: notebook 03's bootstrap refits of the untuned model (resampled training questions) "
+                   f"overlap its set by Jaccard {bootstrap_jaccard:.2f} on average, the overlap sampling noise alone leaves")
+    return out
