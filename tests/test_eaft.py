@@ -167,7 +167,8 @@ def test_mc_scores_pick_the_most_likely_letter_on_the_tiny_model(tmp_path, monke
         assert row.letter_mass == pytest.approx(float(p.sum()), rel=1e-4)
 
 
-def test_token_table_and_conflict_summary():
+def test_token_table_and_conflict_summary(tmp_path, monkeypatch):
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
     loaded = models.load_model("tiny-random", dtype="float32")
     pairs = [("Name a colour.", "blue"), ("Name a fruit please.", "apple")]
     t = forgetting.token_table(loaded, pairs, 256, 2, k=20)
@@ -177,6 +178,8 @@ def test_token_table_and_conflict_summary():
     for k, p in enumerate(pairs):  # each pair alone gives its own rows of the batched table
         alone = forgetting.token_table(loaded, [p], 256, 1, k=20)
         assert np.allclose(alone.cross_entropy, t[t.pair == k].cross_entropy, atol=1e-4)
+    again = forgetting.token_table(loaded, pairs, 256, 2, k=20)  # from the cache
+    assert np.allclose(again.to_numpy(), t.to_numpy()) and list(again.columns) == list(t.columns)
     synth = pd.DataFrame({"pair": [0, 0, 1, 1], "p_target": [0.01, 0.9, 0.5, 0.02], "entropy_topk": [0.3, 0.3, 2.0, 2.5],
                           "cross_entropy": [-math.log(0.01), -math.log(0.9), -math.log(0.5), -math.log(0.02)]})
     synth["entropy_norm"] = synth.entropy_topk / math.log(20)
@@ -296,3 +299,31 @@ def test_passage_nll_matches_the_intervention_modules_perplexity():
     assert math.exp(nll.sum() / n.sum()) == pytest.approx(perplexity(loaded, texts, None, 1.0, 2, 64), rel=1e-5)
     one, _ = forgetting.passage_nll(loaded, texts[1:2], 1, 64)
     assert one[0] == pytest.approx(nll[1], rel=1e-4)  # unaffected by the batch's padding
+
+
+def test_judge_agreement_counts_both_calls_per_model():
+    labels = pd.DataFrame({
+        "model": ["untuned", "untuned", "SFT", "SFT"],
+        "question": ["Capital of France?"] * 4,
+        "answers": [["Paris"]] * 4,
+        "response": ["Paris", "Lyon", "I don't know.", "It is Paris."],
+        "label": ["correct", "wrong", "no answer", "wrong"]})  # the last: a hand label the rule disagrees with
+    assert forgetting.rule_outcome("Capital of France?", "Lyon", ["Paris"]) == "wrong"
+    assert forgetting.rule_outcome("Capital of France?", "I don't know.", ["Paris"]) == "no answer"
+    t = forgetting.judge_agreement(labels).set_index(["answers", "call"])
+    assert t.loc[("all", "correct vs not"), "agreement"] == 0.75 and t.loc[("all", "wrong vs not"), "agreement"] == 0.75
+    assert t.loc[("untuned", "correct vs not"), "agreement"] == 1.0 and t.loc[("SFT", "wrong vs not"), "responses"] == 2
+    assert t.loc[("all", "correct vs not"), "majority baseline"] == 0.75
+    assert len(forgetting.read_judge_agreement(t.reset_index())) == 2
+    with pytest.raises(ValueError, match="labels must be"):
+        forgetting.judge_agreement(labels.assign(label="maybe"))
+
+
+def test_answer_rows_carry_the_rules_outcome():
+    from hneuron_utils.data import QARecord
+
+    recs = [QARecord("q1", "Capital of France?", ("Paris",), "triviaqa")]
+    m = {"SFT": {"known": pd.DataFrame({"id": ["q1"], "correct": [False], "refused": [True], "text": ["No idea."]})}}
+    r = forgetting.answer_rows(m, {"known": recs})
+    assert r.iloc[0].to_dict() == {"model": "SFT", "set": "known", "id": "q1", "question": "Capital of France?",
+                                   "answers": ["Paris"], "response": "No idea.", "rule": "no answer"}

@@ -127,10 +127,29 @@ def letter_check(loaded: Any, items: Sequence[Any], scores: pd.DataFrame, max_ne
 # --------------------------------------------------------------------------- confident conflicts
 
 
-@torch.inference_mode()
 def token_table(loaded: Any, pairs: Sequence[Pair], max_tokens: int, batch_size: int, k: int) -> pd.DataFrame:
     """One row per response token of the tuning pairs, under ``loaded`` (before tuning): the pair, the
-    target's probability, the top-k entropy H_k (nats), H_k / ln k and the cross-entropy."""
+    target's probability, the top-k entropy H_k (nats), H_k / ln k and the cross-entropy. Cached on disk by
+    the model, the pairs, ``max_tokens`` and ``k``."""
+    from hneuron_utils.data.labelling import model_key
+    from hneuron_utils.training.sft import digest_pairs
+    from hneuron_utils.workbook.stages import stage_dir
+
+    key = {"stage": "conflict_tokens", "version": 1, "model": model_key(loaded), "pairs": digest_pairs(pairs),
+           "max_tokens": max_tokens, "k": k}
+    f = stage_dir("conflict_tokens", key) / "tokens.csv"
+    if f.exists():
+        return pd.read_csv(f)
+    out = _token_table(loaded, pairs, max_tokens, batch_size, k)
+    tmp = f.with_suffix(".tmp")
+    out.to_csv(tmp, index=False)
+    tmp.replace(f)
+    return out
+
+
+@torch.inference_mode()
+def _token_table(loaded: Any, pairs: Sequence[Pair], max_tokens: int, batch_size: int, k: int) -> pd.DataFrame:
+    """:func:`token_table` without the cache."""
     from hneuron_utils.training.eaft import topk_entropy
     from hneuron_utils.training.sft import _batch, encode_pair, response_logits
 
@@ -527,7 +546,8 @@ def detector_table(scored: Mapping[str, tuple[np.ndarray, Mapping[str, np.ndarra
 
 
 def summary(outcomes: pd.DataFrame, versus: pd.DataFrame, drift: pd.DataFrame, detector: pd.DataFrame,
-            conflicts: pd.DataFrame, again: pd.DataFrame | None = None, bootstrap_jaccard: float | None = None) -> list[str]:
+            conflicts: pd.DataFrame, again: pd.DataFrame | None = None, bootstrap_jaccard: float | None = None,
+            agreement: pd.DataFrame | None = None) -> list[str]:
     """The notebook's findings in a few sentences (also the README's block), every word chosen by an interval."""
     c = conflicts.set_index("measure")
     share = c.loc["share of tokens that are confident conflicts"]
@@ -539,6 +559,8 @@ def summary(outcomes: pd.DataFrame, versus: pd.DataFrame, drift: pd.DataFrame, d
            f"[{eaft_l.lo:.1%}, {eaft_l.hi:.1%}] of the EAFT loss (difference {100 * d.value:+.1f} points "
            f"[{100 * d.lo:+.1f}, {100 * d.hi:+.1f}], paired over conversations)."]
     out += read_changes(outcomes[~outcomes.measure.str.startswith("refusal")])
+    if agreement is not None:
+        out += [x[0].upper() + x[1:] for x in read_judge_agreement(agreement)]
     out += read_head_to_head(versus)
     out += ["H-neuron drift under " + line for line in read_drift(drift)]
     out += ["Notebook 03's detector after " + line for line in read_detector(detector)]
@@ -605,4 +627,63 @@ def read_reidentify(table: pd.DataFrame, bootstrap_jaccard: float | None) -> lis
     if bootstrap_jaccard is not None:
         out.append(f"for scale: notebook 03's bootstrap refits of the untuned model (resampled training questions) "
                    f"overlap its set by Jaccard {bootstrap_jaccard:.2f} on average, the overlap sampling noise alone leaves")
+    return out
+
+
+# --------------------------------------------------------------------------- the rule judge against hand labels
+
+OUTCOMES = ("correct", "wrong", "no answer")
+
+
+def rule_outcome(question: str, response: str, answers: Sequence[str]) -> str:
+    """The rule judge's verdict as one of :data:`OUTCOMES` (a refusal = no answer)."""
+    from hneuron_utils.judges import RuleJudge
+
+    v = RuleJudge().judge(question, response, tuple(answers))
+    return "correct" if v.correct else "no answer" if v.refusal else "wrong"
+
+
+def answer_rows(measured: Mapping[str, Mapping[str, Any]], sets: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """Every greedy TriviaQA answer of every model, with its question, gold aliases and the rule's outcome."""
+    rows = []
+    for model, m in measured.items():
+        for set_name, recs in sets.items():
+            got = m[set_name].set_index("id")
+            for r in recs:
+                g = got.loc[r.id]
+                rows.append({"model": model, "set": set_name, "id": r.id, "question": r.question,
+                             "answers": list(r.answers), "response": g.text,
+                             "rule": "correct" if g.correct else "no answer" if g.refused else "wrong"})
+    return pd.DataFrame(rows)
+
+
+def judge_agreement(labels: pd.DataFrame) -> pd.DataFrame:
+    """The rule judge against hand labels (``label`` ∈ :data:`OUTCOMES`) on the two calls notebook 08 counts —
+    correct vs not (forgetting) and wrong vs not (the hallucination rate) — with Cohen's κ and the majority
+    baseline, over all labels and per model."""
+    from hneuron_utils.stats import cohen_kappa
+
+    bad = set(labels.label) - set(OUTCOMES)
+    if bad:
+        raise ValueError(f"labels must be one of {OUTCOMES}, found {sorted(bad)}")
+    rule = [rule_outcome(q, r, a) for q, r, a in zip(labels.question, labels.response, labels.answers)]
+    labels = labels.assign(rule=rule)
+    rows = []
+    for name, g in [("all", labels)] + [(m, g) for m, g in labels.groupby("model", sort=False)]:
+        for call in ("correct", "wrong"):
+            gold, pred = (g.label == call).to_numpy(), (g.rule == call).to_numpy()
+            rows.append({"answers": name, "call": f"{call} vs not", "responses": len(g),
+                         **{f"hand: {o}": int((g.label == o).sum()) for o in OUTCOMES},
+                         "agreement": float((gold == pred).mean()), "Cohen's kappa": cohen_kappa(pred, gold),
+                         "majority baseline": float(max(gold.mean(), 1 - gold.mean()))})
+    return pd.DataFrame(rows)
+
+
+def read_judge_agreement(table: pd.DataFrame) -> list[str]:
+    """One sentence per call over all labels."""
+    out = []
+    for _, r in table[table.answers == "all"].iterrows():
+        kappa = r["Cohen's kappa"]
+        out.append(f"rule judge vs hand labels, {r.call}: agreement {r.agreement:.0%} on {int(r.responses)} answers "
+                   f"(majority baseline {r['majority baseline']:.0%}), κ = {kappa:.2f}")
     return out

@@ -444,7 +444,8 @@ def _finetune_lines(run: Path) -> list[str]:
     if (t / "03_stability.csv").exists():
         st = pd.read_csv(t / "03_stability.csv")
         boot = float(st[st.comparison.str.startswith("bootstrap")].jaccard.mean())
-    return ["", head] + [f"- {line}" for line in forgetting.summary(*tables[:4], tables[4], again, boot)]
+    agree = pd.read_csv(t / "08_judge_agreement.csv") if (t / "08_judge_agreement.csv").exists() else None
+    return ["", head] + [f"- {line}" for line in forgetting.summary(*tables[:4], tables[4], again, boot, agree)]
 
 
 def _pct(ci: str) -> str:
