@@ -439,6 +439,10 @@ def _finetune_lines(run: Path) -> list[str]:
             f"{p['ft_steps']} × {p['ft_batch_size']} medical multiple-choice conversations (the MLPs of "
             f"its last {p['ft_train_layers']} layers; lr {p['ft_lr']}), once with plain cross-entropy (SFT) "
             f"and once with EAFT (α = {p['eaft_alpha']}, top-{p['eaft_topk']} entropy); everything else the same.")
+    if (t / "08_tuning.csv").exists():
+        secs = pd.read_csv(t / "08_tuning.csv").groupby("loss").seconds.max()
+        head += (" Each tuning's own time on this CPU: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in secs.items())
+                 + " (a cached re-run of the notebook skips them; its time in the table above then leaves them out).")
     again = pd.read_csv(t / "08_reidentified.csv") if (t / "08_reidentified.csv").exists() else None
     boot = None
     if (t / "03_stability.csv").exists():
