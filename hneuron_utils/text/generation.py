@@ -178,8 +178,10 @@ def _expand_cache(model: Any, prefix: list[tuple[torch.Tensor, torch.Tensor]], r
     return cache
 
 
-def _prefill(call: Any, model: Any, tails: list[list[int]], prefix: list, P: int, pad: int, dev: Any) -> tuple:
-    """Prefill left-padded prompt tails after the shared prefix; return (cache, mask, positions, logits)."""
+def _prefill(call: Any, model: Any, tails: list[list[int]], prefix: list, P: int, pad: int, dev: Any,
+             rows: list[int] | None = None) -> tuple:
+    """Prefill left-padded prompt tails after the shared prefix; return (cache, mask, positions, logits).
+    ``rows`` (the prompts' indices) go to a per-row ``call`` (see :func:`sample_many`)."""
     from transformers import DynamicCache
 
     T = max(len(t) for t in tails)
@@ -192,8 +194,9 @@ def _prefill(call: Any, model: Any, tails: list[list[int]], prefix: list, P: int
     ids, am = ids.to(dev), am.to(dev)
     pos = (am.cumsum(-1) - 1).clamp(min=0)[:, P:]
     cache = _expand_cache(model, prefix, len(tails)) if P else DynamicCache(config=model.config)
+    extra = {} if rows is None else {"rows": rows}
     res = call(model, input_ids=ids, attention_mask=am, position_ids=pos, past_key_values=cache, use_cache=True,
-               logits_to_keep=1)
+               logits_to_keep=1, **extra)
     return cache, am, pos[:, -1:], res.logits[:, -1]
 
 
@@ -245,13 +248,17 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
                 seed: int = 0, keys: Sequence[str] | None = None, batch_size: int = 64,
                 templated: bool = True, share_prefix: bool = True, progress: bool = True,
                 forward: Any = None, first_sample: int = 0, prefill_rows: int = 16,
-                stop_at_newline: bool = False) -> list[list[Sample]]:
+                stop_at_newline: bool = False, max_prefix: int | None = None) -> list[list[Sample]]:
     """``n_samples`` completions of every prompt (greedy when ``sampling.do_sample`` is False).
 
     ``batch_size`` counts sequences (prompts × samples) decoded together; prompts are prefilled
     ``prefill_rows`` at a time, grouped by length, to waste little compute on padding. ``keys`` name the prompts
     for seeding (default: the prompt's index). ``forward(model, **kwargs)`` may replace the model call
-    (e.g. an intervention); by default the Hugging Face model is called directly. ``first_sample``
+    (e.g. an intervention); by default the Hugging Face model is called directly. A ``forward`` with
+    ``per_row = True`` also receives ``rows=`` the prompt index of each row in the batch (a list), so it
+    can treat rows differently (notebook 09's injections); it is not called for the shared prefix, which
+    runs through its ``prefix_forward`` if it has one, else unmodified (cap it with ``max_prefix`` tokens
+    where a per-row change must reach earlier positions). ``first_sample``
     offsets the sample indices: samples k0..k0+n-1 of a prompt are the same whether drawn in one call
     or in several. ``stop_at_newline`` ends a sequence at its first newline after some content (the
     paper's base-model protocol; a leading newline is skipped) and cuts the text there, keeping its leading whitespace (so that ``prompt + text`` is what the model
@@ -267,6 +274,8 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
     model, tok = loaded.hf, loaded.tokenizer
     dev = next(model.parameters()).device
     call = forward or (lambda m, **kw: m(**kw))
+    per_row = bool(getattr(forward, "per_row", False))
+    plain = lambda m, **kw: m(**kw)  # noqa: E731
     keys = [str(i) for i in range(len(prompts))] if keys is None else [str(k) for k in keys]
     if len(keys) != len(prompts):
         raise ValueError("keys must name every prompt")
@@ -275,12 +284,14 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
     if not toks:
         return []
     P = _common_prefix(toks) if share_prefix and len(toks) > 1 else 0
+    if max_prefix is not None:
+        P = max(0, min(P, max_prefix))
     prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
     if P:
         from transformers import DynamicCache
 
         pc = DynamicCache(config=model.config)
-        call(model, input_ids=torch.tensor([toks[0][:P]], device=dev), past_key_values=pc, use_cache=True,
+        (getattr(forward, "prefix_forward", plain) if per_row else call)(model, input_ids=torch.tensor([toks[0][:P]], device=dev), past_key_values=pc, use_cache=True,
              logits_to_keep=1)
         prefix = [(layer.keys, layer.values) for layer in pc.layers]
     out: list[list[Sample | None]] = [[None] * n_samples for _ in prompts]
@@ -298,7 +309,7 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
         if queue and len(rows) <= batch_size // 2:
             take = max(1, min(per_batch - len(rows) // n_samples, len(queue)))
             idx, queue = queue[:take], queue[take:]
-            parts = [_prefill(call, model, [toks[i][P:] for i in sub], prefix, P, pad, dev)
+            parts = [_prefill(call, model, [toks[i][P:] for i in sub], prefix, P, pad, dev, sub if per_row else None)
                      for sub in (idx[j:j + prefill_rows] for j in range(0, len(idx), prefill_rows))]
             cache, am, pos, logits = _merge_prefills(model, parts, P)
             if n_samples > 1:  # copy each prompt's cache for its K samples
@@ -340,8 +351,9 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
             rows, gens = [rows[j] for j in keep], [gens[j] for j in keep]
         am = torch.cat([am, torch.ones_like(am[:, :1])], 1)
         pos = pos + 1
+        extra = {"rows": [i for i, _ in rows]} if per_row else {}
         res = call(model, input_ids=nxt[:, None], attention_mask=am, position_ids=pos, past_key_values=cache,
-                   use_cache=True, logits_to_keep=1)
+                   use_cache=True, logits_to_keep=1, **extra)
         state = (cache, am, pos, res.logits[:, -1])
     bar.close()
     return out  # type: ignore[return-value]

@@ -66,6 +66,18 @@ def _alphas(v: Any) -> str | None:
     return None if 1 in v else "must include 1 (the unmodified model, the baseline of every comparison)"
 
 
+def _fractions(v: Any) -> str | None:
+    if not v or len(set(v)) != len(v) or not all(isinstance(a, (int, float)) and 0 < a <= 1 for a in v):
+        return "must be a non-empty list of distinct numbers in (0, 1]"
+    return None
+
+
+def _strengths(v: Any) -> str | None:
+    if not v or not all(isinstance(a, (int, float)) and a > 0 for a in v) or sorted(set(v)) != list(v):
+        return "must be a non-empty list of distinct numbers > 0 in ascending order"
+    return None
+
+
 def _oc_benchmarks(v: Any) -> str | None:
     known = ("falseqa", "counterfactual", "sycophancy", "jailbreak")
     if not v or len(set(v)) != len(v) or not all(isinstance(x, str) and x in known for x in v):
@@ -319,6 +331,23 @@ SCHEMA: tuple[Param, ...] = (
           paper="— (low entropy)", check=_probability),
     Param("ft_eval_batch_size", (int,), "Prompts per forward pass when scoring (multiple choice, perplexity, "
           "conflicts).", paper="—", check=_positive),
+    # 09 · concept injection (Lindsey 2025) and the H-neuron link
+    Param("intro_concepts", (int,), "Concept words injected (the first of data/concepts.json), one trial number each.",
+          paper="50 (Lindsey 2025)", check=_positive),
+    Param("intro_baseline_words", (int,), "Baseline words whose mean activation is subtracted from a concept's.",
+          paper="100 (Lindsey 2025)", check=_positive),
+    Param("intro_depths", (list,), "Injection layers as fractions of depth (layer = round(f · layers) − 1).",
+          paper="all layers swept; best at about 2/3", check=_fractions),
+    Param("intro_strengths", (list,), "Injection strengths: the vector's norm as a multiple of the layer's median "
+          "residual norm.", paper="1, 2, 4, 8 × the concept vector (not normalised)", check=_strengths),
+    Param("intro_max_new_tokens", (int,), "Greedy tokens of each trial's response.", paper="100", check=_positive),
+    Param("intro_batch_size", (int,), "Trials decoded together (every condition in one batch).", paper="—",
+          check=_positive),
+    Param("conf_items", (int,), "Held-out TriviaQA questions per outcome (answered right / wrong by notebook 01's "
+          "greedy screen) whose stated confidence is asked.", paper="— (not in the papers)", check=_positive),
+    Param("conf_alphas", (list,), "Scales α of the H-neurons (and of a random set of the same size) while the model "
+          "states its confidence (must include 1).", paper="— (05's range 0–3)", check=_alphas),
+    Param("conf_max_new_tokens", (int,), "Greedy tokens of the confidence reply.", paper="—", check=_positive),
 )
 
 _BY_NAME = {p.name: p for p in SCHEMA}

@@ -572,6 +572,71 @@ def _detector(t: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+_MEASURE_TITLES = {"claims": "claims a detection", "names": "names the concept",
+                   "detect_and_name": "claims and names", "coherent": "coherent"}
+_CONDITION_TITLES = {"concept": "concept injected,\ndetection question", "random": "random vector (same norm),\ndetection question",
+                     "neutral": "concept injected,\nneutral request"}
+
+
+@register("09_injection", "09_cells.csv")
+def _injection(t: pd.DataFrame) -> plt.Figure:
+    """Share of trials per layer × strength, for each measure (rows) and condition (columns)."""
+    import numpy as np
+
+    conds = [c for c in _CONDITION_TITLES if c in set(t.condition)]
+    fig, axes = plt.subplots(len(_MEASURE_TITLES), len(conds), figsize=(3.6 * len(conds), 2.6 * len(_MEASURE_TITLES)),
+                             squeeze=False)
+    n = int(t.n.max())
+    for i, (m, mt) in enumerate(_MEASURE_TITLES.items()):
+        for j, c in enumerate(conds):
+            ax = axes[i, j]
+            g = t[(t.measure == m) & (t.condition == c)].pivot_table(index="layer", columns="strength", values="rate")
+            ax.imshow(g.to_numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            for (r, k), v in np.ndenumerate(g.to_numpy()):
+                ax.text(k, r, f"{100 * v:.0f}", ha="center", va="center", fontsize=8, color="w" if v < 0.6 else "k")
+            ax.set_xticks(range(g.shape[1]), [f"{x:g}" for x in g.columns])
+            ax.set_yticks(range(g.shape[0]), [str(x) for x in g.index])
+            if i == 0:
+                ax.set_title(_CONDITION_TITLES[c], fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"{mt}\nlayer", fontsize=9)
+            if i == len(_MEASURE_TITLES) - 1:
+                ax.set_xlabel("strength (× residual norm)", fontsize=8)
+    fig.suptitle(f"Concept injection: % of trials (n = {n} concepts per cell)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+@register("09_confidence", "09_stated_points.csv", "09_confidence_alpha.csv")
+def _confidence(points: pd.DataFrame, t: pd.DataFrame) -> plt.Figure:
+    """Stated confidence for right and wrong answers, and its mean under each α of the H-neurons vs a random set."""
+    import numpy as np
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    bins = np.linspace(0, 1, 21)
+    for w, lab, col in ((0, "answered right", "tab:green"), (1, "answered wrong", "tab:red")):
+        v = points[points.wrong == w].p_yes.dropna()
+        a.hist(v, bins=bins, alpha=0.6, color=col, label=f"{lab} (n = {len(v)})")
+    top = points.confidence.value_counts()
+    said = (f"; stated number {top.index[0]:g} in {top.iloc[0]} of {len(points)} replies" if len(top) else "")
+    a.set(xlabel='P(yes) to "Is your answer correct?", unmodified model', ylabel="answers",
+          title="Does the self-assessment track correctness?" + said)
+    a.title.set_fontsize(9)
+    a.legend(fontsize=8)
+    t = t[t.measure == "p_yes"] if "measure" in t else t
+    for k, (name, g) in enumerate(t.groupby("neurons", sort=False)):
+        g = g.sort_values("alpha")
+        b.errorbar(g.alpha + 0.04 * k, g["mean confidence"], yerr=[g["mean confidence"] - g.lo, g.hi - g["mean confidence"]],
+                   marker="o", capsize=3, label=name)
+    b.set(xlabel="α (scale of the neurons' activations during the confidence turn)", ylabel="mean P(yes)",
+          title=f"Scaling the neurons (n = {int(t.n.max())} answers; 95% intervals of each mean,\n"
+                "the paired changes from α = 1 are much tighter: table 09_confidence_alpha)")
+    b.title.set_fontsize(9)
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def draw(name: str, tables_dir: Path, out_dir: Path) -> plt.Figure:
     """Draw figure ``name`` from its saved tables and write ``<out_dir>/<name>.png``."""
     f = REGISTRY[name]

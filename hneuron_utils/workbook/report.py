@@ -48,7 +48,8 @@ def results_block(run: Path) -> str:
                       f"FFN neurons = {s['FFN neurons in total = features per example']} neurons; "
                       f"one neuron = {s['one neuron in ‰ of all FFN neurons']}‰."]
     lines += (_dataset_lines(run) + _headline_lines(run) + _generalisation_lines(run) + _intervention_lines(run)
-              + _origin_lines(run) + _monitor_lines(run) + _finetune_lines(run) + _bench_lines(run.parent / "bench", p["model"]))
+              + _origin_lines(run) + _monitor_lines(run) + _finetune_lines(run) + _introspection_lines(run)
+              + _bench_lines(run.parent / "bench", p["model"]))
     return "\n".join(lines)
 
 
@@ -450,6 +451,31 @@ def _finetune_lines(run: Path) -> list[str]:
         boot = float(st[st.comparison.str.startswith("bootstrap")].jaccard.mean())
     agree = pd.read_csv(t / "08_judge_agreement.csv") if (t / "08_judge_agreement.csv").exists() else None
     return ["", head] + [f"- {line}" for line in forgetting.summary(*tables[:4], tables[4], again, boot, agree)]
+
+
+def _introspection_lines(run: Path) -> list[str]:
+    """Notebook 09: concept injection against its controls, and stated confidence vs the H-neuron classifier."""
+    import json
+
+    import pandas as pd
+
+    t = run / "tables"
+    names = ("09_controls", "09_cells", "09_leak", "09_confidence_auroc", "09_confidence_alpha", "09_confidence_versus",
+             "09_judge_agreement")
+    if not all((t / f"{n}.csv").exists() for n in names):
+        return []
+    from hneuron_utils.introspection import analysis
+
+    controls, cells, leak, aurocs, alphas, versus, agree = (pd.read_csv(t / f"{n}.csv") for n in names)
+    p = json.loads((run / "run_log.json").read_text())["params"]
+    depth = cells.drop_duplicates("layer").set_index("layer").depth.to_dict()
+    head = (f"**Introspection (`09_introspection`)**: {p['intro_concepts']} concept vectors injected at layers "
+            f"{', '.join(f'{k} ({v})' for k, v in depth.items())} and strengths {p['intro_strengths']} × the residual "
+            f"norm, each against a random vector of the same norm, the same injection under a neutral request, and no "
+            f"injection (greedy, {p['intro_max_new_tokens']} new tokens); then the model's self-assessment of "
+            f"{2 * p['conf_items']} held-out TriviaQA answers (asked: correct? Yes/No, then 0–100), with the H-neurons "
+            f"or a random set scaled by α ∈ {p['conf_alphas']} during that turn.")
+    return ["", head] + [f"- {line}" for line in analysis.summary(controls, cells, depth, leak, aurocs, alphas, versus, agree)]
 
 
 def _pct(ci: str) -> str:
