@@ -2,10 +2,14 @@
 
     python scripts/hand_label_sheet.py --model qwen2.5-coder-1.5b-instruct --questions 40 --samples 2 \
         --out /tmp/sheet.jsonl
+    python scripts/hand_label_sheet.py --system-prompt default --first 80 --questions 110 --samples 1 \
+        --out /tmp/sheet_sys.jsonl   # under the default profile's nonexist_system_prompt
 
 The responses are drawn exactly as notebook 04 draws them (the paper's prompt and sampling, seeded per
-question and sample, the same stage cache), for the first ``--questions`` NonExist questions of
-``nonexist.generate(--pool, --seed)``. Each line has ``faithful: null``; a person reads every response and
+question and sample, the same stage cache), for ``--questions`` NonExist questions of
+``nonexist.generate(--pool, --seed)`` from index ``--first`` on, under the paper's prompt or, with
+``--system-prompt``, under a system turn (``default`` = the default profile's ``nonexist_system_prompt``);
+each line records it in ``prompt`` and ``system``. Each line has ``faithful: null``; a person reads every response and
 sets ``faithful`` to true (it abstains: says it does not know / cannot find or verify the entity / that
 it does not exist, and gives no concrete answer) or false (any concrete answer), optionally with a
 ``note``. The labelled lines go to ``data/labels/nonexist_abstention.jsonl``, which notebook 04 and the
@@ -37,20 +41,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=2, help="responses per question (the first of its K samples)")
     ap.add_argument("--n-samples", type=int, default=10, help="K of the sampling stage (part of its cache key)")
     ap.add_argument("--max-new-tokens", type=int, default=50)
+    ap.add_argument("--first", type=int, default=0, help="index of the first question in the generated pool")
+    ap.add_argument("--system-prompt", default=None,
+                    help="system turn ('default' = the default profile's nonexist_system_prompt); none = the paper's")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
 
-    recs = nonexist.generate(args.pool, args.seed)[: args.questions]
+    system = args.system_prompt
+    if system == "default":
+        from hneuron_utils.workbook.config import load_profile
+
+        system = load_profile("default")["nonexist_system_prompt"]
+    recs = nonexist.generate(args.pool, args.seed)[args.first: args.first + args.questions]
     loaded = models.load_model(args.model)
     s = generation.Sampling(do_sample=True, temperature=1.0, top_k=50, top_p=0.9, max_new_tokens=args.max_new_tokens)
-    out = labelling.sampled_answers(loaded, recs, s, args.n_samples, args.seed, batch_size=256, upto=args.samples)
+    out = labelling.sampled_answers(loaded, recs, s, args.n_samples, args.seed, batch_size=256, upto=args.samples,
+                                    system=system)
     with open(args.out, "w", encoding="utf-8") as f:
         for r in recs:
             for k, x in enumerate(out[r.id]):
                 f.write(json.dumps({"id": r.id, "sample": k, "model": args.model, "category": r.meta["category"],
-                                    "question": r.question, "response": x["text"], "faithful": None, "note": ""},
+                                    "question": r.question, "response": x["text"],
+                                    "prompt": "abstention allowed" if system else "paper", "system": system,
+                                    "faithful": None, "note": ""},
                                    ensure_ascii=False) + "\n")
-    print(f"wrote {args.questions * args.samples} responses to {args.out}")
+    print(f"wrote {len(recs) * args.samples} responses to {args.out}")
     return 0
 
 

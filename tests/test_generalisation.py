@@ -136,3 +136,107 @@ def test_answer_features_drops_examples_without_answer_tokens(tiny, tmp_path, mo
     assert ans.shape == (2, tiny.n_layers * tiny.d_ff) and ans.dtype == np.float32 and (ans > 0).any()
     empty, a0, _, _ = G.answer_features(tiny, ex.iloc[:0], batch_size=2)
     assert empty.empty and a0.shape == (0, tiny.n_layers * tiny.d_ff)
+
+
+SYSTEM = "Answer only if you know. Otherwise say I don't know."
+
+
+def test_system_turn_reaches_the_prompt_and_the_stage_keys(tiny):
+    from hneuron_utils.data import labelling as L
+    from hneuron_utils.text.generation import question_prompt
+
+    plain, sys_ = question_prompt(tiny.tokenizer, "Who?"), question_prompt(tiny.tokenizer, "Who?", system=SYSTEM)
+    assert SYSTEM not in plain and SYSTEM in sys_ and sys_.rstrip().endswith(plain.rstrip().split("Who?")[-1].rstrip())
+    with pytest.raises(ValueError, match="chat style"):
+        question_prompt(tiny.tokenizer, "Who?", "base", system=SYSTEM)
+    assert L._style_key("chat") == {} and L._style_key("chat", None) == {}  # the paper-prompt caches keep their keys
+    assert L._style_key("chat", SYSTEM) == {"system": SYSTEM} and L._style_key("base") == {"style": "base"}
+
+
+def test_greedy_answers_under_a_system_turn_are_cached_apart(tiny, tmp_path, monkeypatch):
+    from hneuron_utils.data import QARecord
+    from hneuron_utils.data import labelling as L
+    from hneuron_utils.text.generation import Sampling, question_prompt, sample_many
+
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
+    recs = [QARecord("q1", "Who wrote Hamlet?", ("Shakespeare",), "t"), QARecord("q2", "Capital of Peru?", ("Lima",), "t")]
+    plain = L.greedy_answers(tiny, recs, 6, 4, progress=False)
+    sys_ = L.greedy_answers(tiny, recs, 6, 4, progress=False, system=SYSTEM)
+    ref = sample_many(tiny, [question_prompt(tiny.tokenizer, r.question, system=SYSTEM) for r in recs], 1,
+                      Sampling(max_new_tokens=6), batch_size=4, progress=False)
+    assert [sys_[r.id]["text"] for r in recs] == [o[0].text for o in ref]
+    assert plain != sys_  # the tiny random model answers differently once the context differs
+    assert len(list((tmp_path / "stages" / "greedy").iterdir())) == 2
+
+
+def test_two_nonexist_pools_share_questions_not_prompts():
+    ne = G.load_pool("nonexist", nonexist_size=20, seed=0, nonexist_system_prompt=SYSTEM)
+    paper = G.load_pool("nonexist_paper", nonexist_size=20, seed=0, nonexist_system_prompt=SYSTEM)
+    assert ne.system == SYSTEM and paper.system is None
+    assert ne.label == "NonExist (abstention allowed)" and paper.label == "NonExist (paper prompt)"
+    assert [r.id for r in ne.records] == [r.id for r in paper.records]
+    only = G.load_pool("nonexist", nonexist_size=20, seed=0)
+    assert only.system is None and only.label == "NonExist"
+    assert G.load_pool("nq_open", pool_size=10).system is None
+
+
+def test_set_summary_counts_the_papers_rule_and_states_the_ceiling():
+    looked = pd.DataFrame({"label": ["faithful", "faithful", "hallucinated", "mixed", "not sampled"],
+                           "sampled": [True] * 4 + [False], "greedy_correct": [True, True, False, True, False],
+                           "n_drawn": [10, 10, 10, 3, np.nan], "n_correct": [10, 8, 0, 1, np.nan]})
+    s = G.set_summary(looked, {"test per class": 1}, 2, 5, n_samples=10)
+    assert s["all 10 of 10 correct"] == 1 and s["faithful"] == 2
+    assert s["why smaller"].startswith("measured ceiling: the whole pool (5 questions, 3 with a faithful greedy answer)")
+    assert "1 hallucinated" in s["why smaller"] and "faithful" not in s["why smaller"].split("yields")[1]
+    part = G.set_summary(looked, {"test per class": 1}, 2, 50, n_samples=10)
+    assert "5 questions looked at" in part["why smaller"]
+
+
+def test_read_transfer_says_transfers_only_above_chance():
+    def res(lo, hi):
+        base = {"set": "S", "n faithful": 40, "n hallucinated": 40, "accuracy": 0.6}
+        return [{**base, "classifier": "random", "auroc": 0.55, "auroc_lo": 0.5, "auroc_hi": 0.6},
+                {**base, "classifier": "H-neurons", "auroc": (lo + hi) / 2, "auroc_lo": lo, "auroc_hi": hi}]
+    up = G.read_transfer(pd.DataFrame(res(0.62, 0.8)))[0]
+    assert "transfers (interval above chance)" in up and "above random" in up and "n = 40 + 40" in up
+    flat = G.read_transfer(pd.DataFrame(res(0.45, 0.7)))[0]
+    assert "does not transfer detectably" in flat and "not separable from random" in flat
+    assert "below chance" in G.read_transfer(pd.DataFrame(res(0.2, 0.45)))[0]
+    few = pd.DataFrame(res(1.0, 1.0)).assign(**{"n faithful": 1})
+    assert "too few to read" in G.read_transfer(few)[0] and "transfers" not in G.read_transfer(few)[0]
+
+
+def test_agreement_by_prompt_and_its_verdicts():
+    rows = [{"question": "Who made Zorbax?", "response": r, "faithful": f, "prompt": p}
+            for r, f, p in [("Pfizer", False, None), ("Merck", False, None), ("I don't know", True, "abstention allowed"),
+                            ("Bayer", False, "abstention allowed"), ("I don't know.", True, "abstention allowed")]]
+    t = G.agreement_by_prompt(AbstentionJudge(), pd.DataFrame(rows))
+    assert t.prompt.tolist() == ["abstention allowed", "paper", "all"] and t.responses.tolist() == [3, 2, 5]
+    assert "NOT validated" in G.read_judge(t, "paper") and "one class" in G.read_judge(t, "paper")
+    assert "→ validated" in G.read_judge(t, "abstention allowed") and "κ = 1.00" in G.read_judge(t, "abstention allowed")
+    assert "no hand labels" in G.read_judge(t, "other")
+    wrong = pd.DataFrame(rows).assign(faithful=lambda d: ~d.faithful.astype(bool))
+    assert "NOT validated" in G.read_judge(G.agreement_by_prompt(AbstentionJudge(), wrong), "abstention allowed")
+
+
+def test_the_committed_abstention_labels_validate_the_judge_under_the_system_turn():
+    path = project_root() / "data" / "labels" / "nonexist_abstention.jsonl"
+    t = G.agreement_by_prompt(AbstentionJudge(), A.read_hand_labels(path))
+    row = t[t.prompt == "abstention allowed"].iloc[0]
+    assert row.responses >= 100 and min(row["hand: faithful"], row["hand: hallucinated"]) >= 20
+    assert row["Cohen's kappa"] >= 0.6
+
+
+def test_abstention_by_class_and_its_reading(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
+    test = pd.DataFrame({"id": [f"q{i}" for i in range(6)], "question": [f"Question {i}?" for i in range(6)],
+                         "answers": [["x"]] * 6, "class": ["faithful"] * 3 + ["hallucinated"] * 3})
+    t = G.abstention_by_class(tiny, test, SYSTEM, 4, 8, n_bootstrap=200, seed=0)
+    assert t["class (notebook 01)"].tolist() == ["faithful", "hallucinated", "hallucinated − faithful"]
+    assert t.n.tolist() == [3, 3, 6] and np.isclose(t.abstains[2], t.abstains[1] - t.abstains[0])
+    fake = pd.DataFrame([{"abstains": 0.1, "abstains lo": 0.0, "abstains hi": 0.2, "n": 50},
+                         {"abstains": 0.5, "abstains lo": 0.4, "abstains hi": 0.6, "n": 50},
+                         {"abstains": 0.4, "abstains lo": 0.25, "abstains hi": 0.55, "n": 100}])
+    assert "more often on the questions it hallucinates on" in G.read_abstention(fake)
+    fake.loc[2, ["abstains lo"]] = -0.05
+    assert "no detectable difference" in G.read_abstention(fake)

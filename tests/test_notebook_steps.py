@@ -30,15 +30,33 @@ def test_read_transfer_words_follow_the_intervals():
     rows = []
     for s, (h_lo, h_hi) in {"above": (0.8, 0.9), "overlap": (0.5, 0.9)}.items():
         rows += [{"set": s, "classifier": "random", "accuracy": 0.6, "auroc": 0.6, "auroc_lo": 0.55, "auroc_hi": 0.7,
-                  "n faithful": 5, "n hallucinated": 5},
+                  "n faithful": 20, "n hallucinated": 20},
                  {"set": s, "classifier": "H-neurons", "accuracy": 0.8, "auroc": 0.85, "auroc_lo": h_lo, "auroc_hi": h_hi,
-                  "n faithful": 5, "n hallucinated": 5}]
+                  "n faithful": 20, "n hallucinated": 20}]
     rows += [{"set": "empty", "classifier": "random", "accuracy": np.nan, "auroc": np.nan, "auroc_lo": np.nan,
               "auroc_hi": np.nan, "n faithful": 0, "n hallucinated": 5},
              {"set": "empty", "classifier": "H-neurons", "accuracy": np.nan, "auroc": np.nan, "auroc_lo": np.nan,
               "auroc_hi": np.nan, "n faithful": 0, "n hallucinated": 5}]
     lines = gen.read_transfer(pd.DataFrame(rows), reference_set="none")
     assert "H-neurons above random" in lines[0] and "not separable from" in lines[1] and "not scored" in lines[2]
+    assert "transfers (interval above chance)" in lines[0] and "does not transfer detectably" in lines[1]
+
+
+def test_origin_read_transfer_words_and_ceilings():
+    from hneuron_utils.training import origin
+
+    def rows(s, n, lo, hi):
+        return [{"set": s, "classifier": "random neurons (20 draws)", "n faithful": n, "n hallucinated": n,
+                 "auroc": 0.5 if n else np.nan, "auroc_lo": 0.4 if n else np.nan, "auroc_hi": 0.6 if n else np.nan},
+                {"set": s, "classifier": "H-neurons", "n faithful": n, "n hallucinated": n,
+                 "auroc": (lo + hi) / 2 if n else np.nan, "auroc_lo": lo if n else np.nan, "auroc_hi": hi if n else np.nan}]
+    t = pd.DataFrame(rows("A", 40, 0.62, 0.8) + rows("B", 3, 0.9, 1.0) + rows("C", 0, 0, 0))
+    sizes = {"A": {"why smaller": ""}, "B": {"why smaller": ""},
+             "C": {"why smaller": "measured ceiling: the whole pool (10 questions) yields only 0 faithful question(s)"}}
+    a, b, c = origin.read_transfer(t, sizes)
+    assert "n = 40 + 40" in a and "transfers (interval above chance)" in a and "H-neurons above random neurons" in a
+    assert "too few to read" in b and "transfers" not in b
+    assert "measured ceiling" in c
 
 
 def test_read_differences_and_headline_pick_the_best_baseline():

@@ -10,6 +10,8 @@ RUN = project_root() / "results" / "default"
 def test_readme_results_block_matches_committed_default_run():
     assert report.readme_block() == report.results_block(RUN), \
         "README results are stale: run `python -m hneuron_utils.workbook.report --update-readme`"
+    assert report.readme_block(begin=report.TIME_BEGIN, end=report.TIME_END) == report.time_line(RUN), \
+        "README time line is stale: run `python -m hneuron_utils.workbook.report --update-readme`"
 
 
 def test_generalisation_lines_show_every_set_and_empty_ones(tmp_path):
@@ -46,6 +48,30 @@ def test_results_block_lists_earlier_runs_of_a_notebook(tmp_path):
     text = report.results_block(tmp_path)
     assert "| `04_generalisation.ipynb` | ok | 2.0 min (120 s) | t2 | `abc` |" in text
     assert "An earlier run of `04_generalisation.ipynb` in this results folder (started t1, commit `def`) took 16.8 min" in text
+    assert "| `abc` | not measured |" in text and "from an empty stage cache" not in report.time_line(tmp_path)
+    log["earlier"][0]["stage cache"] = "empty (model files and notebook 02's features linked)"
+    (tmp_path / "run_log.json").write_text(json.dumps(log))
+    assert "| `abc` | 16.8 min (`def`) |" in report.results_block(tmp_path)
+    line = report.time_line(tmp_path)
+    assert "adds up to **17 min**" in line and "latest runs add up to 2 min" in line
+    assert "`04` 17 min (1 of 1 notebooks" in line
+
+
+def test_update_readme_rewrites_both_generated_blocks(tmp_path):
+    import json
+
+    log = {"profile": "p.yaml", "params": {"run_name": "r", "dtype": "auto", "seed": 0, "model": "m"},
+           "git_commit": "abc", "cpus": 2, "started": "t0",
+           "notebooks": {"00_setup.ipynb": {"status": "ok", "seconds": 60.0, "started": "t2"}}}
+    (tmp_path / "run_log.json").write_text(json.dumps(log))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"top\n{report.TIME_BEGIN}\nold\n{report.TIME_END}\nmiddle\n{report.BEGIN}\nold\n{report.END}\n")
+    assert report.update_readme(tmp_path, readme) and not report.update_readme(tmp_path, readme)
+    assert report.readme_block(readme, report.TIME_BEGIN, report.TIME_END) == report.time_line(tmp_path)
+    assert report.readme_block(readme) == report.results_block(tmp_path)
+    readme.write_text("no blocks")
+    with pytest.raises(ValueError, match="no generated block"):
+        report.update_readme(tmp_path, readme)
 
 
 def test_stale_notebooks_are_named():

@@ -92,9 +92,10 @@ def model_key(loaded: Any) -> dict[str, Any]:
     return {k: d.get(k) for k in ("model", "source", "architecture", "dtype", "parameters", "weights_sha256")}
 
 
-def _style_key(style: str) -> dict[str, str]:
-    """The prompt style's part of a stage key (empty for 'chat', so chat-prompt caches keep their keys)."""
-    return {} if style == "chat" else {"style": style}
+def _style_key(style: str, system: str | None = None) -> dict[str, str]:
+    """The prompt's part of a stage key (empty for 'chat' without a system turn, so the paper-prompt
+    caches keep their keys)."""
+    return ({} if style == "chat" else {"style": style}) | ({"system": system} if system else {})
 
 
 def _generate_kw(style: str) -> dict[str, bool]:
@@ -103,16 +104,17 @@ def _generate_kw(style: str) -> dict[str, bool]:
 
 
 def greedy_answers(loaded: Any, records: Sequence[QARecord], max_new_tokens: int, batch_size: int,
-                   suffix: str = PAPER_SUFFIX, progress: bool = True, style: str = "chat") -> dict[str, dict]:
+                   suffix: str = PAPER_SUFFIX, progress: bool = True, style: str = "chat",
+                   system: str | None = None) -> dict[str, dict]:
     """One greedy answer per question (cached per question): {id: {"text", "stopped"}}. ``style``:
     :func:`~hneuron_utils.text.generation.question_prompt` (chat = the paper's prompt; base = "\nAnswer:")."""
     by_id = {r.id: r for r in records}
     s = Sampling(max_new_tokens=max_new_tokens)
     key = {"stage": "greedy", "model": model_key(loaded), "suffix": suffix, "max_new_tokens": max_new_tokens,
-           **_style_key(style)}
+           **_style_key(style, system)}
 
     def compute(ids: list[str]) -> dict[str, dict]:
-        prompts = [question_prompt(loaded.tokenizer, by_id[i].question, style, suffix) for i in ids]
+        prompts = [question_prompt(loaded.tokenizer, by_id[i].question, style, suffix, system) for i in ids]
         outs = sample_many(loaded, prompts, 1, s, keys=ids, batch_size=batch_size, progress=False,
                            **_generate_kw(style))
         return {i: {"text": o[0].text, "stopped": o[0].stopped} for i, o in zip(ids, outs)}
@@ -122,7 +124,7 @@ def greedy_answers(loaded: Any, records: Sequence[QARecord], max_new_tokens: int
 
 def sampled_answers(loaded: Any, records: Sequence[QARecord], sampling: Sampling, n_samples: int, seed: int,
                     batch_size: int, suffix: str = PAPER_SUFFIX, upto: int | None = None,
-                    style: str = "chat") -> dict[str, list[dict]]:
+                    style: str = "chat", system: str | None = None) -> dict[str, list[dict]]:
     """The first ``upto`` (default all K) of each question's K seeded samples, cached per question.
 
     The cache holds, per question, the samples drawn so far (a prefix of its K); asking for more
@@ -135,7 +137,7 @@ def sampled_answers(loaded: Any, records: Sequence[QARecord], sampling: Sampling
         raise ValueError(f"upto must be in 1..{n_samples}, got {upto}")
     by_id = {r.id: r for r in records}
     key = {"stage": "samples", "model": model_key(loaded), "suffix": suffix, "sampling": vars(sampling),
-           "n_samples": n_samples, "seed": seed, **_style_key(style)}
+           "n_samples": n_samples, "seed": seed, **_style_key(style, system)}
     store = JsonlStore(stage_dir("samples", key) / "items.jsonl")
     have = {i: (store[i] if i in store else []) for i in by_id}
     groups: dict[int, list[str]] = {}
@@ -146,7 +148,7 @@ def sampled_answers(loaded: Any, records: Sequence[QARecord], sampling: Sampling
         per_chunk = max(1, batch_size // (upto - start)) * 4
         for j in range(0, len(ids), per_chunk):
             chunk = ids[j:j + per_chunk]
-            prompts = [question_prompt(loaded.tokenizer, by_id[i].question, style, suffix) for i in chunk]
+            prompts = [question_prompt(loaded.tokenizer, by_id[i].question, style, suffix, system) for i in chunk]
             outs = sample_many(loaded, prompts, upto - start, sampling, seed=seed, keys=chunk, batch_size=batch_size,
                                progress=False, first_sample=start, **_generate_kw(style))
             new = {i: have[i] + [{"text": x.text, "stopped": x.stopped} for x in o] for i, o in zip(chunk, outs)}
@@ -179,7 +181,8 @@ def most_frequent(texts: Sequence[str]) -> int:
 def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rule, sampling: Sampling,
                target_per_class: int, seed: int, batch_size: int, screen: bool = True, check_size: int = 0,
                chunk_size: int = 250, hallucinated_pass_rate: float = 0.8, screen_max_new_tokens: int | None = None,
-               first_round: int = 0, progress: bool = True, style: str = "chat") -> pd.DataFrame:
+               first_round: int = 0, progress: bool = True, style: str = "chat",
+               system: str | None = None) -> pd.DataFrame:
     """Walk the pool in a seeded random order, ``chunk_size`` questions at a time, until both classes
     have ``target_per_class`` questions (or the pool ends). One row per question looked at.
 
@@ -188,7 +191,7 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
     questions are still needed, greedy-wrong ones (about ``(needed) / hallucinated_pass_rate`` of them
     per chunk). The first ``check_size`` questions of the order are sampled whatever their greedy
     answer, to measure what the screen misses. Without ``screen`` every question looked at is sampled.
-    ``style`` is the prompt style (:func:`~hneuron_utils.text.generation.question_prompt`).
+    ``style`` and ``system`` set the prompt (:func:`~hneuron_utils.text.generation.question_prompt`).
     """
     from tqdm import tqdm
 
@@ -201,7 +204,7 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
     bar = tqdm(chunks, desc="pool chunks", disable=not progress, mininterval=5.0)
     for chunk in bar:
         greedy = greedy_answers(loaded, chunk, screen_max_new_tokens or sampling.max_new_tokens, batch_size,
-                                style=style) \
+                                style=style, system=system) \
             if screen else {}
         need_h = max(0, target_per_class - found["hallucinated"])
         quota_h = math.ceil(need_h / hallucinated_pass_rate)
@@ -232,7 +235,7 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
         if todo and 0 < first_round < rule.n_samples:
             early = [r for r in todo if r.id not in check]
             samples.update(sampled_answers(loaded, early, sampling, rule.n_samples, seed, batch_size, upto=first_round,
-                                           style=style))
+                                           style=style, system=system))
             more = []
             for r in early:
                 vs = [judge.judge(r.question, x["text"], r.answers) for x in samples[r.id]]
@@ -240,9 +243,11 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
                 if can_still_pass(rule, len(vs), sum(v.correct for v in vs), bad):
                     more.append(r)
             rest = more + [r for r in todo if r.id in check]
-            samples.update(sampled_answers(loaded, rest, sampling, rule.n_samples, seed, batch_size, style=style))
+            samples.update(sampled_answers(loaded, rest, sampling, rule.n_samples, seed, batch_size, style=style,
+                                           system=system))
         elif todo:
-            samples = sampled_answers(loaded, todo, sampling, rule.n_samples, seed, batch_size, style=style)
+            samples = sampled_answers(loaded, todo, sampling, rule.n_samples, seed, batch_size, style=style,
+                                      system=system)
         for r in chunk:
             row = info[r.id]
             if row["sampled"]:
@@ -321,14 +326,15 @@ def split(df: pd.DataFrame, judge: Judge, n_train: int, n_test: int, seed: int) 
 def test_set(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rule, sampling: Sampling,
              n_per_class: int, seed: int, batch_size: int, screen: bool = True,
              screen_max_new_tokens: int | None = None, first_round: int = 0,
-             progress: bool = True, style: str = "chat") -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+             progress: bool = True, style: str = "chat", system: str | None = None
+             ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """A balanced test set built by the TriviaQA rules (notebooks 04 and 06): :func:`label_pool` until
     both classes hold ``n_per_class`` questions (no unscreened check subset), then :func:`split` with no
     training part, so each question contributes one sampled response. Returns (looked, examples, sizes)."""
     looked = label_pool(loaded, records, judge, rule, sampling, target_per_class=n_per_class, seed=seed,
                         batch_size=batch_size, screen=screen, check_size=0,
                         screen_max_new_tokens=screen_max_new_tokens, first_round=first_round, progress=progress,
-                        style=style)
+                        style=style, system=system)
     examples, sizes = split(looked, judge, 0, n_per_class, seed)
     return looked, examples, sizes
 
@@ -377,7 +383,7 @@ def screen_misses(df: pd.DataFrame) -> dict[str, Any]:
 
 
 def teacher_forced_examples(tokenizer: Any, examples: pd.DataFrame, suffix: str = PAPER_SUFFIX,
-                            style: str = "chat") -> tuple[list, list[tuple[str, str]]]:
+                            style: str = "chat", system: str | None = None) -> tuple[list, list[tuple[str, str]]]:
     """The teacher-forced sequence (chat-templated question + response + end of turn, or for the base
     style the plain "question\nAnswer: response"; answer-token mask from the example's span) of every
     example row, and the (id, reason) of examples lost because their span covers no token — those get
@@ -387,7 +393,7 @@ def teacher_forced_examples(tokenizer: Any, examples: pd.DataFrame, suffix: str 
     out, lost = [], []
     for ex in examples.itertuples():
         try:
-            out.append(teacher_forced(tokenizer, question_prompt(tokenizer, ex.question, style, suffix), ex.response,
+            out.append(teacher_forced(tokenizer, question_prompt(tokenizer, ex.question, style, suffix, system), ex.response,
                                       tuple(ex.span) if ex.span else None, templated=style == "chat"))
         except SpanError as e:
             out.append(None)

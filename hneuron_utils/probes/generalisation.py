@@ -19,7 +19,7 @@ import pandas as pd
 from hneuron_utils.data import DataError, load_dataset, QARecord, sample
 from hneuron_utils.judges import Judge, RuleJudge
 
-DATASETS: tuple[str, ...] = ("nq_open", "biomed", "nonexist")
+DATASETS: tuple[str, ...] = ("nq_open", "biomed", "nonexist", "nonexist_paper")
 STANDIN = "standin"
 
 
@@ -32,19 +32,29 @@ class Pool:
     records: list[QARecord]
     judge: Judge
     info: dict[str, Any] = field(default_factory=dict)
+    system: str | None = None  # the system turn its questions are asked under (None = the template's default)
 
 
 def biomed_label(source: str) -> str:
     return "biomedical (stand-in)" if source == STANDIN else "BioASQ"
 
 
+def nonexist_label(name: str, system: str | None) -> str:
+    """How tables name a NonExist set: plain 'NonExist' under the paper's prompt when it is the only one."""
+    if name == "nonexist_paper":
+        return "NonExist (paper prompt)"
+    return "NonExist (abstention allowed)" if system else "NonExist"
+
+
 def load_pool(name: str, *, biomed_source: str = STANDIN, nonexist_size: int = 600, seed: int = 0,
-              leak_policy: str = "drop_aliases", pool_size: int | None = None, exclude_ids: Sequence[str] = ()) -> Pool:
+              leak_policy: str = "drop_aliases", pool_size: int | None = None, exclude_ids: Sequence[str] = (),
+              nonexist_system_prompt: str | None = None) -> Pool:
     """The pool of one generalisation set.
 
     ``nq_open``: the packaged NQ-Open test questions. ``biomed``: the packaged stand-in
     (``biomed_source="standin"``) or a user's BioASQ file (JSON or JSONL path). ``nonexist``:
-    ``nonexist_size`` generated questions about made-up entities (seeded). The leak policy of notebook
+    ``nonexist_size`` generated questions about made-up entities (seeded), asked under
+    ``nonexist_system_prompt``; ``nonexist_paper``: the same questions under the paper's prompt. The leak policy of notebook
     01 applies to the sets with gold aliases; ``pool_size`` (if not None) keeps a seeded subset of them.
     ``triviaqa`` (notebook 06) is TriviaQA itself; ``exclude_ids`` are left out before the subset is drawn."""
     from hneuron_utils.data.labelling import apply_leak_policy
@@ -62,14 +72,16 @@ def load_pool(name: str, *, biomed_source: str = STANDIN, nonexist_size: int = 6
 
             recs, info = load_bioasq(biomed_source), {"source": f"BioASQ file {biomed_source}"}
         label = biomed_label(biomed_source)
-    elif name == "nonexist":
+    elif name in ("nonexist", "nonexist_paper"):
         from hneuron_utils.data.nonexist import AbstentionJudge, generate
 
         rejected: Counter = Counter()
         recs = generate(nonexist_size, seed, stats=rejected)
-        return Pool(name, "NonExist", recs, AbstentionJudge(),
+        system = nonexist_system_prompt if name == "nonexist" else None
+        return Pool(name, nonexist_label(name, nonexist_system_prompt), recs, AbstentionJudge(),
                     {"source": "generated (hneuron_utils.data.nonexist)", "generated": len(recs),
-                     "names rejected (collision or duplicate)": sum(rejected.values())})
+                     "names rejected (collision or duplicate)": sum(rejected.values()),
+                     "system turn": system or "the chat template's default (the paper's prompt)"}, system)
     else:
         raise DataError(f"Unknown generalisation set {name!r}; known: {', '.join(DATASETS)}")
     if exclude_ids:
@@ -152,8 +164,12 @@ def table1(results: pd.DataFrame, model: str, permille: float, order: Sequence[s
     return pd.DataFrame(rows)
 
 
-def set_summary(looked: pd.DataFrame, sizes: Mapping[str, int], n_per_class: int, pool_size: int) -> dict[str, Any]:
-    """One column of the size table: the funnel of one set, and why it is smaller than asked if it is."""
+def set_summary(looked: pd.DataFrame, sizes: Mapping[str, int], n_per_class: int, pool_size: int,
+                n_samples: int | None = None) -> dict[str, Any]:
+    """One column of the size table: the funnel of one set, and why it is smaller than asked if it is.
+    With ``n_samples`` (K), also the questions whose K samples were all correct (the paper's 10-of-10
+    rule), counted on the same samples whatever rule built the set. A set smaller than asked states its
+    measured ceiling: how many questions were looked at, how many were greedy-correct and how many passed."""
     counts = looked.label.value_counts() if len(looked) else pd.Series(dtype=int)
     out: dict[str, Any] = {"pool": pool_size, "looked at": len(looked)}
     if "greedy_correct" in looked:
@@ -161,11 +177,20 @@ def set_summary(looked: pd.DataFrame, sizes: Mapping[str, int], n_per_class: int
     out["sampled"] = int(looked.sampled.sum()) if len(looked) else 0
     for lab in ("faithful", "hallucinated", "mixed", "stopped early", "dropped"):
         out[lab] = int(counts.get(lab, 0))
+    if n_samples is not None:
+        full = looked[looked.get("n_drawn", pd.Series(0, index=looked.index)).fillna(0) == n_samples] \
+            if len(looked) else looked
+        out[f"all {n_samples} of {n_samples} correct"] = int((full.n_correct == n_samples).sum()) if len(full) else 0
     out["test per class"] = int(sizes["test per class"])
     short = [lab for lab in ("faithful", "hallucinated") if out[lab] < n_per_class]
-    out["why smaller"] = ("" if not short else
-                          f"the whole pool yields only {', '.join(f'{out[s]} {s}' for s in short)} question(s) "
-                          "under the labelling rule")
+    if not short:
+        out["why smaller"] = ""
+    else:
+        whole = "the whole pool" if len(looked) >= pool_size else f"{len(looked)} questions looked at"
+        greedy = (f", {out['greedy answer judged faithful']} with a faithful greedy answer"
+                  if "greedy answer judged faithful" in out else "")
+        out["why smaller"] = (f"measured ceiling: {whole} ({len(looked)} questions{greedy}) yields only "
+                              f"{', '.join(f'{out[s]} {s}' for s in short)} question(s) under the labelling rule")
     return out
 
 
@@ -194,10 +219,11 @@ def flag_rates(clfs: Mapping[str, Any], features: Mapping[tuple[str, str], np.nd
 
 
 def answer_features(loaded: Any, examples: pd.DataFrame, batch_size: int, progress: bool = True,
-                    style: str = "chat", with_signals: bool = False):
+                    style: str = "chat", with_signals: bool = False, system: str | None = None):
     """Teacher-forced answer-token CETT of test examples (cached like notebook 02): (the examples that
     have an answer token, their features float32 [N, L*F], the (id, reason) of examples lost, seconds).
-    ``style``: the prompt style the responses were generated with (notebook 06 uses 'base').
+    ``style``: the prompt style the responses were generated with (notebook 06 uses 'base'); ``system``:
+    the system turn they were asked under (notebook 04's abstention-permitting NonExist prompt).
     With ``with_signals`` a fifth item holds the baselines' signals of the same pass: ``resid``
     [N, L, d], ``confidence`` [N, 3] and ``answer_tokens`` [N]."""
     import time
@@ -212,7 +238,7 @@ def answer_features(loaded: Any, examples: pd.DataFrame, batch_size: int, progre
     if examples.empty:
         out = (examples, np.zeros((0, n_features), np.float32), [], 0.0)
         return out + (empty_sig,) if with_signals else out
-    tf, lost = teacher_forced_examples(loaded.tokenizer, examples, style=style)
+    tf, lost = teacher_forced_examples(loaded.tokenizer, examples, style=style, system=system)
     keep = [t is not None for t in tf]
     kept = examples[keep].reset_index(drop=True)
     if kept.empty:
@@ -275,14 +301,22 @@ def build_test_sets(loaded: Any, pools: Mapping[str, Pool], rule: Any, sampling:
         t0 = time.perf_counter()
         built[name] = test_set(loaded, pool.records, pool.judge, rule, sampling, cfg.gen_n_per_class, cfg.seed,
                                cfg.gen_batch_size, screen=cfg.screen, screen_max_new_tokens=cfg.screen_max_new_tokens,
-                               first_round=cfg.sample_first_round)
+                               first_round=cfg.sample_first_round, system=pool.system)
         timings[f"{pool.label}: sample and judge"] = time.perf_counter() - t0
     return built
 
 
-def read_transfer(results: pd.DataFrame, reference_set: str = "TriviaQA") -> list[str]:
-    """Per set other than ``reference_set``: the H-neuron AUROC against the random range, in words chosen
-    by whether the H-neuron interval lies above, below or overlaps the random draws' range."""
+def transfer_words(lo: float, hi: float) -> str:
+    """Words for a transferred classifier's AUROC interval against chance (0.5)."""
+    return ("transfers (interval above chance)" if lo > 0.5 else "is below chance (interval under 0.5)" if hi < 0.5
+            else "does not transfer detectably (interval includes 0.5)")
+
+
+def read_transfer(results: pd.DataFrame, reference_set: str = "TriviaQA", min_per_class: int = 10) -> list[str]:
+    """Per set other than ``reference_set``: the H-neuron AUROC against chance and against the random
+    range, in words chosen by the intervals: "transfers" only where the H-neuron interval lies above 0.5,
+    and above, below or overlapping the random draws' range. Below ``min_per_class`` questions per class
+    a bootstrap interval means little (one question per class gives [1, 1]): such sets get no words."""
     out = []
     for s in dict.fromkeys(results["set"]):
         if s == reference_set:
@@ -291,10 +325,16 @@ def read_transfer(results: pd.DataFrame, reference_set: str = "TriviaQA") -> lis
         if not np.isfinite(h.accuracy):
             out.append(f"{s}: no balanced test set (a class is empty) — not scored")
             continue
+        n = min(int(h["n faithful"]), int(h["n hallucinated"]))
+        if n < min_per_class:
+            out.append(f"{s}: H-neuron AUROC {h.auroc:.3f} on only {n} question(s) per class — too few to read "
+                       f"(at least {min_per_class} per class needed)")
+            continue
         rel = ("above" if h.auroc_lo > r.auroc_hi else "below" if h.auroc_hi < r.auroc_lo else "not separable from")
-        out.append(f"{s}: H-neuron AUROC {h.auroc:.3f} [{h.auroc_lo:.3f}, {h.auroc_hi:.3f}] vs random {r.auroc:.3f} "
-                   f"[{r.auroc_lo:.3f}, {r.auroc_hi:.3f}] → H-neurons {rel} random neurons "
-                   f"({min(h['n faithful'], h['n hallucinated'])} per class)")
+        chance = transfer_words(h.auroc_lo, h.auroc_hi)
+        out.append(f"{s}: H-neuron AUROC {h.auroc:.3f} [{h.auroc_lo:.3f}, {h.auroc_hi:.3f}], n = "
+                   f"{int(h['n faithful'])} + {int(h['n hallucinated'])} → the classifier {chance}; vs random "
+                   f"{r.auroc:.3f} [{r.auroc_lo:.3f}, {r.auroc_hi:.3f}] → H-neurons {rel} random neurons")
     return out
 
 
@@ -321,7 +361,8 @@ def one_class_features(loaded: Any, built: Mapping[str, tuple], pools: Mapping[s
         label = pools[name].label
         for cls in ("hallucinated", "faithful"):
             ex1 = one_class(looked, pools[name].judge, cls, n, seed) if len(looked) else pd.DataFrame()
-            _, feats[(label, cls)], _, secs = answer_features(loaded, ex1, batch_size, progress=False)
+            _, feats[(label, cls)], _, secs = answer_features(loaded, ex1, batch_size, progress=False,
+                                                              system=pools[name].system)
             timings[f"{label}: CETT ({cls}, one class)"] = secs
     return feats
 
@@ -334,10 +375,105 @@ def set_features(loaded: Any, built: dict[str, tuple], pools: Mapping[str, Pool]
     features, signals = {}, {}
     for name, (looked, ex, sizes) in built.items():
         label = pools[name].label
-        ex, ans, lost, secs, signals[label] = answer_features(loaded, ex, batch_size, with_signals=True)
+        ex, ans, lost, secs, signals[label] = answer_features(loaded, ex, batch_size, with_signals=True,
+                                                              system=pools[name].system)
         if lost:
             print(f"{label}: {len(lost)} examples lost (no answer token): {lost[:3]}")
         built[name] = (looked, ex, sizes)
         features[label] = (ans, np.asarray(ex.get("label", []), dtype=int))  # a set can have no example at all
         timings[f"{label}: CETT"] = secs
     return features, signals
+
+
+# --------------------------------------------------------------------------- the prompt's shift (04, §4)
+
+
+def triviaqa_under_system(loaded: Any, test: pd.DataFrame, system: str, batch_size: int
+                          ) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    """TriviaQA's test answers (notebook 01's responses and labels, unchanged) read under ``system``:
+    the teacher-forced CETT of the same answer tokens with the system turn in the context. Against the
+    same answers read under the paper's prompt, this isolates the shift the prompt alone causes in the
+    classifiers' features, apart from any change of question set. Returns (kept examples, features
+    [N, L*F], signals)."""
+    kept, ans, lost, _, sig = answer_features(loaded, test, batch_size, with_signals=True, system=system)
+    if lost:
+        raise ValueError(f"{len(lost)} TriviaQA test answers lost their answer tokens under the system turn: {lost[:3]}")
+    return kept, ans, sig
+
+
+def abstention_by_class(loaded: Any, test: pd.DataFrame, system: str, max_new_tokens: int, batch_size: int,
+                        n_bootstrap: int, seed: int) -> pd.DataFrame:
+    """Greedy answers to TriviaQA's test questions under ``system``: per class of notebook 01 (faithful
+    = the model knew the answer 10 of 10 times without the system turn), the share that abstain
+    (:class:`~hneuron_utils.data.nonexist.AbstentionJudge`) and the share still answered correctly (the
+    TriviaQA rule judge), with n and bootstrap 95% intervals. It says what the prompt does to questions
+    whose answer the model knows."""
+    from hneuron_utils.data.labelling import greedy_answers
+    from hneuron_utils.data.nonexist import AbstentionJudge
+    from hneuron_utils.stats import rate_with_ci
+
+    recs = [QARecord(r.id, r.question, tuple(r.answers), "triviaqa") for r in test.itertuples()]
+    greedy = greedy_answers(loaded, recs, max_new_tokens, batch_size, progress=False, system=system)
+    absj, rule = AbstentionJudge(), RuleJudge()
+    rows, flags = [], {}
+    for cls in ("faithful", "hallucinated"):
+        part = [r for r, c in zip(recs, test["class"]) if c == cls]
+        texts = [greedy[r.id]["text"] for r in part]
+        flags[cls] = np.array([absj.judge(r.question, t).correct for r, t in zip(part, texts)], float)
+        ab = rate_with_ci(flags[cls], n_bootstrap, seed)
+        ok = rate_with_ci([rule.judge(r.question, t, r.answers).correct for r, t in zip(part, texts)], n_bootstrap, seed)
+        rows.append({"class (notebook 01)": cls, "n": ab.n, "abstains": ab.rate, "abstains lo": ab.lo,
+                     "abstains hi": ab.hi, "answers correctly": ok.rate, "correct lo": ok.lo, "correct hi": ok.hi})
+    f, h = flags["faithful"], flags["hallucinated"]
+    if len(f) and len(h):  # independent groups: resample each
+        rng = np.random.default_rng(seed)
+        d = (h[rng.integers(0, len(h), (n_bootstrap, len(h)))].mean(1)
+             - f[rng.integers(0, len(f), (n_bootstrap, len(f)))].mean(1))
+        rows.append({"class (notebook 01)": "hallucinated − faithful", "n": len(f) + len(h),
+                     "abstains": h.mean() - f.mean(), "abstains lo": float(np.quantile(d, 0.025)),
+                     "abstains hi": float(np.quantile(d, 0.975))})
+    return pd.DataFrame(rows)
+
+
+def read_abstention(table: pd.DataFrame) -> str:
+    """The abstention table in words, the direction chosen by the difference's interval."""
+    f, h = table.iloc[0], table.iloc[1]
+    out = (f"Under the system turn the model abstains on {f.abstains:.0%} [{f['abstains lo']:.0%}, {f['abstains hi']:.0%}] "
+           f"of the TriviaQA questions it knew (n = {int(f.n)}) and {h.abstains:.0%} [{h['abstains lo']:.0%}, "
+           f"{h['abstains hi']:.0%}] of those it hallucinated on (n = {int(h.n)})")
+    if len(table) < 3:
+        return out + "."
+    d = table.iloc[2]
+    words = ("more often on the questions it hallucinates on" if d["abstains lo"] > 0 else
+             "less often on the questions it hallucinates on" if d["abstains hi"] < 0 else
+             "no detectable difference between the classes")
+    return out + (f": difference {d.abstains:+.0%} [{d['abstains lo']:+.0%}, {d['abstains hi']:+.0%}] → {words}.")
+
+
+def agreement_by_prompt(judge: Judge, labels: pd.DataFrame) -> pd.DataFrame:
+    """The judge against hand labels, per prompt the responses were drawn under (column ``prompt``;
+    missing = the paper's) and over all of them: responses, counts per class, agreement, Cohen's κ (NaN
+    where one class is absent: then agreement says nothing a constant judge would not) and the
+    majority-class baseline."""
+    from hneuron_utils.judges.agreement import judge_agreement
+
+    lab = labels.assign(prompt=labels.get("prompt", pd.Series("paper", index=labels.index)).fillna("paper"))
+    parts = [(p, d) for p, d in lab.groupby("prompt", sort=True)] + ([("all", lab)] if lab.prompt.nunique() > 1 else [])
+    return pd.DataFrame([{"prompt": p, **judge_agreement(judge, d)} for p, d in parts])
+
+
+def read_judge(table: pd.DataFrame, prompt: str, min_kappa: float = 0.6) -> str:
+    """One sentence on whether the abstention judge is validated for responses under ``prompt``: κ at
+    least ``min_kappa`` with both classes among the hand labels."""
+    row = table[table.prompt == prompt]
+    if row.empty:
+        return f"no hand labels under the {prompt!r} prompt: the judge is NOT validated there"
+    r = row.iloc[0]
+    if min(r["hand: faithful"], r["hand: hallucinated"]) == 0:
+        return (f"{prompt}: {r.responses} hand labels, all of one class — agreement {r.agreement:.0%} equals what a "
+                "constant judge scores; the judge is NOT validated there")
+    kappa = r["Cohen's kappa"]
+    verdict = "validated" if kappa >= min_kappa else "NOT validated"
+    return (f"{prompt}: agreement {r.agreement:.0%} on {r.responses} hand labels ({r['hand: faithful']} abstain, "
+            f"{r['hand: hallucinated']} invent), κ = {kappa:.2f}, majority baseline {r['majority baseline']:.0%}"
+            f" → {verdict} (κ ≥ {min_kappa} needed)")

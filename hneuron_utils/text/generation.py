@@ -29,22 +29,27 @@ def chat_prompt(tokenizer: Any, user: str, system: str | None = None) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def qa_prompt(tokenizer: Any, question: str, suffix: str = PAPER_SUFFIX) -> str:
-    """The paper's TriviaQA prompt: the question plus the answer-only instruction, chat-templated."""
-    return chat_prompt(tokenizer, question.strip() + suffix)
+def qa_prompt(tokenizer: Any, question: str, suffix: str = PAPER_SUFFIX, system: str | None = None) -> str:
+    """The paper's TriviaQA prompt: the question plus the answer-only instruction, chat-templated (with
+    ``system`` as the system turn if given, else the template's default)."""
+    return chat_prompt(tokenizer, question.strip() + suffix, system)
 
 
 PROMPT_STYLES = ("chat", "base")
 BASE_SUFFIX = "\nAnswer:"
 
 
-def question_prompt(tokenizer: Any, question: str, style: str = "chat", suffix: str = PAPER_SUFFIX) -> str:
+def question_prompt(tokenizer: Any, question: str, style: str = "chat", suffix: str = PAPER_SUFFIX,
+                    system: str | None = None) -> str:
     """A question's prompt in one of :data:`PROMPT_STYLES`: ``chat`` = :func:`qa_prompt` (the paper's
     instruct-model prompt); ``base`` = the paper's base-model prompt, the question followed by
     ``"\nAnswer:"`` as plain text (the tokenizer adds its own special tokens, e.g. Gemma's ``<bos>``;
-    generate with ``templated=False, stop_at_newline=True``)."""
+    generate with ``templated=False, stop_at_newline=True``). ``system``: a system turn for the chat style
+    (notebook 04's abstention-permitting NonExist prompt); a base prompt has none."""
     if style == "chat":
-        return qa_prompt(tokenizer, question, suffix)
+        return qa_prompt(tokenizer, question, suffix, system)
+    if system:
+        raise ValueError("a system prompt needs the chat style; a base-model prompt has no system turn")
     if style == "base":
         return question.strip() + BASE_SUFFIX
     raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")

@@ -178,21 +178,31 @@ def base_test_sets(base: Any, base_cett: Any, cfg: Any, params: Mapping[str, Any
                                         first_round=params["sample_first_round"], style="base")
         kept, ans, lost, _ = answer_features(base_cett, examples, params["cett_batch_size"], style="base")
         features[pool.label] = (ans, kept.label.to_numpy() if len(kept) else np.zeros(0, int))
-        sizes[pool.label] = {**set_summary(looked, sz, cfg.origin_n_per_class, len(pool.records)),
+        sizes[pool.label] = {**set_summary(looked, sz, cfg.origin_n_per_class, len(pool.records), params["n_samples"]),
                              "examples lost (no answer token)": len(lost)}
         kept_sets[name] = kept
     return features, sizes, kept_sets
 
 
-def read_transfer(transfer: pd.DataFrame, sizes: Mapping[str, dict]) -> list[str]:
-    """One sentence per set: the tuned probe's AUROC on the base model, or why there is no test set."""
+def read_transfer(transfer: pd.DataFrame, sizes: Mapping[str, dict], min_per_class: int = 10) -> list[str]:
+    """One sentence per set: the tuned probe's AUROC on the base model with words chosen by its interval
+    (against chance, and against the random-neuron probes' range), or why there is no test set (the
+    measured ceiling), or that the set is too small to read (under ``min_per_class`` per class)."""
+    from hneuron_utils.probes.generalisation import transfer_words
+
     out = []
-    for _, r in transfer[transfer.classifier == "H-neurons"].iterrows():
-        if np.isfinite(r.auroc):
-            out.append(f"{r['set']}: the tuned model's H-neuron probe scores AUROC {r.auroc:.3f} [{r.auroc_lo:.3f}, "
-                       f"{r.auroc_hi:.3f}] on the base model (n = {int(r['n faithful'])} + {int(r['n hallucinated'])})")
+    for s in dict.fromkeys(transfer["set"]):
+        r = transfer[(transfer["set"] == s) & (transfer.classifier == "H-neurons")].iloc[0]
+        rnd = transfer[(transfer["set"] == s) & (transfer.classifier != "H-neurons")].iloc[0]
+        n = min(int(r["n faithful"]), int(r["n hallucinated"]))
+        if not np.isfinite(r.auroc):
+            out.append(f"{s}: no balanced base-model test set — {sizes[s]['why smaller'] or 'a class is empty'}")
+        elif n < min_per_class:
+            out.append(f"{s}: AUROC {r.auroc:.3f} on only {n} question(s) per class — too few to read")
         else:
-            sz = sizes[r["set"]]
-            out.append(f"{r['set']}: no balanced base-model test set — of {sz['looked at']} questions, {sz['faithful']} "
-                       f"faithful and {sz['hallucinated']} hallucinated under the rule")
+            rel = ("above" if r.auroc_lo > rnd.auroc_hi else "below" if r.auroc_hi < rnd.auroc_lo else "not separable from")
+            out.append(f"{s}: the tuned model's H-neuron probe scores AUROC {r.auroc:.3f} [{r.auroc_lo:.3f}, "
+                       f"{r.auroc_hi:.3f}] on the base model (n = {int(r['n faithful'])} + {int(r['n hallucinated'])}) "
+                       f"→ it {transfer_words(r.auroc_lo, r.auroc_hi)}; random-neuron probes {rnd.auroc:.3f} "
+                       f"[{rnd.auroc_lo:.3f}, {rnd.auroc_hi:.3f}] → H-neurons {rel} random neurons")
     return out

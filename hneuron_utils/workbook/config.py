@@ -54,7 +54,7 @@ _NUM = (int, float)
 
 
 def _gen_datasets(v: Any) -> str | None:
-    known = ("nq_open", "biomed", "nonexist")
+    known = ("nq_open", "biomed", "nonexist", "nonexist_paper")
     if not v or len(set(v)) != len(v) or not all(isinstance(x, str) and x in known for x in v):
         return f"must be a non-empty list of distinct names from {list(known)}"
     return None
@@ -210,6 +210,16 @@ SCHEMA: tuple[Param, ...] = (
           "JSONL).", paper="BioASQ", check=_biomed_source),
     Param("nonexist_size", (int,), "NonExist questions generated (that set's pool).",
           paper="HalluLens NonExist (generated; size not reported)", check=_positive),
+    Param("nonexist_system_prompt", (str,), "System turn of the 'nonexist' set (null = the paper's prompt, the "
+          "chat template's default system turn). An instruction that permits abstaining makes both classes occur "
+          "(without it the default model abstains on almost no NonExist question); 'nonexist_paper' in "
+          "gen_datasets keeps the paper-prompt set beside it. TriviaQA's test answers are also scored under "
+          "this system turn, to separate the prompt's shift from the set's.", paper="none (plain questions)",
+          check=lambda v: None if v.strip() else "must be a non-empty instruction or null", nullable=True),
+    Param("gen_faithful_min_correct", (int,), "Test-set rule of notebooks 04 and 06: a question is faithful if at "
+          "least this many of K samples are correct (hallucinated: hallucinated_max_correct, as on TriviaQA). "
+          "Relaxed where the paper's rule leaves a class too small; the size table also counts the questions at K "
+          "of K.", paper="10 of 10 (the TriviaQA rule)", check=_positive),
     # --- 05 intervention -------------------------------------------------------------------
     Param("alphas", (list,), "Scales α applied to the neurons' activations (must include 1 = unmodified).",
           paper="{0, 0.5, 1, 1.5, 2, 2.5, 3}", check=_alphas),

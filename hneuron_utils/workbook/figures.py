@@ -207,7 +207,9 @@ def _generalisation(t: pd.DataFrame) -> plt.Figure:
     import numpy as np
 
     sets, note = _scored_sets(t)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    wide = len(sets) > 3  # many sets: one panel above the other, so the labels stay readable
+    fig, axes = (plt.subplots(2, 1, figsize=(max(8.0, 1.5 * len(sets)), 7.5)) if wide
+                 else plt.subplots(1, 2, figsize=(11, 3.6)))
     if note:
         fig.text(0.5, -0.04, "not shown (a class is empty, no balanced test set): " + note, ha="center", fontsize=8)
     for ax, m in zip(axes, ("accuracy", "auroc")):
@@ -218,10 +220,11 @@ def _generalisation(t: pd.DataFrame) -> plt.Figure:
             ax.errorbar(x, d[m], yerr=[d[m] - d[f"{m}_lo"], d[f"{m}_hi"] - d[m]], fmt="o", color=color,
                         capsize=4, label=label)
         n = t.drop_duplicates("set").set_index("set").reindex(sets)
-        ax.set_xticks(range(len(sets)), [f"{s}\n{min(a, b)}/class" for s, a, b in
+        ax.set_xticks(range(len(sets)), [f"{s.replace(' (', chr(10) + '(')}\nn = {min(a, b)}/class" for s, a, b in
                                           zip(sets, n["n faithful"], n["n hallucinated"])], fontsize=8)
         ax.axhline(0.5, color="k", lw=0.8, ls=":", label="chance (0.5)")
-        ax.set(ylim=(0, 1.02), ylabel=m, title=f"test {m}, classifiers trained on TriviaQA only")
+        name = "AUROC" if m == "auroc" else m
+        ax.set(ylim=(0, 1.02), ylabel=name, title=f"test {name}, classifiers trained on TriviaQA only")
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower left")
     fig.tight_layout()

@@ -125,13 +125,16 @@ def collapse_parameter_cells(path: Path) -> None:
 
 def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = None,
         log_output: bool = True, overrides: dict[str, Any] | None = None,
-        notebook_files: Sequence[Path] | None = None) -> dict[str, Any]:
+        notebook_files: Sequence[Path] | None = None, fresh_stages: bool = False) -> dict[str, Any]:
     """Run the numbered notebooks (or ``notebook_files``) with a profile (``overrides`` on top, validated);
     return the run log (also written to run_log.json).
 
     History stays honest: a notebook's replaced entry moves to ``earlier``; a failing notebook leaves the
     last good executed notebook in place (its own output goes to ``NN_name.failed.ipynb``) and its
-    parameters are kept in its entry, not as the run's parameters."""
+    parameters are kept in its entry, not as the run's parameters.
+
+    With ``fresh_stages`` each notebook runs on an empty stage cache (:func:`fresh_stage_cache`), so its
+    recorded time is its time from scratch (the entry says so); its stages join the real cache after."""
     params = config.load_profile(profile)
     if overrides:
         params.update(config.validate_mapping(overrides))
@@ -163,6 +166,10 @@ def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = 
         entry = {"started": dt.datetime.now().isoformat(timespec="seconds"), "git_commit": _git_commit()}
         # execute into a scratch file: a failing re-run never overwrites the last good executed notebook
         scratch = out_dir / f".{nb.stem}.running.ipynb"
+        fresh, old_cache = (fresh_stage_cache(out_dir), os.environ.get("HNEURON_CACHE")) if fresh_stages else (None, None)
+        if fresh is not None:
+            os.environ["HNEURON_CACHE"] = str(fresh)
+            entry["stage cache"] = FRESH_NOTE
         try:
             secs = run_notebook(nb, scratch, params, kernel, log_output=log_output)
         except NotebookFailed as e:
@@ -174,6 +181,13 @@ def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = 
             _record(log, nb.name, entry)
             log_path.write_text(json.dumps(log, indent=1, default=str))
             raise NotebookFailed(entry["error"]) from e
+        finally:
+            if fresh is not None:
+                if old_cache is None:
+                    os.environ.pop("HNEURON_CACHE", None)
+                else:
+                    os.environ["HNEURON_CACHE"] = old_cache
+                merge_fresh(fresh)
         os.replace(scratch, out_dir / nb.name)
         (out_dir / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
         entry.update(status="ok", seconds=round(secs, 1))
@@ -182,6 +196,76 @@ def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = 
         log_path.write_text(json.dumps(log, indent=1, default=str))
         print(f"[run {params['run_name']}] {nb.name} done in {secs:.1f} s", flush=True)
     return log
+
+
+FRESH_NOTE = "empty (model files and notebook 02's features linked)"
+
+
+def fresh_stage_cache(run_out: Path) -> Path:
+    """A new, empty stage cache for measuring a notebook's time from scratch: a temporary folder beside the
+    cache root with links to the model files (``gguf/``, ``models/``) and to the CETT features notebook 02
+    recorded for this run (``data/02_features.json``), which later notebooks read but do not make. Every
+    stage a notebook computes lands in it; :func:`merge_fresh` moves them into the real cache afterwards."""
+    import tempfile
+
+    from hneuron_utils.workbook.paths import cache_root
+
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix="fresh-stages-", dir=root.parent))
+    for sub in ("gguf", "models"):
+        if (root / sub).exists():
+            (fresh / sub).symlink_to(root / sub)
+    rec = run_out / "data" / "02_features.json"
+    if rec.exists():
+        key = json.loads(rec.read_text())["key"]
+        src = root / "stages" / "cett" / key
+        if src.exists():
+            (fresh / "stages" / "cett").mkdir(parents=True)
+            (fresh / "stages" / "cett" / key).symlink_to(src)
+    return fresh
+
+
+def _merge_jsonl(src: Path, dst: Path) -> int:
+    """Append to the item store ``dst`` the items of ``src`` it lacks (or holds fewer samples of)."""
+    from hneuron_utils.workbook.stages import JsonlStore
+
+    have, new = JsonlStore(dst), JsonlStore(src)
+    add = {k: v for k, v in new.data.items() if k not in have or
+           (isinstance(v, list) and isinstance(have[k], list) and len(v) > len(have[k]))}
+    if add:
+        have.add(add)
+    return len(add)
+
+
+def merge_fresh(fresh: Path) -> int:
+    """Move what a fresh-cache run computed into the real cache and delete the temporary folder: stage
+    folders the cache lacks move whole (links are skipped); in a folder both hold, missing files move and
+    item stores (``*.jsonl``) gain the items they lack. Returns how many folders or files were merged."""
+    import shutil
+
+    from hneuron_utils.workbook.paths import cache_root
+
+    merged = 0
+    stages = fresh / "stages"
+    for kind in (stages.iterdir() if stages.exists() else ()):
+        for d in kind.iterdir():
+            target = cache_root() / "stages" / kind.name / d.name
+            if d.is_symlink():
+                continue
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(d), str(target))
+                merged += 1
+                continue
+            for f in d.iterdir():
+                if not (target / f.name).exists():
+                    shutil.move(str(f), str(target / f.name))
+                    merged += 1
+                elif f.suffix == ".jsonl":
+                    merged += _merge_jsonl(f, target / f.name) > 0
+    shutil.rmtree(fresh)
+    return merged
 
 
 def _record(log: dict[str, Any], name: str, entry: dict[str, Any]) -> None:
@@ -203,10 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated notebook numbers, e.g. 01,03")
     ap.add_argument("--run-name", default=None, help="results/<run-name>/ (default: the profile's run_name)")
     ap.add_argument("--quiet", action="store_true", help="do not stream cell output")
+    ap.add_argument("--fresh-stages", action="store_true",
+                    help="run each notebook on an empty stage cache, to record its time from scratch")
     args = ap.parse_args(argv)
     try:
         log = run(args.params, only=args.only.split(",") if args.only else None, run_name=args.run_name,
-                  log_output=not args.quiet)
+                  log_output=not args.quiet, fresh_stages=args.fresh_stages)
     except (config.ConfigError, NotebookFailed) as e:
         print(f"\nERROR: {e}", file=sys.stderr)
         return 1
