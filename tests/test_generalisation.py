@@ -187,7 +187,8 @@ def test_set_summary_counts_the_papers_rule_and_states_the_ceiling():
     s = G.set_summary(looked, {"test per class": 1}, 2, 5, n_samples=10)
     assert s["all 10 of 10 correct"] == 1 and s["faithful"] == 2
     assert s["why smaller"].startswith("measured ceiling: the whole pool (5 questions, 3 with a faithful greedy answer)")
-    assert "1 hallucinated" in s["why smaller"] and "faithful" not in s["why smaller"].split("yields")[1]
+    assert "1 hallucinated" in s["why smaller"] and "faithful" not in s["why smaller"].split("yields")[1].split("(")[0]
+    assert "greedy screen" in s["why smaller"]
     part = G.set_summary(looked, {"test per class": 1}, 2, 50, n_samples=10)
     assert "5 questions looked at" in part["why smaller"]
 
@@ -228,15 +229,60 @@ def test_the_committed_abstention_labels_validate_the_judge_under_the_system_tur
 
 
 def test_abstention_by_class_and_its_reading(tiny, tmp_path, monkeypatch):
+    from hneuron_utils.data import labelling as L
+
     monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
     test = pd.DataFrame({"id": [f"q{i}" for i in range(6)], "question": [f"Question {i}?" for i in range(6)],
-                         "answers": [["x"]] * 6, "class": ["faithful"] * 3 + ["hallucinated"] * 3})
-    t = G.abstention_by_class(tiny, test, SYSTEM, 4, 8, n_bootstrap=200, seed=0)
+                         "answers": [["Paris"]] * 6, "class": ["faithful"] * 3 + ["hallucinated"] * 3})
+    t = G.abstention_by_class(tiny, test, SYSTEM, 4, 8, n_bootstrap=200, seed=0)  # the real path, tiny model
     assert t["class (notebook 01)"].tolist() == ["faithful", "hallucinated", "hallucinated − faithful"]
-    assert t.n.tolist() == [3, 3, 6] and np.isclose(t.abstains[2], t.abstains[1] - t.abstains[0])
+    texts = {"q0": "Paris", "q1": "Paris.", "q2": "I don't know", "q3": "I don't know.", "q4": "I don't know", "q5": "Rome"}
+    seen = {}
+
+    def fake(loaded, recs, max_new_tokens, batch_size, progress=True, system=None, **kw):
+        seen["system"] = system
+        return {r.id: {"text": texts[r.id], "stopped": True} for r in recs}
+
+    monkeypatch.setattr(L, "greedy_answers", fake)
+    t = G.abstention_by_class(tiny, test, SYSTEM, 4, 8, n_bootstrap=500, seed=0)
+    assert seen["system"] == SYSTEM and t.n.tolist() == [3, 3, 6]
+    assert np.allclose(t.abstains[:2], [1 / 3, 2 / 3]) and np.isclose(t.abstains[2], 1 / 3)
+    assert np.allclose(t["answers correctly"][:2], [2 / 3, 0])
+    assert t["abstains lo"][2] <= 1 / 3 <= t["abstains hi"][2]
     fake = pd.DataFrame([{"abstains": 0.1, "abstains lo": 0.0, "abstains hi": 0.2, "n": 50},
                          {"abstains": 0.5, "abstains lo": 0.4, "abstains hi": 0.6, "n": 50},
                          {"abstains": 0.4, "abstains lo": 0.25, "abstains hi": 0.55, "n": 100}])
     assert "more often on the questions it hallucinates on" in G.read_abstention(fake)
     fake.loc[2, ["abstains lo"]] = -0.05
     assert "no detectable difference" in G.read_abstention(fake)
+
+
+def test_check_datasets_and_labels_for():
+    G.check_datasets(["nonexist", "nonexist_paper"], SYSTEM)
+    G.check_datasets(["nonexist"], None)
+    with pytest.raises(ValueError, match="same set"):
+        G.check_datasets(["nonexist", "nonexist_paper"], None)
+    lab = pd.DataFrame({"system": [None, SYSTEM, "another turn"], "faithful": [False, True, True]})
+    assert G.labels_for(lab, SYSTEM).index.tolist() == [0, 1]
+    assert G.labels_for(lab, None).index.tolist() == [0]
+    assert G.labels_for(lab.drop(columns="system"), SYSTEM).index.tolist() == [0, 1, 2]
+
+
+def test_paired_auroc_shift_and_its_words():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 60)
+    a = (y + rng.normal(0, 0.5, 120))[:, None]
+    clf = lambda x: x[:, 0]  # noqa: E731
+    same = G.paired_auroc_shift(clf, a, a, y, 300, 0)
+    assert same["difference"] == 0 and same["difference lo"] == 0 and same["difference hi"] == 0
+    assert "no detectable change" in G.read_shift(same)
+    worse = G.paired_auroc_shift(clf, a, a + rng.normal(0, 3, a.shape), y, 300, 0)
+    assert worse["auroc (system turn)"] < worse["auroc (paper prompt)"] and worse["difference hi"] < 0
+    assert "lowers it" in G.read_shift(worse) and "n = 120" in G.read_shift(worse)
+
+
+def test_ours_vs_paper_lines_up_the_papers_nonexist_with_the_paper_prompt_set():
+    t1 = pd.DataFrame([{"NonExist (paper prompt) acc": 0.5}, {"NonExist (paper prompt) acc": 0.6}])
+    out = G.ours_vs_paper(t1, "m", 0.1, ["NonExist (paper prompt)"], False)
+    assert "NonExist (paper prompt) H" in out and "NonExist H" not in out
+    assert out["NonExist (paper prompt) H"].iloc[1] == G.PAPER_TABLE1["NonExist H"].iloc[0]

@@ -54,7 +54,7 @@ def test_results_block_lists_earlier_runs_of_a_notebook(tmp_path):
     assert "| `abc` | 16.8 min (`def`) |" in report.results_block(tmp_path)
     line = report.time_line(tmp_path)
     assert "adds up to **17 min**" in line and "latest runs add up to 2 min" in line
-    assert "`04` 17 min (1 of 1 notebooks" in line
+    assert "`04` 17 min (1 of 1 notebooks measured this way" in line
 
 
 def test_update_readme_rewrites_both_generated_blocks(tmp_path):

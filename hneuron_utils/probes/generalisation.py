@@ -169,7 +169,9 @@ def set_summary(looked: pd.DataFrame, sizes: Mapping[str, int], n_per_class: int
     """One column of the size table: the funnel of one set, and why it is smaller than asked if it is.
     With ``n_samples`` (K), also the questions whose K samples were all correct (the paper's 10-of-10
     rule), counted on the same samples whatever rule built the set. A set smaller than asked states its
-    measured ceiling: how many questions were looked at, how many were greedy-correct and how many passed."""
+    measured ceiling: how many questions were looked at, how many were greedy-correct and how many passed.
+    With the greedy screen only greedy-correct questions are sampled as faithful candidates, so both the
+    ceiling and the K-of-K count hold under the screen (notebook 01 measures what the screen misses)."""
     counts = looked.label.value_counts() if len(looked) else pd.Series(dtype=int)
     out: dict[str, Any] = {"pool": pool_size, "looked at": len(looked)}
     if "greedy_correct" in looked:
@@ -190,7 +192,8 @@ def set_summary(looked: pd.DataFrame, sizes: Mapping[str, int], n_per_class: int
         greedy = (f", {out['greedy answer judged faithful']} with a faithful greedy answer"
                   if "greedy answer judged faithful" in out else "")
         out["why smaller"] = (f"measured ceiling: {whole} ({len(looked)} questions{greedy}) yields only "
-                              f"{', '.join(f'{out[s]} {s}' for s in short)} question(s) under the labelling rule")
+                              f"{', '.join(f'{out[s]} {s}' for s in short)} question(s) under the labelling rule "
+                              "(faithful candidates are the questions with a faithful greedy answer: the greedy screen)")
     return out
 
 
@@ -346,6 +349,9 @@ def ours_vs_paper(t1: pd.DataFrame, model: str, permille: float, order: Sequence
             if f"{s} acc" in row:
                 ours[f"{s} {k}"] = round(100 * row[f"{s} acc"], 1)
     paper = PAPER_TABLE1.assign(model=PAPER_TABLE1.model + " (paper)")
+    if any(s.startswith("NonExist (") for s in order):  # the paper's NonExist is asked with its plain prompt
+        paper = paper.rename(columns={"NonExist random": "NonExist (paper prompt) random",
+                                      "NonExist H": "NonExist (paper prompt) H"})
     if biomed_standin:  # the paper's BioASQ columns under the stand-in's name: the sets differ
         paper = paper.rename(columns={"BioASQ random": f"{biomed_label(STANDIN)} random", "BioASQ H": f"{biomed_label(STANDIN)} H"})
     return pd.concat([pd.DataFrame([ours]), paper], ignore_index=True)
@@ -391,9 +397,10 @@ def set_features(loaded: Any, built: dict[str, tuple], pools: Mapping[str, Pool]
 def triviaqa_under_system(loaded: Any, test: pd.DataFrame, system: str, batch_size: int
                           ) -> tuple[pd.DataFrame, np.ndarray, dict]:
     """TriviaQA's test answers (notebook 01's responses and labels, unchanged) read under ``system``:
-    the teacher-forced CETT of the same answer tokens with the system turn in the context. Against the
-    same answers read under the paper's prompt, this isolates the shift the prompt alone causes in the
-    classifiers' features, apart from any change of question set. Returns (kept examples, features
+    the teacher-forced CETT of the same answer tokens with the system turn in the context. A
+    counterfactual: the answers were generated without the turn (under it the model abstains on some,
+    :func:`abstention_by_class`), so this measures what the turn alone does to the features of fixed
+    answers, apart from any change of question set or of behaviour. Returns (kept examples, features
     [N, L*F], signals)."""
     kept, ans, lost, _, sig = answer_features(loaded, test, batch_size, with_signals=True, system=system)
     if lost:
@@ -404,7 +411,7 @@ def triviaqa_under_system(loaded: Any, test: pd.DataFrame, system: str, batch_si
 def abstention_by_class(loaded: Any, test: pd.DataFrame, system: str, max_new_tokens: int, batch_size: int,
                         n_bootstrap: int, seed: int) -> pd.DataFrame:
     """Greedy answers to TriviaQA's test questions under ``system``: per class of notebook 01 (faithful
-    = the model knew the answer 10 of 10 times without the system turn), the share that abstain
+    = it answered right under notebook 01's rule without the system turn), the share that abstain
     (:class:`~hneuron_utils.data.nonexist.AbstentionJudge`) and the share still answered correctly (the
     TriviaQA rule judge), with n and bootstrap 95% intervals. It says what the prompt does to questions
     whose answer the model knows."""
@@ -448,6 +455,55 @@ def read_abstention(table: pd.DataFrame) -> str:
              "less often on the questions it hallucinates on" if d["abstains hi"] < 0 else
              "no detectable difference between the classes")
     return out + (f": difference {d.abstains:+.0%} [{d['abstains lo']:+.0%}, {d['abstains hi']:+.0%}] → {words}.")
+
+
+def check_datasets(datasets: Sequence[str], nonexist_system_prompt: str | None) -> None:
+    """Refuse a set list that would build the same set twice (``nonexist_paper`` is ``nonexist`` when no
+    system turn is set)."""
+    if "nonexist_paper" in datasets and "nonexist" in datasets and not nonexist_system_prompt:
+        raise ValueError("gen_datasets has both 'nonexist' and 'nonexist_paper' but nonexist_system_prompt is null: "
+                         "they would be the same set; drop 'nonexist_paper' or set a system prompt")
+
+
+def labels_for(labels: pd.DataFrame, system: str | None) -> pd.DataFrame:
+    """The hand labels that validate a run: those drawn under the paper's prompt, and those drawn under
+    exactly the run's system turn (labels made under another turn say nothing about this one)."""
+    if "system" not in labels:
+        return labels
+    none = labels.system.isna()
+    return labels[none | (labels.system == system)] if system else labels[none]
+
+
+def paired_auroc_shift(clf: Any, a: np.ndarray, b: np.ndarray, y: np.ndarray, n_bootstrap: int, seed: int
+                       ) -> dict[str, float]:
+    """AUROC of one classifier on the same examples read two ways (``a``, ``b``: features in the same
+    order, labels ``y``), and the paired bootstrap 95% interval of the difference b − a (resampling
+    examples, so each resample compares the same questions)."""
+    from hneuron_utils.stats import _auroc
+
+    y = np.asarray(y)
+    pa, pb = clf(a), clf(b)
+    rng = np.random.default_rng(seed)
+    d = []
+    for _ in range(n_bootstrap):
+        i = rng.integers(0, len(y), len(y))
+        if y[i].min() == y[i].max():
+            continue
+        d.append(_auroc(y[i], pb[i]) - _auroc(y[i], pa[i]))
+    lo, hi = np.quantile(d, [0.025, 0.975])
+    return {"auroc (paper prompt)": _auroc(y, pa), "auroc (system turn)": _auroc(y, pb),
+            "difference": _auroc(y, pb) - _auroc(y, pa), "difference lo": float(lo), "difference hi": float(hi),
+            "n": int(len(y))}
+
+
+def read_shift(shift: Mapping[str, float]) -> str:
+    """The prompt's shift in words chosen by the paired interval."""
+    lo, hi = shift["difference lo"], shift["difference hi"]
+    words = ("the system turn lowers it" if hi < 0 else "the system turn raises it" if lo > 0 else
+             "no detectable change from the system turn")
+    return (f"H-neuron AUROC on TriviaQA's test answers: {shift['auroc (paper prompt)']:.3f} under the paper's prompt, "
+            f"{shift['auroc (system turn)']:.3f} with the system turn in the context (n = {int(shift['n'])}): difference "
+            f"{shift['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] → {words}")
 
 
 def agreement_by_prompt(judge: Judge, labels: pd.DataFrame) -> pd.DataFrame:

@@ -216,7 +216,7 @@ SCHEMA: tuple[Param, ...] = (
           "gen_datasets keeps the paper-prompt set beside it. TriviaQA's test answers are also scored under "
           "this system turn, to separate the prompt's shift from the set's.", paper="none (plain questions)",
           check=lambda v: None if v.strip() else "must be a non-empty instruction or null", nullable=True),
-    Param("gen_faithful_min_correct", (int,), "Test-set rule of notebooks 04 and 06: a question is faithful if at "
+    Param("gen_faithful_min_correct", (int,), "Test-set rule of notebook 04 (06 uses its tuned run's rule): a question is faithful if at "
           "least this many of K samples are correct (hallucinated: hallucinated_max_correct, as on TriviaQA). "
           "Relaxed where the paper's rule leaves a class too small; the size table also counts the questions at K "
           "of K.", paper="10 of 10 (the TriviaQA rule)", check=_positive),

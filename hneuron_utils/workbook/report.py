@@ -258,18 +258,26 @@ def _generalisation_lines(run: Path) -> list[str]:
         why = [f"{c}: {sz.loc['why smaller', c]}" for c in sz.columns if isinstance(sz.loc["why smaller", c], str)]
         lines += ["", "Smaller than asked: " + "; ".join(why) + "."] if why else []
     elif sizes.exists():
-        lines += ["", "How each set was built (`04_sets.csv`; " + _rule_words(run) + "):", ""]
+        lines += ["", "How each set was built (`04_sets.csv`; " + _rule_words(run) + "; with the greedy screen, only "
+                  "questions with a faithful greedy answer are sampled as faithful candidates):", ""]
         for c in sz.columns:
             col = sz[c]
             k10 = [i for i in sz.index if i.startswith("all ") and i.endswith(" correct")]
             parts = [f"pool {int(float(col['pool'])):,}", f"looked at {int(float(col['looked at'])):,}"]
-            if "greedy answer judged faithful" in sz.index and isinstance(col["greedy answer judged faithful"], str):
+            if "greedy answer judged faithful" in sz.index and pd.notna(col["greedy answer judged faithful"]):
                 parts.append(f"greedy answer faithful {int(float(col['greedy answer judged faithful']))}")
             parts += [f"faithful {int(float(col['faithful']))}"
                       + (f" (of them {int(float(col[k10[0]]))} at {k10[0][4:-8]}, the paper's rule)" if k10 else ""),
                       f"hallucinated {int(float(col['hallucinated']))}", f"test per class {int(float(col['test per class']))}"]
             why = col.get("why smaller")
             lines.append(f"- {c}: " + ", ".join(parts) + (f". {why[0].upper() + why[1:]}." if isinstance(why, str) and why else "."))
+    ps = run / "tables" / "04_prompt_shift.csv"
+    if ps.exists():
+        from hneuron_utils.probes.generalisation import read_shift
+
+        lines += ["", "The system turn's own shift (`04_prompt_shift.csv`; TriviaQA's test answers, generated without the "
+                  "turn, read with it in the context — a counterfactual; paired bootstrap): "
+                  + read_shift(pd.read_csv(ps, index_col=0).iloc[:, 0]) + "."]
     ab = run / "tables" / "04_triviaqa_abstention.csv"
     if ab.exists():
         from hneuron_utils.probes.generalisation import read_abstention
@@ -557,14 +565,15 @@ def time_line(run: Path) -> str:
     for e in log.get("earlier", []) + [{"notebook": n, **e} for n, e in log["notebooks"].items()]:
         if e.get("status") == "ok":
             longest[e["notebook"]] = max(longest.get(e["notebook"], 0.0), e.get("seconds", 0.0))
-    out = (f"`make reproduce` on this machine ({log['cpus']} CPU cores, no GPU): the longest recorded run of each "
-           f"notebook adds up to **{sum(longest.values()) / 60:.0f} min** — a lower bound for a first run from "
-           f"scratch, as some of those runs found stages cached; the latest runs add up to {total / 60:.0f} min.")
+    out = (f"`make reproduce` on the machine of this run ({log['cpus']} CPU cores): the longest recorded run of each "
+           f"notebook adds up to **{sum(longest.values()) / 60:.0f} min** — an indication of a first run from scratch, "
+           f"not a measurement (those runs span commits and settings, and some found stages cached); the latest "
+           f"runs add up to {total / 60:.0f} min.")
     if fresh:
         out += (" Measured from an empty stage cache (`python -m hneuron_utils.workbook.run --fresh-stages`): "
                 + ", ".join(f"`{n.split('_')[0]}` {e['seconds'] / 60:.0f} min" for n, e in sorted(fresh.items()))
-                + f" ({len(fresh)} of {len(log['notebooks'])} notebooks; the others' from-scratch times are in their "
-                  "\"earlier run\" lines of the results block, where recorded).")
+                + f" ({len(fresh)} of {len(log['notebooks'])} notebooks measured this way; see the last column of the "
+                  "table below).")
     return out
 
 

@@ -166,7 +166,8 @@ def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = 
         entry = {"started": dt.datetime.now().isoformat(timespec="seconds"), "git_commit": _git_commit()}
         # execute into a scratch file: a failing re-run never overwrites the last good executed notebook
         scratch = out_dir / f".{nb.stem}.running.ipynb"
-        fresh, old_cache = (fresh_stage_cache(out_dir), os.environ.get("HNEURON_CACHE")) if fresh_stages else (None, None)
+        fresh, old_cache = ((fresh_stage_cache(out_dir, nb.name), os.environ.get("HNEURON_CACHE")) if fresh_stages
+                            else (None, None))
         if fresh is not None:
             os.environ["HNEURON_CACHE"] = str(fresh)
             entry["stage cache"] = FRESH_NOTE
@@ -187,7 +188,10 @@ def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = 
                     os.environ.pop("HNEURON_CACHE", None)
                 else:
                     os.environ["HNEURON_CACHE"] = old_cache
-                merge_fresh(fresh)
+                try:
+                    merge_fresh(fresh)
+                except OSError as err:  # never hide the notebook's own error; the stages stay where they are
+                    print(f"could not merge the fresh stage cache {fresh} into the cache: {err}", file=sys.stderr)
         os.replace(scratch, out_dir / nb.name)
         (out_dir / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
         entry.update(status="ok", seconds=round(secs, 1))
@@ -201,23 +205,23 @@ def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = 
 FRESH_NOTE = "empty (model files and notebook 02's features linked)"
 
 
-def fresh_stage_cache(run_out: Path) -> Path:
+def fresh_stage_cache(run_out: Path, notebook: str = "") -> Path:
     """A new, empty stage cache for measuring a notebook's time from scratch: a temporary folder beside the
     cache root with links to the model files (``gguf/``, ``models/``) and to the CETT features notebook 02
-    recorded for this run (``data/02_features.json``), which later notebooks read but do not make. Every
+    recorded for this run (``data/02_features.json``), which later notebooks read but do not make (not for
+    00–02: 02 makes them, so its own time must include making them). Every
     stage a notebook computes lands in it; :func:`merge_fresh` moves them into the real cache afterwards."""
     import tempfile
 
     from hneuron_utils.workbook.paths import cache_root
 
     root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    fresh = Path(tempfile.mkdtemp(prefix="fresh-stages-", dir=root.parent))
-    for sub in ("gguf", "models"):
-        if (root / sub).exists():
-            (fresh / sub).symlink_to(root / sub)
+    fresh = Path(tempfile.mkdtemp(prefix="fresh-stages-", dir=root.parent if root.parent.exists() else None))
+    for sub in ("gguf", "models", "locks"):  # model files are not stages: a download lands in the real cache
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        (fresh / sub).symlink_to(root / sub)
     rec = run_out / "data" / "02_features.json"
-    if rec.exists():
+    if rec.exists() and notebook[:2] not in ("00", "01", "02"):  # 02 makes them: its own run must not find them
         key = json.loads(rec.read_text())["key"]
         src = root / "stages" / "cett" / key
         if src.exists():
@@ -231,9 +235,21 @@ def _merge_jsonl(src: Path, dst: Path) -> int:
     from hneuron_utils.workbook.stages import JsonlStore
 
     have, new = JsonlStore(dst), JsonlStore(src)
-    add = {k: v for k, v in new.data.items() if k not in have or
-           (isinstance(v, list) and isinstance(have[k], list) and len(v) > len(have[k]))}
+    add, conflicts = {}, 0
+    for k, v in new.data.items():
+        if k not in have:
+            add[k] = v
+        elif isinstance(v, list) and isinstance(have[k], list) and len(v) > len(have[k]):
+            if v[:len(have[k])] == have[k]:  # the same samples, and more of them
+                add[k] = v
+            else:  # drawn differently (e.g. bfloat16 batches): keep what earlier results were built on
+                conflicts += 1
+    if conflicts:
+        print(f"merge: kept the cached items of {conflicts} id(s) in {dst} whose fresh values differ")
     if add:
+        if dst.exists() and dst.stat().st_size and not dst.read_bytes().endswith(b"\n"):
+            with open(dst, "a", encoding="utf-8") as f:  # a line cut short must not swallow the first new one
+                f.write("\n")
         have.add(add)
     return len(add)
 
@@ -259,6 +275,8 @@ def merge_fresh(fresh: Path) -> int:
                 merged += 1
                 continue
             for f in d.iterdir():
+                if ".tmp" in f.name:  # a partial write
+                    continue
                 if not (target / f.name).exists():
                     shutil.move(str(f), str(target / f.name))
                     merged += 1
