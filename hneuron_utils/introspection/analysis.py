@@ -144,12 +144,6 @@ def judge_agreement(labels: pd.DataFrame, concepts: Sequence[Any]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def validated(agreement: pd.DataFrame, threshold: float = 0.6) -> dict[str, bool]:
-    """Which judges reach κ ≥ ``threshold`` over all hand labels."""
-    a = agreement[agreement.responses == "all"].set_index("judge")
-    return {j: bool(a.loc[j, "kappa"] >= threshold) for j in a.index}
-
-
 # --------------------------------------------------------------------------- readings
 
 def _pct(x: float) -> str:

@@ -14,7 +14,6 @@ nnsight, so all conditions of a run decode together.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -211,10 +210,3 @@ def hook_generate(loaded: Any, prompt: str, start: int, layer: int | None, vecto
             handle.remove()
     return new
 
-
-def strength_check(strengths: Sequence[float]) -> list[float]:
-    """Injection strengths: positive, distinct, ascending."""
-    s = [float(x) for x in strengths]
-    if not s or any(not (x > 0 and math.isfinite(x)) for x in s) or sorted(set(s)) != s:
-        raise ValueError(f"strengths must be distinct positive numbers in ascending order, got {list(strengths)}")
-    return s

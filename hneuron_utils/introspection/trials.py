@@ -32,7 +32,6 @@ PREAMBLE = ("I study how language models like you work inside. I can read the ac
             "with no injection.")
 QUESTION = "Let's begin.\n\nTrial {k}: Do you detect an injected thought? If so, what is it about?"
 NEUTRAL = "In two sentences, explain why people keep to-do lists."
-CONDITIONS = ("concept", "random", "neutral", "none", "neutral-none")
 
 
 def detection_messages(k: int | str) -> list[dict[str, str]]:
