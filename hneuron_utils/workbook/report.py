@@ -250,7 +250,20 @@ def _generalisation_lines(run: Path) -> list[str]:
         from hneuron_utils.probes.generalisation import read_transfer
 
         lines += ["", "Readings (words chosen by the intervals: \"transfers\" only where the H-neuron AUROC interval "
-                  "lies above 0.5):", ""] + [f"- {x}" for x in read_transfer(pd.read_csv(res))]
+                  "lies above 0.5; \"above random\" only where the H-neuron interval clears the range of the random "
+                  "draws):", ""] + [f"- {x}" for x in read_transfer(pd.read_csv(res))]
+        dif = run / "tables" / "04_baseline_differences.csv"
+        if dif.exists():
+            from hneuron_utils.stats import verdict
+
+            d = pd.read_csv(dif)
+            d = d[d.method.str.startswith("random")]
+            if len(d):
+                lines += ["", "Paired against the random-neuron classifiers (H-neuron AUROC minus the mean of the draws' "
+                          "AUROC on the same test questions, bootstrap 95% interval; `04_baseline_differences.csv`): "
+                          + "; ".join(f"{r['set']} {r.auroc_diff:+.3f} [{r.auroc_diff_lo:+.3f}, {r.auroc_diff_hi:+.3f}] → "
+                                      f"{verdict(r.auroc_diff_lo, r.auroc_diff_hi, 'H-neurons', 'random neurons')}"
+                                      for _, r in d.iterrows()) + "."]
     sizes = run / "tables" / "04_sets.csv"
     if sizes.exists():
         sz = pd.read_csv(sizes, index_col=0)
@@ -417,9 +430,9 @@ def _origin_lines(run: Path) -> list[str]:
                                             if sizes is not None and s in sizes else ")")
             from hneuron_utils.probes.generalisation import transfer_words
 
-            words = ("too few to read" if n < 10 else transfer_words(h.auroc_lo, h.auroc_hi))
+            words = ("is measured on too few questions to read" if n < 10 else transfer_words(h.auroc_lo, h.auroc_hi))
             parts.append(f"{s} (n = {n}/class): " + (empty if n == 0 or not math.isfinite(h.auroc) else
-                         f"{h.auroc:.3f} [{h.auroc_lo:.3f}, {h.auroc_hi:.3f}] vs random {r.auroc:.3f} → {words}"))
+                         f"{h.auroc:.3f} [{h.auroc_lo:.3f}, {h.auroc_hi:.3f}] vs random {r.auroc:.3f} → the H-neuron probe {words}"))
         lines.append("Backward transfer, AUROC of the tuned model's H-neuron probe on the base model's CETT [95% CI]: "
                      + "; ".join(parts) + ". Paper: above 0.5 everywhere, above 0.86 for the Mistral pair on TriviaQA.")
     t = pd.read_csv(f)
