@@ -315,6 +315,11 @@ def transfer_words(lo: float, hi: float) -> str:
             else "does not transfer detectably (interval includes 0.5)")
 
 
+def random_words(h: Any, r: Any) -> str:
+    """'above', 'below' or 'not separable from': the H-neuron AUROC interval against the random draws' range."""
+    return "above" if h.auroc_lo > r.auroc_hi else "below" if h.auroc_hi < r.auroc_lo else "not separable from"
+
+
 def read_transfer(results: pd.DataFrame, reference_set: str = "TriviaQA", min_per_class: int = 10) -> list[str]:
     """Per set other than ``reference_set``: the H-neuron AUROC against chance and against the random
     range, in words chosen by the intervals: "transfers" only where the H-neuron interval lies above 0.5,
@@ -333,7 +338,7 @@ def read_transfer(results: pd.DataFrame, reference_set: str = "TriviaQA", min_pe
             out.append(f"{s}: H-neuron AUROC {h.auroc:.3f} on only {n} question(s) per class — too few to read "
                        f"(at least {min_per_class} per class needed)")
             continue
-        rel = ("above" if h.auroc_lo > r.auroc_hi else "below" if h.auroc_hi < r.auroc_lo else "not separable from")
+        rel = random_words(h, r)
         chance = transfer_words(h.auroc_lo, h.auroc_hi)
         out.append(f"{s}: H-neuron AUROC {h.auroc:.3f} [{h.auroc_lo:.3f}, {h.auroc_hi:.3f}], n = "
                    f"{int(h['n faithful'])} + {int(h['n hallucinated'])} → the classifier {chance}; vs random "
@@ -477,22 +482,15 @@ def labels_for(labels: pd.DataFrame, system: str | None) -> pd.DataFrame:
 def paired_auroc_shift(clf: Any, a: np.ndarray, b: np.ndarray, y: np.ndarray, n_bootstrap: int, seed: int
                        ) -> dict[str, float]:
     """AUROC of one classifier on the same examples read two ways (``a``, ``b``: features in the same
-    order, labels ``y``), and the paired bootstrap 95% interval of the difference b − a (resampling
-    examples, so each resample compares the same questions)."""
-    from hneuron_utils.stats import _auroc
+    order, labels ``y``), and the paired 95% interval of the difference b − a from
+    :func:`~hneuron_utils.probes.baselines.compare` (one class-stratified bootstrap over the questions)."""
+    from hneuron_utils.probes.baselines import compare
 
-    y = np.asarray(y)
-    pa, pb = clf(a), clf(b)
-    rng = np.random.default_rng(seed)
-    d = []
-    for _ in range(n_bootstrap):
-        i = rng.integers(0, len(y), len(y))
-        if y[i].min() == y[i].max():
-            continue
-        d.append(_auroc(y[i], pb[i]) - _auroc(y[i], pa[i]))
-    lo, hi = np.quantile(d, [0.025, 0.975])
-    return {"auroc (paper prompt)": _auroc(y, pa), "auroc (system turn)": _auroc(y, pb),
-            "difference": _auroc(y, pb) - _auroc(y, pa), "difference lo": float(lo), "difference hi": float(hi),
+    metrics, diffs = compare(np.asarray(y), {"system turn": clf(b), "paper prompt": clf(a)}, "system turn",
+                             n_bootstrap, seed)
+    m, d = metrics.set_index("method").auroc, diffs.iloc[0]
+    return {"auroc (paper prompt)": m["paper prompt"], "auroc (system turn)": m["system turn"],
+            "difference": d.auroc_diff, "difference lo": d.auroc_diff_lo, "difference hi": d.auroc_diff_hi,
             "n": int(len(y))}
 
 

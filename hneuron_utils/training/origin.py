@@ -188,7 +188,7 @@ def read_transfer(transfer: pd.DataFrame, sizes: Mapping[str, dict], min_per_cla
     """One sentence per set: the tuned probe's AUROC on the base model with words chosen by its interval
     (against chance, and against the random-neuron probes' range), or why there is no test set (the
     measured ceiling), or that the set is too small to read (under ``min_per_class`` per class)."""
-    from hneuron_utils.probes.generalisation import transfer_words
+    from hneuron_utils.probes.generalisation import random_words, transfer_words
 
     out = []
     for s in dict.fromkeys(transfer["set"]):
@@ -200,7 +200,7 @@ def read_transfer(transfer: pd.DataFrame, sizes: Mapping[str, dict], min_per_cla
         elif n < min_per_class:
             out.append(f"{s}: AUROC {r.auroc:.3f} on only {n} question(s) per class — too few to read")
         else:
-            rel = ("above" if r.auroc_lo > rnd.auroc_hi else "below" if r.auroc_hi < rnd.auroc_lo else "not separable from")
+            rel = random_words(r, rnd)
             out.append(f"{s}: the tuned model's H-neuron probe scores AUROC {r.auroc:.3f} [{r.auroc_lo:.3f}, "
                        f"{r.auroc_hi:.3f}] on the base model (n = {int(r['n faithful'])} + {int(r['n hallucinated'])}) "
                        f"→ it {transfer_words(r.auroc_lo, r.auroc_hi)}; random-neuron probes {rnd.auroc:.3f} "
