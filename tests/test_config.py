@@ -41,10 +41,16 @@ def test_unknown_profile_lists_known():
     ("dtype", "fp8", "must be one of"),
     ("max_new_tokens", True, "got a bool"),
     ("model", None, "may not be null"),
+    ("biomed_source", "standin-large", "'standin', 'standin_large' or the path"),
 ])
 def test_bad_values(name, value, match):
     with pytest.raises(config.ConfigError, match=match):
         config.validate_value(name, value)
+
+
+def test_biomed_sources_accepted():
+    for v in ("standin", "standin_large"):
+        config.validate_value("biomed_source", v)
 
 
 def test_literal_assignments():

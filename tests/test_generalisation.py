@@ -25,6 +25,10 @@ def test_pools_have_the_right_judges_and_sources():
     assert [r.id for r in sub.records] == [r.id for r in G.load_pool("nq_open", pool_size=50, seed=3).records]
     bio = G.load_pool("biomed")
     assert bio.label == "biomedical (stand-in)" and all(r.source == "biomed_standin" for r in bio.records)
+    large = G.load_pool("biomed", biomed_source=G.STANDIN_LARGE)
+    assert large.label == bio.label and [r.id for r in large.records[:len(bio.records)]] == [r.id for r in bio.records]
+    assert {r.source for r in large.records[len(bio.records):]} == {"biomed_vignettes"}
+    assert large.info["short questions"] + large.info["vignette questions"] == len(large.records)
     ne = G.load_pool("nonexist", nonexist_size=30, seed=1)
     assert isinstance(ne.judge, AbstentionJudge) and len(ne.records) == 30
     assert all(r.answers == (ABSTAIN_ANSWER,) for r in ne.records)

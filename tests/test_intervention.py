@@ -109,3 +109,43 @@ def test_greedy_accuracy_scores_the_scaled_model(tiny):
 
     assert interventions.greedy_accuracy(tiny, recs, SameAsReference(), flat, 0.0, max_new_tokens=6) == 1.0
     assert interventions.greedy_accuracy(tiny, recs, SameAsReference(), None, 0.0, max_new_tokens=6) < 1.0
+
+
+def test_row_scaled_batch_equals_each_condition_and_weight_scaling(tiny):
+    """Mixed α and mixed neuron sets in ONE decoding batch: each row's greedy tokens equal its own
+    condition's run through the per-condition path and through scaled W_down columns (float32); the
+    samples of a sampled run equal too (same seed keys)."""
+    from hneuron_utils.text.generation import Sampling
+
+    prompts = ["Capital of France?", "Who wrote Hamlet? Answer in one word.", "2+2="]
+    h = [3, 130, 128 * 2 + 5, 128 * 2 + 77]
+    r = [7, 128 + 9, 128 * 2 + 5, 128 * 2 + 100]  # overlaps h in one neuron
+    conds = [(None, 1.0), (h, 0.0), (h, 3.0), (r, 0.0), (r, 2.5), (h, 1.0)]
+    rows = [(p, c) for c in range(len(conds)) for p in range(len(prompts))]
+    for s in (Sampling(max_new_tokens=10), Sampling(do_sample=True, max_new_tokens=10)):
+        batch = interventions.generate_conditions(tiny, [prompts[p] for p, _ in rows], conds, [c for _, c in rows], s,
+                                                  seed=5, keys=[str(p) for p, _ in rows], batch_size=7)
+        for c, (flat, alpha) in enumerate(conds):
+            own = interventions.generate_scaled(tiny, prompts, flat, alpha, s, seed=5, keys=[str(p) for p in range(3)])
+            got = [batch[j][0].token_ids for j, (p, cc) in enumerate(rows) if cc == c]
+            assert got == [o[0].token_ids for o in own], (s.do_sample, c)
+            if not s.do_sample and flat is not None:
+                ref = _with_scaled_columns(tiny, interventions.by_layer(flat, tiny.d_ff), alpha,
+                                           lambda: interventions.generate_scaled(tiny, prompts, None, 1.0, s))
+                assert got == [o[0].token_ids for o in ref], c
+    plain = [batch[j][0].token_ids for j, (_, c) in enumerate(rows) if c == 0]
+    assert plain != [batch[j][0].token_ids for j, (_, c) in enumerate(rows) if c == 2]  # not vacuous
+
+
+def test_row_scale_plan():
+    class L:  # a stand-in with the two fields the plan reads
+        d_ff, n_layers = 10, 3
+
+    plan = interventions.row_scale_plan(L(), [(None, 0.0), ([1, 12], 0.0), ([12, 25], 2.0), ([1], 1.0)])
+    assert [p[0] for p in plan] == [0, 1, 2]
+    (l0, u0, m0), (l1, u1, m1), (l2, u2, m2) = plan
+    assert u0.tolist() == [1] and m0[:, 0].tolist() == [1.0, 0.0, 1.0, 1.0]
+    assert u1.tolist() == [2] and m1[:, 0].tolist() == [1.0, 0.0, 2.0, 1.0]
+    assert u2.tolist() == [5] and m2[:, 0].tolist() == [1.0, 1.0, 2.0, 1.0]
+    with pytest.raises(ValueError, match="out of range"):
+        interventions.row_scale_plan(L(), [([31], 0.0)])

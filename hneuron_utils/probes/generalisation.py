@@ -21,6 +21,8 @@ from hneuron_utils.judges import Judge, RuleJudge
 
 DATASETS: tuple[str, ...] = ("nq_open", "biomed", "nonexist", "nonexist_paper")
 STANDIN = "standin"
+STANDIN_LARGE = "standin_large"  # the short stand-in plus MedQA's clinical vignettes as open questions
+STANDINS = (STANDIN, STANDIN_LARGE)
 
 
 @dataclass
@@ -36,7 +38,7 @@ class Pool:
 
 
 def biomed_label(source: str) -> str:
-    return "biomedical (stand-in)" if source == STANDIN else "BioASQ"
+    return "biomedical (stand-in)" if source in STANDINS else "BioASQ"
 
 
 def nonexist_label(name: str, system: str | None) -> str:
@@ -52,7 +54,8 @@ def load_pool(name: str, *, biomed_source: str = STANDIN, nonexist_size: int = 6
     """The pool of one generalisation set.
 
     ``nq_open``: the packaged NQ-Open test questions. ``biomed``: the packaged stand-in
-    (``biomed_source="standin"``) or a user's BioASQ file (JSON or JSONL path). ``nonexist``:
+    (``biomed_source="standin"``: short questions; ``"standin_large"``: those plus MedQA's clinical
+    vignettes as open questions) or a user's BioASQ file (JSON or JSONL path). ``nonexist``:
     ``nonexist_size`` generated questions about made-up entities (seeded), asked under
     ``nonexist_system_prompt``; ``nonexist_paper``: the same questions under the paper's prompt. The leak policy of notebook
     01 applies to the sets with gold aliases; ``pool_size`` (if not None) keeps a seeded subset of them.
@@ -67,6 +70,12 @@ def load_pool(name: str, *, biomed_source: str = STANDIN, nonexist_size: int = 6
         if biomed_source == STANDIN:
             recs = load_dataset("biomed_standin")
             info = {"source": "stand-in: open-ended questions from MedQA/MedMCQA (data/biomed_standin.jsonl)"}
+        elif biomed_source == STANDIN_LARGE:
+            short, vignettes = load_dataset("biomed_standin"), load_dataset("biomed_vignettes")
+            recs = short + vignettes
+            info = {"source": "larger stand-in: short open-ended questions from MedQA/MedMCQA "
+                              "(data/biomed_standin.jsonl) and MedQA clinical vignettes (data/biomed_vignettes.jsonl)",
+                    "short questions": len(short), "vignette questions": len(vignettes)}
         else:
             from hneuron_utils.data.biomed import load_bioasq
 

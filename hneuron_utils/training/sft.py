@@ -66,11 +66,12 @@ class TuneConfig:
 
 def evaluated_questions() -> set[str]:
     """Normalised text of every question a notebook evaluates on: all of TriviaQA's train split (01, 03,
-    05), NQ-Open test and the biomedical stand-in (04, 06), and the over-compliance items (05)."""
+    05), NQ-Open test and both biomedical stand-in files (04, 06), and the over-compliance items (05)."""
     from hneuron_utils.data import load_dataset, overcompliance as oc
     from hneuron_utils.judges import normalize
 
-    qs = [r.question for name in ("triviaqa", "nq_open", "biomed_standin") for r in load_dataset(name)]
+    qs = [r.question for name in ("triviaqa", "nq_open", "biomed_standin", "biomed_vignettes")
+          for r in load_dataset(name)]
     qs += [it.question for it in oc.load_falseqa()] + [it.question for it in oc.load_counterfactual()]
     qs += [it.question for it in oc.load_jailbreak()]
     return {normalize(q) for q in qs}

@@ -2,12 +2,19 @@
 
     python -m hneuron_utils.workbook.bench cett   [--model M] [--examples 200] [--batch-size 16]
     python -m hneuron_utils.workbook.bench sample [--model M] [--questions 64] [--samples 10]
+    python -m hneuron_utils.workbook.bench steer  [--model M] [--items 24] [--alphas 0 1 2 3] [--sets 3]
 
 ``cett`` times, in the model's bfloat16 (on this CPU): our extraction (:func:`cett.extract`); a
 per-example extraction in the style of the official script (one full forward per example with logits
 for every position, hooks keeping every layer's activations, then reducing); and the bare batched
 forward pass with nothing read. It prints examples per second, the ratios, and the achieved FLOP rate
 as a share of this CPU's bf16 matmul rate measured in the same run.
+
+``steer`` times 05's responses under neuron scaling: every condition (a neuron set and α) of the same
+FalseQA items decoded one condition after another (the per-condition path), against all conditions of
+the items in one decoding batch (``steering.responses_batched``, per-row scales), both bf16 greedy, each on
+an empty cache. It prints item-conditions per second, the ratio, and the decoded tokens' share of the
+bf16 matmul rate.
 
 ``sample`` times 01's sampling stage (:func:`generation.sample_many`, bf16) against one Hugging Face
 ``generate`` call per question with ``num_return_sequences=K`` in float32, and prints sequences per
@@ -175,6 +182,63 @@ def run_sample(model: str, n: int, k: int, batch_size: int, max_new_tokens: int 
             "speed-up": round(t_obv / t_ours, 2)}
 
 
+def run_steer(model: str, n: int, alphas: tuple[float, ...], sets: int, k: int, batch_size: int,
+              max_new_tokens: int = 48) -> dict[str, Any]:
+    """Per-condition vs batched responses of 05 on the same ``n`` FalseQA items: ``sets`` random sets of
+    ``k`` neurons at every α ≠ 1 plus the unmodified model, greedy, bf16, each path on its own empty cache."""
+    import os
+    import tempfile
+
+    from hneuron_utils.data import overcompliance as oc
+    from hneuron_utils.interventions import steering
+    from hneuron_utils.monitor.longform import random_neurons
+
+    loaded = models.load_model(model, dtype="bfloat16")
+    items = oc.load_falseqa()[:n]
+    convs = [oc.MESSAGES["falseqa"](it) for it in items]
+    ids = [it.id for it in items]
+    nf = loaded.n_layers * loaded.d_ff
+    neuron_sets = {f"set {d}": random_neurons(nf, [], k, d) for d in range(sets)}
+    conds = {(nm, a): (None if nm == "none" else neuron_sets[nm], a)
+             for nm, a in steering.conditions(neuron_sets, alphas)}
+    s = generation.Sampling(max_new_tokens=max_new_tokens)
+    peak = matmul_rate(loaded.dtype)
+    body = _body_params(loaded.hf)
+    old_cache = os.environ.get("HNEURON_CACHE")
+    try:
+        with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b, \
+                tempfile.TemporaryDirectory() as w:
+            os.environ["HNEURON_CACHE"] = w
+            steering.responses(loaded, ids[:2], convs[:2], None, 1.0, s, batch_size=batch_size)  # warm-up
+            os.environ["HNEURON_CACHE"] = b
+            t_per, per = _timed(lambda: {c: steering.responses(loaded, ids, convs, f, al, s, batch_size=batch_size)
+                                         for c, (f, al) in conds.items()})
+            os.environ["HNEURON_CACHE"] = a
+            t_bat, bat = _timed(steering.responses_batched, loaded, ids, {c: convs for c in conds}, conds, s,
+                                batch_size=batch_size, items_per_call=n)
+    finally:
+        if old_cache is None:
+            os.environ.pop("HNEURON_CACHE", None)
+        else:
+            os.environ["HNEURON_CACHE"] = old_cache
+    ic = n * len(conds)
+    prompt_tokens = sum(len(loaded.tokenizer(steering.render(loaded.tokenizer, c))["input_ids"]) for c in convs)
+    new_tokens = sum(r["n_tokens"] for c in conds for r in bat[c].values())
+    flops = 2 * body * (prompt_tokens * len(conds) + new_tokens)
+    same = sum(bat[c][i]["text"] == per[c][i]["text"] for c in conds for i in ids)
+    return {"model": model, "dtype": "bfloat16", "items": n, "conditions": len(conds), "alphas": list(alphas),
+            "neuron sets": sets, "neurons per set": k, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+            "prompt tokens per condition": prompt_tokens, "new tokens (batched)": new_tokens,
+            "matmul GFLOP/s in this dtype (measured now)": round(peak / 1e9, 1),
+            "seconds": {"per-condition": round(t_per, 1), "batched": round(t_bat, 1)},
+            "item-conditions/s": {"per-condition": round(ic / t_per, 2), "batched": round(ic / t_bat, 2)},
+            "speed-up": round(t_per / t_bat, 2),
+            "share of matmul peak (body FLOPs of prompts and new tokens)": {
+                "per-condition": round(flops / t_per / peak, 3), "batched": round(flops / t_bat / peak, 3)},
+            "identical responses, batched vs per-condition (bf16: batch composition can change a few)":
+                f"{same} of {ic}"}
+
+
 def run_monitor(model: str, n: int, batch_size: int, max_new_tokens: int = 80, k: int = 45,
                 resid_layer: int | None = -1) -> dict[str, Any]:
     """The streaming monitor's overhead: the same greedy answers decoded by the monitored loop with plain
@@ -208,6 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--samples", type=int, default=10)
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--max-new-tokens", type=int, default=50)
+    t = sub.add_parser("steer")
+    t.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
+    t.add_argument("--items", type=int, default=24)
+    t.add_argument("--alphas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
+    t.add_argument("--sets", type=int, default=3)
+    t.add_argument("--neurons", type=int, default=45)
+    t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--max-new-tokens", type=int, default=48)
     m = sub.add_parser("monitor")
     m.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
     m.add_argument("--answers", type=int, default=48)
@@ -216,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.what == "cett":
         res = run_cett(args.model, args.examples, args.batch_size)
+    elif args.what == "steer":
+        res = run_steer(args.model, args.items, tuple(args.alphas), args.sets, args.neurons, args.batch_size,
+                        args.max_new_tokens)
     elif args.what == "monitor":
         res = run_monitor(args.model, args.answers, args.batch_size, args.max_new_tokens)
     else:

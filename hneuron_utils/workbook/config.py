@@ -86,10 +86,10 @@ def _oc_benchmarks(v: Any) -> str | None:
 
 
 def _biomed_source(v: Any) -> str | None:
-    if v == "standin" or Path(v).expanduser().is_file():
+    if v in ("standin", "standin_large") or Path(v).expanduser().is_file():
         return None
-    return (f"must be 'standin' or the path of an existing BioASQ file; {v!r} is neither (BioASQ is not "
-            "shipped: register at bioasq.org and download it)")
+    return (f"must be 'standin', 'standin_large' or the path of an existing BioASQ file; {v!r} is none of these "
+            "(BioASQ is not shipped: register at bioasq.org and download it)")
 
 def _sft_freeze(v: Any) -> str | None:
     from hneuron_utils.training.sft import FREEZABLE
@@ -205,8 +205,9 @@ SCHEMA: tuple[Param, ...] = (
     Param("gen_pool_size", (int,), "Questions looked at per NQ-Open / biomedical pool at most (a seeded subset; "
           "null = the whole pool). NonExist's pool size is nonexist_size.", paper="whole sets (sizes not reported)",
           check=_positive, nullable=True),
-    Param("biomed_source", (str,), "'standin' = the packaged biomedical stand-in (MedQA/MedMCQA-derived, "
-          "redistributable); otherwise the path of your BioASQ file (BioASQ JSON or id/question/answers "
+    Param("biomed_source", (str,), "'standin' = the packaged biomedical stand-in (145 short MedQA/MedMCQA-derived "
+          "questions, redistributable); 'standin_large' = those plus 167 MedQA clinical vignettes asked as open "
+          "questions (data/README.md); otherwise the path of your BioASQ file (BioASQ JSON or id/question/answers "
           "JSONL).", paper="BioASQ", check=_biomed_source),
     Param("nonexist_size", (int,), "NonExist questions generated (that set's pool).",
           paper="HalluLens NonExist (generated; size not reported)", check=_positive),
@@ -231,6 +232,12 @@ SCHEMA: tuple[Param, ...] = (
           "prefill time on a CPU.", paper="— (no cap)", check=_positive),
     Param("oc_random_draws", (int,), "Random neuron sets (same size as the H-neurons) scaled at every α.",
           paper="not reported", check=_positive),
+    Param("oc_layer_matched_draws", (int,), "Random neuron sets with the H-neurons' count in every layer, scaled at "
+          "every α beside the uniform draws (0 = none).", paper="not reported", check=_non_negative),
+    Param("oc_engine", (str,), "'batched' = every condition of a group of items in one decoding batch (per-row "
+          "scales); 'per-condition' = one condition after another. Same cache; the tests find the same tokens in "
+          "float32 (in bfloat16 the batch's composition can change a few).",
+          paper="— (one condition at a time)", choices=("batched", "per-condition")),
     Param("oc_max_new_tokens", (int,), "Cap on generated tokens per response.", paper="256 (FaithEval, jailbreak)",
           check=_positive),
     Param("side_items", (int,), "Greedy-correct TriviaQA questions outside the dataset answered at every α "

@@ -90,6 +90,16 @@ def _bench_lines(bench: Path, model: str) -> list[str]:
         lines += ["", f"Sampling (`python -m hneuron_utils.workbook.bench sample`, {r['questions']} questions × "
                   f"{r['samples per question']} samples): " + "; ".join(f"{k} {v} sequences/s" for k, v in sq.items())
                   + f" — {r['speed-up']}×."]
+    t = bench / f"steer-{model.replace('/', '_')}.json"
+    if t.exists():
+        r = json.loads(t.read_text())
+        ic, sh = r["item-conditions/s"], r["share of matmul peak (body FLOPs of prompts and new tokens)"]
+        same = r["identical responses, batched vs per-condition (bf16: batch composition can change a few)"]
+        lines += ["", f"Responses under neuron scaling (`python -m hneuron_utils.workbook.bench steer`, {r['items']} FalseQA "
+                  f"items × {r['conditions']} conditions, α ∈ {r['alphas']}, {r['neuron sets']} sets of "
+                  f"{r['neurons per set']} neurons, greedy, {r['dtype']}, batch {r['batch_size']}): "
+                  + "; ".join(f"{k} {v} item-conditions/s ({sh[k]:.0%} of the matmul peak)" for k, v in ic.items())
+                  + f" — {r['speed-up']}×; identical responses {same}."]
     return lines
 
 
@@ -339,10 +349,12 @@ def _intervention_lines(run: Path) -> list[str]:
     diffs = pd.read_csv(run / "tables" / "05_differences.csv")
     alphas = sorted(rates.alpha.unique())
     lo_a, hi_a = alphas[0], alphas[-1]
-    n_rand = slopes[slopes.neurons != "H-neurons"].neurons.nunique()
+    is_rand, is_matched = slopes.neurons.str.startswith("random"), slopes.neurons.str.startswith("layer-matched")
+    n_rand, n_matched = slopes[is_rand].neurons.nunique(), slopes[is_matched].neurons.nunique()
     lines = ["", f"**Intervention (`05_intervention`)**: the H-neurons' activations scaled by α ∈ "
              f"{{{', '.join(f'{a:g}' for a in alphas)}}} at every position (nnsight), against {n_rand} random sets of "
-             "the same size. Slope = least-squares compliance points per unit α with an item-bootstrap 95% CI; "
+             "the same size" + (f" and {n_matched} layer-matched random set(s) (same count per layer)" if n_matched else "")
+             + ". Slope = least-squares compliance points per unit α with an item-bootstrap 95% CI; "
              f"H − random = rate difference at α = {lo_a:g} and α = {hi_a:g} with a paired bootstrap 95% CI. "
              "Judged = prompts with a verdict at α = 1 (counterfactual: the answer matches neither answer; "
              "sycophancy: only initially correct answers can flip).", "",
@@ -351,7 +363,8 @@ def _intervention_lines(run: Path) -> list[str]:
     sentences = []
     for b in slopes.benchmark.unique():
         h = slopes[(slopes.benchmark == b) & (slopes.neurons == "H-neurons")].iloc[0]
-        rs = slopes[(slopes.benchmark == b) & (slopes.neurons != "H-neurons")].slope
+        rs = slopes[(slopes.benchmark == b) & is_rand].slope
+        ms = slopes[(slopes.benchmark == b) & is_matched].slope
         base = rates[(rates.benchmark == b) & (rates.neurons == "H-neurons") & (rates.alpha == 1.0)].iloc[0]
         prompts = int(base["n"] + base["not judged"])
 
@@ -363,16 +376,28 @@ def _intervention_lines(run: Path) -> list[str]:
             return f"{100 * x.difference:+.0f} [{100 * x.lo:+.0f}, {100 * x.hi:+.0f}]"
 
         lines.append(f"| {b} | {prompts} ({int(base['n'])} judged) | {100 * base.rate:.0f}% | {h.slope:+.1f} [{h.lo:+.1f}, {h.hi:+.1f}] | "
-                     f"{', '.join(f'{x:+.1f}' for x in rs)} | {d(lo_a)} | {d(hi_a)} |")
-        sentences.append(f"{b} {direction(h.lo, h.hi)} ({h.slope:+.1f} points per unit α)")
+                     f"{', '.join(f'{x:+.1f}' for x in rs)}"
+                     + (f" (layer-matched: {', '.join(f'{x:+.1f}' for x in ms)})" if len(ms) else "")
+                     + f" | {d(lo_a)} | {d(hi_a)} |")
+        words = direction(h.lo, h.hi)
+        if words == "shows no clear trend" and "detectable" in h and not pd.isna(h.detectable):
+            words = f"shows no effect detectable at n = {int(h.n)} (smallest detectable slope ±{h.detectable:.1f})"
+        sentences.append(f"{b} {words} ({h.slope:+.1f} points per unit α)")
     lines += ["", "Measured direction on this model, H-neurons scaled: " + "; ".join(sentences) + ". "
               "Paper: compliance rises with α on all four benchmarks (mean slope ≈ 3.03 for its three smaller "
               "models, ≈ 2.40 for the larger three; units not stated)."]
+    sd = run / "tables" / "05_slope_differences.csv"
+    if sd.exists():
+        from hneuron_utils.interventions.steering import read_slope_differences
+
+        lines += ["", "Slopes compared, paired by item (interval conditional on the random sets drawn): "
+                  + "; ".join(read_slope_differences(pd.read_csv(sd))) + "."]
     se = run / "tables" / "05_side_effects.csv"
     if se.exists():
         t = pd.read_csv(se)
         h = t[t.neurons == "H-neurons"].set_index("alpha")
-        r = t[t.neurons != "H-neurons"].set_index("alpha")
+        r = t[t.neurons.str.startswith("random")]
+        r = r[r.neurons == r.neurons.iloc[0]].set_index("alpha")
         cols = [c for c in ("TriviaQA accuracy", "perplexity", "mean response tokens") if c in t]
         lines += ["", "Side effects (H-neurons; first random set in brackets): " + "; ".join(
             f"{c} at α = {lo_a:g} / 1 / {hi_a:g}: " + " / ".join(
