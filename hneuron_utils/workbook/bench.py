@@ -230,7 +230,7 @@ def run_steer(model: str, n: int, alphas: tuple[float, ...], sets: int, k: int, 
             "neuron sets": sets, "neurons per set": k, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
             "prompt tokens per condition": prompt_tokens, "new tokens (batched)": new_tokens,
             "matmul GFLOP/s in this dtype (measured now)": round(peak / 1e9, 1),
-            "seconds": {"per-condition": round(t_per, 1), "batched": round(t_bat, 1)},
+            "seconds": {"per-condition": round(t_per, 2), "batched": round(t_bat, 2)},
             "item-conditions/s": {"per-condition": round(ic / t_per, 2), "batched": round(ic / t_bat, 2)},
             "speed-up": round(t_per / t_bat, 2),
             "share of matmul peak (body FLOPs of prompts and new tokens)": {
