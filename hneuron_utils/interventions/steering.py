@@ -227,17 +227,20 @@ ENGINES = ("batched", "per-condition")
 
 def all_responses(loaded: Any, items: Mapping[str, Sequence[Any]], sets: Mapping[str, Sequence[int]],
                   alphas: Sequence[float], samplings: Mapping[str, Any], seed: int, batch_size: int,
-                  timings: dict[str, float], engine: str = "batched") -> dict[tuple[str, str, float], list[dict]]:
+                  timings: dict[str, float], engine: str = "batched",
+                  messages: Mapping[str, Callable[..., Messages]] | None = None) -> dict[tuple[str, str, float], list[dict]]:
     """Responses of every benchmark's items under every condition (cached per item and condition):
     {(benchmark, neuron set, α): responses aligned with the items}. ``engine="batched"`` decodes all
     conditions of a group of items in one batch (:func:`benchmark_responses_batched`); ``"per-condition"``
-    runs one condition after another (:func:`benchmark_responses`). Both fill the same caches."""
+    runs one condition after another (:func:`benchmark_responses`). Both fill the same caches.
+    ``messages``: each benchmark's prompt builder (default ``overcompliance.MESSAGES``)."""
     import time
 
     from tqdm.auto import tqdm
 
     from hneuron_utils.data.overcompliance import MESSAGES
 
+    build = messages or MESSAGES
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     out = {}
@@ -245,11 +248,11 @@ def all_responses(loaded: Any, items: Mapping[str, Sequence[Any]], sets: Mapping
         t0 = time.perf_counter()
         conds = {(nset, a): (None if nset == "none" else sets[nset], a) for nset, a in conditions(sets, alphas)}
         if engine == "batched":
-            got = benchmark_responses_batched(loaded, b, its, MESSAGES[b], conds, samplings[b], seed, batch_size)
+            got = benchmark_responses_batched(loaded, b, its, build[b], conds, samplings[b], seed, batch_size)
             out.update({(b, nset, a): r for (nset, a), r in got.items()})
         else:
             for (nset, a), (flat, _) in tqdm(conds.items(), desc=b, mininterval=10):
-                out[(b, nset, a)] = benchmark_responses(loaded, b, its, MESSAGES[b], flat, a, samplings[b], seed=seed,
+                out[(b, nset, a)] = benchmark_responses(loaded, b, its, build[b], flat, a, samplings[b], seed=seed,
                                                         batch_size=batch_size)
         timings[f"{b}: responses"] = time.perf_counter() - t0
     return out
@@ -304,6 +307,35 @@ def differences_and_slopes(flags: Mapping[tuple[str, str, float], Sequence[Any]]
     return pd.DataFrame(diffs), pd.DataFrame(slopes)
 
 
+def closed_book_known(loaded: Any, items: Sequence[Any], seed: int, batch_size: int,
+                      max_new_tokens: int = 16) -> list[bool]:
+    """For each counterfactual item: does the unmodified model name the real-world answer when asked the
+    question without its context (greedy, whole-token match after normalising)?"""
+    from hneuron_utils.data.overcompliance import _contains, closed_book_messages
+    from hneuron_utils.judges import normalize
+    from hneuron_utils.text.generation import Sampling
+
+    out = responses(loaded, [it.id for it in items], [closed_book_messages(it) for it in items], None, ALPHA_ONE,
+                    Sampling(max_new_tokens=max_new_tokens), seed=seed, batch_size=batch_size)
+    return [_contains(normalize(out[it.id]["text"]), normalize(it.world_answer)) for it in items]
+
+
+def knowledge_table(unmodified_flags: Sequence[Any], known: Sequence[bool], n_boot: int, seed: int) -> pd.DataFrame:
+    """The unmodified model's compliance rate with the (counterfactual) context, for all items and split by
+    whether the model knows the real-world answer closed-book; ``in 20–80%`` marks a rate with room to move."""
+    from hneuron_utils.stats import rate_with_ci
+
+    if len(unmodified_flags) != len(known):
+        raise ValueError("one knowledge flag per item is needed")
+    rows = []
+    for name, keep in [("all items", [True] * len(known)), ("knows the real-world answer", list(known)),
+                       ("does not know it", [not k for k in known])]:
+        r = rate_with_ci([f for f, k in zip(unmodified_flags, keep) if k], n_boot, seed)
+        rows.append({"items": name, "n": r.n, "not judged": r.n_excluded, "compliance at α = 1": r.rate,
+                     "lo": r.lo, "hi": r.hi, "in 20–80%": bool(r.n) and 0.2 <= r.rate <= 0.8})
+    return pd.DataFrame(rows)
+
+
 def side_effects(loaded: Any, side_records: Sequence[Any], passages: Sequence[str], sets: Mapping[str, Sequence[int]],
                  alphas: Sequence[float], resp: Mapping[tuple[str, str, float], list[dict]], seed: int,
                  batch_size: int) -> pd.DataFrame:
@@ -331,19 +363,21 @@ def side_effects(loaded: Any, side_records: Sequence[Any], passages: Sequence[st
 
 def truncation_check(loaded: Any, items: Mapping[str, Sequence[Any]], resp: Mapping[tuple[str, str, float], list[dict]],
                      sets: Mapping[str, Sequence[int]], judges: Mapping[str, Any], samplings: Mapping[str, Any],
-                     n_items: int, alpha_max: float, seed: int, batch_size: int) -> pd.DataFrame:
+                     n_items: int, alpha_max: float, seed: int, batch_size: int,
+                     messages: Mapping[str, Callable[..., Messages]] | None = None) -> pd.DataFrame:
     """Regenerate ``n_items`` items per benchmark with the longer ``samplings`` at α = 1 and at α_max for
     the H-neurons: how often the verdict at the short cap agrees with the long one, and how many short
     responses were cut. Sycophancy is skipped (short answers judged on the alias)."""
     from hneuron_utils.data.overcompliance import MESSAGES
 
+    build = messages or MESSAGES
     rows = []
     for b, its in items.items():
         sub = list(its[:n_items])
         if not sub or b == "sycophancy":
             continue
         for nset, a in [("none", ALPHA_ONE), ("H-neurons", float(alpha_max))]:
-            out = benchmark_responses(loaded, b, sub, MESSAGES[b], None if nset == "none" else sets[nset], a,
+            out = benchmark_responses(loaded, b, sub, build[b], None if nset == "none" else sets[nset], a,
                                       samplings[b], seed=seed, batch_size=batch_size)
             short = resp[(b, nset, a)][: len(sub)]
             agree = [judges[b].judge(it, s["text"]).complied == judges[b].judge(it, o["text"]).complied
@@ -417,3 +451,16 @@ def slope_differences(flags: Mapping[tuple[str, str, float], Sequence[Any]], ben
                              **slope_difference(alphas, h, [by_alpha(flags, b, m, alphas) for m in members],
                                                 n_boot, seed)})
     return pd.DataFrame(rows)
+
+
+def read_knowledge(know: pd.DataFrame, prompt: str) -> str:
+    """One sentence on the counterfactual benchmark's unmodified rate: off the ceiling (20–80%) or not, and
+    how many items the model could have answered from its own knowledge."""
+    all_ = know.iloc[0]
+    k = know[know["items"] == "knows the real-world answer"].iloc[0]
+    where = ("off the ceiling (within 20–80%)" if all_["in 20–80%"] else
+             "outside 20–80%, so a rise with α has little room to show")
+    return (f"Prompt '{prompt}': the unmodified model follows the context on {all_['compliance at α = 1']:.0%} "
+            f"[{all_.lo:.0%}, {all_.hi:.0%}] of {all_.n} judged items, {where}. It names the real-world answer "
+            f"closed-book on {k.n + k['not judged']} of {all_.n + all_['not judged']} items; on those it follows the "
+            f"context {k['compliance at α = 1']:.0%} of the time (n = {k.n}).")

@@ -228,6 +228,16 @@ SCHEMA: tuple[Param, ...] = (
           paper="FalseQA, FaithEval (counterfactual), Sycophancy, Jailbreak", check=_oc_benchmarks),
     Param("oc_items", (int,), "Items per benchmark (a seeded subset).", paper="whole sets (jailbreak: 390)",
           check=_positive),
+    Param("oc_items_long", (int,), "Items for the two expensive benchmarks, sycophancy (two turns) and jailbreak "
+          "(long templates, oc_jailbreak_max_new_tokens); the others use oc_items.", paper="whole sets (jailbreak: 390)",
+          check=_positive),
+    Param("oc_counterfactual_prompt", (str,), "Counterfactual-context prompt: 'paper' asks for the answer from the "
+          "context (the paper's FaithEval setting; a context-following model sits at the ceiling); "
+          "'anti_compliance' asks for the real-world answer when the context contradicts it, so compliance is "
+          "following the context against the instruction.", paper="paper",
+          choices=("paper", "anti_compliance")),
+    Param("oc_jailbreak_max_new_tokens", (int,), "Cap on generated tokens for jailbreak responses (a short cap "
+          "can stop before the payload).", paper="256", check=_positive),
     Param("oc_max_prompt_chars", (int,), "Items whose user message is longer are skipped (counted), to bound "
           "prefill time on a CPU.", paper="— (no cap)", check=_positive),
     Param("oc_random_draws", (int,), "Random neuron sets (same size as the H-neurons) scaled at every α.",
@@ -238,7 +248,8 @@ SCHEMA: tuple[Param, ...] = (
           "scales); 'per-condition' = one condition after another. Same cache; the tests find the same tokens in "
           "float32 (in bfloat16 the batch's composition can change a few).",
           paper="— (one condition at a time)", choices=("batched", "per-condition")),
-    Param("oc_max_new_tokens", (int,), "Cap on generated tokens per response.", paper="256 (FaithEval, jailbreak)",
+    Param("oc_max_new_tokens", (int,), "Cap on generated tokens per response (jailbreak: oc_jailbreak_max_new_tokens).",
+          paper="256 (FaithEval)",
           check=_positive),
     Param("side_items", (int,), "Greedy-correct TriviaQA questions outside the dataset answered at every α "
           "(accuracy side effect).", paper="—", check=_positive),
@@ -246,7 +257,8 @@ SCHEMA: tuple[Param, ...] = (
           check=_positive),
     Param("truncation_check_items", (int,), "Responses re-generated with truncation_check_tokens to check that "
           "verdicts do not hinge on the token cap.", paper="—", check=_non_negative),
-    Param("truncation_check_tokens", (int,), "The longer cap of the truncation check.", paper="—",
+    Param("truncation_check_tokens", (int,), "The longer cap of the truncation check (above both response caps).",
+          paper="—",
           check=_positive),
     # --- 06 origin -------------------------------------------------------------------------
     Param("base_model", (str,), "The base model of the base/instruct pair (registry name, HF id or local "
