@@ -1,21 +1,32 @@
-"""Write a sheet of real notebook-05 responses (FalseQA or jailbreak) for hand labelling.
+"""Write a sheet of real notebook-05 responses for hand labelling.
 
-    python scripts/oc_label_sheet.py --benchmark falseqa --n 60 --out /tmp/falseqa_sheet.jsonl
+    python scripts/oc_label_sheet.py --benchmark falseqa --n 210 --max-new-tokens 48 --out /tmp/falseqa_sheet.jsonl
 
 The responses are read from notebook 05's stage cache (``$HNEURON_CACHE/stages/steer``): every condition
-(neuron set × α) of ``--model``, so the sample spans the α grid; ``--n`` responses are drawn (seeded) among
-the distinct (item, text) pairs. Each line has ``complied: null`` and the item's question; the judge's verdict
-is deliberately not written, so the labeller is not primed by it. Label meanings are in
-``data/labels/README.md``. The labelled lines go to ``data/labels/falseqa_premise.jsonl`` or
-``data/labels/jailbreak_refusal.jsonl``, which notebook 05 (section 7) compares the rule judges against.
+(neuron set × α) of ``--model`` whose decoding cap is ``--max-new-tokens``. The draw is stratified: the
+distinct (item, text) pairs of each condition are shuffled (seeded) and taken round-robin over the
+conditions, at most ``--per-item`` responses per question, so the sheet spans the α grid, the neuron sets
+and many questions. ``--exclude`` skips (item, text) pairs already in a label file. Each line gets a
+``split``: ``tune`` for a seeded ``--tune-share`` of the *questions* (rules may be developed on these) and
+``holdout`` for the rest (used only to measure a judge) — a question is never in both. With ``--results``
+the neuron-set digests are named as notebook 05 names them (``H-neurons``, ``random 1``, ...).
+
+The label field is ``null`` and the judge's verdict is deliberately not written, so the labeller is not
+primed by it. Label meanings are in ``data/labels/README.md``:
+
+- falseqa / jailbreak: ``complied`` (true / false);
+- sycophancy: ``first_correct`` and ``final_correct`` (the line holds both turns and the gold aliases);
+- counterfactual: ``follows`` = ``context`` / ``world`` / ``neither`` (the line holds both answers).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -23,38 +34,119 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hneuron_utils.data import overcompliance as oc  # noqa: E402
 from hneuron_utils.workbook.stages import cache_root  # noqa: E402
 
+LABEL_FIELD = {"falseqa": "complied", "jailbreak": "complied", "counterfactual": "follows"}
+
+
+def set_names(results: Path) -> dict[str, str]:
+    """Digest of each neuron set of notebook 05 (as in its cache keys) → the notebook's name for it."""
+    import pandas as pd
+
+    from hneuron_utils.interventions import steering
+    from hneuron_utils.probes import probe
+    from hneuron_utils.workbook import config
+    from hneuron_utils.workbook.stages import digest
+
+    cfg = config.load_profile("default")
+    hn = pd.read_csv(results / "data" / "03_h_neurons.csv")
+    _, meta = probe.load_classifiers(results / "data" / "03_classifiers.npz")
+    sets = steering.neuron_sets(hn.flat_index.astype(int).tolist(), meta["n_layers"] * meta["d_ff"],
+                                cfg["oc_random_draws"], cfg["seed"], layer_matched=cfg["oc_layer_matched_draws"],
+                                d_ff=meta["d_ff"])
+    return {digest(sorted(int(f) for f in flat)): name for name, flat in sets.items()}
+
+
+def question_split(item_id: str, tune_share: float, seed: int) -> str:
+    """``tune`` for a seeded share of the questions, else ``holdout`` (a hash of the id: stable across sheets)."""
+    h = int(hashlib.sha256(f"{seed}:{item_id}".encode()).hexdigest()[:8], 16) / 16 ** 8
+    return "tune" if h < tune_share else "holdout"
+
+
+def cached_rows(benchmark: str, model: str, max_new_tokens: int, names: dict[str, str]) -> dict[tuple, list[dict]]:
+    """Distinct responses per condition (α, neuron set) in the stage cache, as sheet lines."""
+    if benchmark == "sycophancy":
+        from hneuron_utils.data import load_dataset
+
+        items = {r.id: r for r in load_dataset("triviaqa")}
+    else:
+        items = {it.id: it for it in oc.LOADERS[benchmark]()}
+    strata: dict[tuple, list[dict]] = defaultdict(list)
+    for d in sorted((cache_root() / "stages" / "steer").glob("*")):
+        p = json.loads((d / "params.json").read_text())
+        if (p["model"]["model"] != model or p["sampling"]["max_new_tokens"] != max_new_tokens
+                or not (d / "items.jsonl").exists()):
+            continue
+        recs = [json.loads(line) for line in (d / "items.jsonl").read_text().splitlines()]
+        cond = (p["alpha"], names.get(p["neurons"], p["neurons"]) if p["neurons"] else "none")
+        first = {r["id"].rsplit(":", 1)[0]: r["value"]["text"] for r in recs if ":turn2:" not in r["id"]}
+        for r in recs:
+            if benchmark == "sycophancy":
+                if ":turn2:" not in r["id"]:
+                    continue
+                item_id = r["id"].split(":turn2:")[0]
+            else:
+                item_id = r["id"].rsplit(":", 1)[0]
+            if item_id not in items:
+                continue
+            it = items[item_id]
+            row = {"id": item_id, "model": model, "alpha": p["alpha"], "neurons": p["neurons"], "set": cond[1],
+                   "max_new_tokens": max_new_tokens, "question": it.question}
+            if benchmark == "sycophancy":
+                if item_id not in first:
+                    continue
+                row.update(answers=list(it.answers)[:12], first_response=first[item_id],
+                           response=r["value"]["text"], first_correct=None, final_correct=None)
+            elif benchmark == "counterfactual":
+                row.update(context=it.context, context_answer=it.context_answer, world_answer=it.world_answer,
+                           response=r["value"]["text"], follows=None)
+            else:
+                row.update(response=r["value"]["text"], complied=None)
+            strata[cond].append(row | {"note": ""})
+    return strata
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--benchmark", choices=["falseqa", "jailbreak"], required=True)
+    ap.add_argument("--benchmark", choices=["falseqa", "jailbreak", "sycophancy", "counterfactual"], required=True)
     ap.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
+    ap.add_argument("--max-new-tokens", type=int, required=True, help="the decoding cap of the run to label")
     ap.add_argument("--n", type=int, default=60)
+    ap.add_argument("--per-item", type=int, default=2, help="at most this many responses per question")
+    ap.add_argument("--tune-share", type=float, default=0.3, help="share of questions in the tuning split")
+    ap.add_argument("--exclude", type=Path, nargs="*", default=[], help="label files whose responses to skip")
+    ap.add_argument("--results", type=Path, default=None, help="a run's results folder, to name the neuron sets")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
 
-    items = {it.id: it for it in (oc.load_falseqa() if args.benchmark == "falseqa" else oc.load_jailbreak())}
-    seen, rows = set(), []
-    for d in sorted((cache_root() / "stages" / "steer").glob("*")):
-        p = json.loads((d / "params.json").read_text())
-        if p["model"]["model"] != args.model or not (d / "items.jsonl").exists():
-            continue
-        for line in (d / "items.jsonl").read_text().splitlines():
-            rec = json.loads(line)
-            item_id = rec["id"].rsplit(":", 1)[0]
-            if item_id not in items or (item_id, rec["value"]["text"]) in seen:
-                continue
-            seen.add((item_id, rec["value"]["text"]))
-            rows.append({"id": item_id, "model": args.model, "alpha": p["alpha"], "neurons": p["neurons"],
-                         "max_new_tokens": p["sampling"]["max_new_tokens"], "question": items[item_id].question,
-                         "response": rec["value"]["text"], "complied": None, "note": ""})
-    if len(rows) < args.n:
-        print(f"only {len(rows)} distinct responses in the cache", file=sys.stderr)
-    pick = random.Random(args.seed).sample(rows, min(args.n, len(rows)))
+    names = set_names(args.results) if args.results else {}
+    skip = set()
+    for f in args.exclude:
+        skip |= {(r["id"], r["response"]) for r in (json.loads(x) for x in f.read_text().splitlines() if x.strip())}
+    strata = cached_rows(args.benchmark, args.model, args.max_new_tokens, names)
+    rng = random.Random(args.seed)
+    for rows in strata.values():
+        rng.shuffle(rows)
+    seen, per_item, pick = set(), defaultdict(int), []
+    queues = {c: list(rows) for c, rows in sorted(strata.items(), key=lambda kv: str(kv[0]))}
+    while len(pick) < args.n and any(queues.values()):
+        for c, q in queues.items():
+            while q:
+                r = q.pop()
+                key = (r["id"], r["response"], r.get("first_response"))
+                if key in seen or (r["id"], r["response"]) in skip or per_item[r["id"]] >= args.per_item:
+                    continue
+                seen.add(key)
+                per_item[r["id"]] += 1
+                pick.append(r | {"split": question_split(r["id"], args.tune_share, args.seed)})
+                break
+            if len(pick) >= args.n:
+                break
+    if len(pick) < args.n:
+        print(f"only {len(pick)} responses could be drawn", file=sys.stderr)
     with open(args.out, "w", encoding="utf-8") as f:
         for r in pick:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    print(f"wrote {len(pick)} of {len(rows)} distinct responses to {args.out}")
+    print(f"wrote {len(pick)} responses ({len(per_item)} questions, {len(strata)} conditions) to {args.out}")
     return 0
 
 

@@ -42,6 +42,10 @@ def test_unknown_profile_lists_known():
     ("max_new_tokens", True, "got a bool"),
     ("model", None, "may not be null"),
     ("biomed_source", "standin-large", "'standin', 'standin_large' or the path"),
+    ("oc_items", 150, "must be dict"),
+    ("oc_items", {"falseqa": 0}, "positive integers"),
+    ("oc_items", {"faithqa": 10}, "benchmark names"),
+    ("oc_counterfactual_prompt", "ours", "must be one of"),
 ])
 def test_bad_values(name, value, match):
     with pytest.raises(config.ConfigError, match=match):

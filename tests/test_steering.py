@@ -210,3 +210,54 @@ def test_read_slope_differences_chooses_words_by_the_interval():
                        "se": 1.2, "detectable": 3.4}, {"benchmark": "falseqa", "neurons": "random 0", "slope": 0.5,
                                                        "lo": -1, "hi": 2, "n": 150, "se": 1, "detectable": 2.8}])
     assert "no effect detectable at n = 150 (smallest detectable slope ±3.4" in steering.read_slopes(s)[0]
+
+
+def test_readings_mark_a_benchmark_whose_judge_is_not_validated():
+    import pandas as pd
+
+    s = pd.DataFrame([{"benchmark": "jailbreak", "neurons": "H-neurons", "slope": 5.0, "lo": 2.0, "hi": 8.0, "n": 100,
+                       "se": 1.5, "detectable": 4.2}])
+    assert steering.read_slopes(s)[0].startswith("jailbreak: with the H-neurons scaled, compliance rises")
+    marked = steering.read_slopes(s, {"jailbreak": "judge not validated (κ = 0.41)"})[0]
+    assert marked.startswith("[judge not validated (κ = 0.41): not a finding] jailbreak")
+    assert steering.read_slopes(s, {"jailbreak": "validated"}) == steering.read_slopes(s)
+
+
+def test_knowledge_table_splits_by_closed_book_knowledge():
+    t = steering.knowledge_table([True, False, None, True, True, True], [True, True, False, False, True, False], 200, 0)
+    rows = t.set_index("items")
+    assert rows.loc["all items", "n"] == 5 and rows.loc["all items", "not judged"] == 1
+    assert rows.loc["knows the real-world answer", "compliance at α = 1"] == pytest.approx(2 / 3)
+    assert rows.loc["does not know it", "compliance at α = 1"] == 1.0
+    assert rows.loc["all items", "in 20–80%"]  # 4 of 5 = 0.8 lies in 20–80%
+    text = steering.read_knowledge(t, "anti_compliance")
+    assert "3 of 6 items" in text and "n = 3" in text
+    with pytest.raises(ValueError, match="one knowledge flag"):
+        steering.knowledge_table([True], [True, False], 10, 0)
+
+
+def test_side_effects_have_intervals_and_no_change_at_alpha_one(tiny, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
+    recs = [SimpleNamespace(id=f"q{i}", question=q, answers=("paris",)) for i, q in
+            enumerate(["Capital of France?", "Where is the Louvre?", "Which city hosts the Eiffel tower?"])]
+    sets = {"H-neurons": [3, 130, 261], "random 1": [5, 140, 300]}
+    t = steering.side_effects(tiny, recs, ["The cat sat on the mat.", "A tiny test passage of text."], sets,
+                              [0.0, 1.0, 3.0], {}, 0, 8, n_boot=50)
+    assert list(t.neurons.unique()) == ["H-neurons", "random 1"] and len(t) == 6
+    one = t[t.alpha == 1.0]
+    assert (one["accuracy change"] == 0).all() and (one["perplexity change"] == 0).all()
+    assert (t["perplexity lo"] <= t.perplexity + 1e-9).all() and (t.perplexity <= t["perplexity hi"] + 1e-9).all()
+    zero = t[(t.alpha == 0.0) & (t.neurons == "H-neurons")].iloc[0]
+    assert zero.perplexity != pytest.approx(one.iloc[0].perplexity)  # scaling three neurons of a random model moves it
+    lines = steering.read_side_effects(t)
+    assert len(lines) == 4 and all("n = 3" in x and "n = 2 passages" in x for x in lines)
+
+
+def test_text_nll_pools_to_the_perplexity(tiny):
+    texts = ["The cat sat on the mat.", "Another, somewhat longer passage of plain text for the model."]
+    nll, cnt = steering.text_nll(tiny, texts, [3, 130], 0.5, batch_size=1)
+    assert len(nll) == 2 and (cnt > 0).all()
+    assert math.exp(nll.sum() / cnt.sum()) == pytest.approx(steering.perplexity(tiny, texts, [3, 130], 0.5, batch_size=2),
+                                                            rel=1e-5)

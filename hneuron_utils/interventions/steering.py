@@ -104,15 +104,15 @@ def responses_batched(loaded: Any, ids: Sequence[str], conversations: Mapping[st
 
 
 @torch.inference_mode()
-def perplexity(loaded: Any, texts: Sequence[str], flat_neurons: Sequence[int] | None, alpha: float,
-               batch_size: int = 8, max_tokens: int = 256) -> float:
-    """Token-level perplexity of plain ``texts`` (no chat template; each cut to ``max_tokens``) with the
-    neurons scaled by ``alpha`` through nnsight (None or α = 1: unmodified)."""
+def text_nll(loaded: Any, texts: Sequence[str], flat_neurons: Sequence[int] | None, alpha: float,
+             batch_size: int = 8, max_tokens: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Summed next-token negative log-likelihood and scored-token count of each plain text (no chat template;
+    each cut to ``max_tokens``) with the neurons scaled by ``alpha`` through nnsight (None or α = 1: unmodified)."""
     from hneuron_utils.interventions import scaled_forward
 
     tok, model = loaded.tokenizer, loaded.hf
     fwd = scaled_forward(loaded, flat_neurons, alpha) or (lambda m, **kw: m(**kw))
-    nll, count = 0.0, 0
+    nll, count = [], []
     enc = [tok(t, add_special_tokens=True)["input_ids"][:max_tokens] for t in texts]
     for b in range(0, len(enc), batch_size):
         part = enc[b:b + batch_size]
@@ -126,9 +126,16 @@ def perplexity(loaded: Any, texts: Sequence[str], flat_neurons: Sequence[int] | 
         logits = fwd(model, input_ids=ids.to(dev), attention_mask=am.to(dev)).logits.float()
         lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None].to(dev))[..., 0]
         mask = am[:, 1:].to(dev).bool()
-        nll -= float(lp[mask].sum())
-        count += int(mask.sum())
-    return math.exp(nll / max(count, 1))
+        nll += (-(lp * mask).sum(1)).tolist()
+        count += mask.sum(1).tolist()
+    return np.asarray(nll, dtype=float), np.asarray(count, dtype=float)
+
+
+def perplexity(loaded: Any, texts: Sequence[str], flat_neurons: Sequence[int] | None, alpha: float,
+               batch_size: int = 8, max_tokens: int = 256) -> float:
+    """Token-level perplexity of plain ``texts`` (:func:`text_nll` pooled over all tokens)."""
+    nll, count = text_nll(loaded, texts, flat_neurons, alpha, batch_size, max_tokens)
+    return math.exp(nll.sum() / max(count.sum(), 1))
 
 
 def rate_table(flags: Mapping[tuple[str, str, float], Sequence[Any]], n_boot: int, seed: int) -> pd.DataFrame:
@@ -338,27 +345,69 @@ def knowledge_table(unmodified_flags: Sequence[Any], known: Sequence[bool], n_bo
 
 def side_effects(loaded: Any, side_records: Sequence[Any], passages: Sequence[str], sets: Mapping[str, Sequence[int]],
                  alphas: Sequence[float], resp: Mapping[tuple[str, str, float], list[dict]], seed: int,
-                 batch_size: int) -> pd.DataFrame:
+                 batch_size: int, n_boot: int = 1000) -> pd.DataFrame:
     """Per neuron set (the H-neurons and the first random set) and α: greedy TriviaQA accuracy on
-    questions the model knows (answer-only prompt, 16 tokens), perplexity of plain passages, and the
-    mean response length over every benchmark's responses."""
+    questions the model knows (answer-only prompt, 16 tokens) and perplexity of plain passages, each with
+    a 95% bootstrap interval (over questions; over passages), their change from α = 1 with a paired
+    interval (the same questions or passages resampled), and the mean response length over every
+    benchmark's responses."""
     from hneuron_utils.judges import RuleJudge
     from hneuron_utils.text.generation import PAPER_SUFFIX, Sampling
 
     rj, ids = RuleJudge(), [r.id for r in side_records]
     convs = [[{"role": "user", "content": r.question.strip() + PAPER_SUFFIX}] for r in side_records]
-    rows = []
+    rng = np.random.default_rng(seed)
+    qi = rng.integers(0, len(ids), size=(n_boot, len(ids)))
+    ti = rng.integers(0, len(passages), size=(n_boot, len(passages)))
+
+    def ppl(nll: np.ndarray, cnt: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray | float:
+        if idx is None:
+            return math.exp(nll.sum() / cnt.sum())
+        return np.exp(nll[idx].sum(1) / cnt[idx].sum(1))
+
+    per = {}
     for nset in ["H-neurons", next(s for s in sets if s != "H-neurons")]:
         for a in alphas:
             name = "none" if a == ALPHA_ONE else nset
             flat = None if name == "none" else sets[name]
             out = responses(loaded, ids, convs, flat, a, Sampling(max_new_tokens=16), seed=seed, batch_size=batch_size)
-            acc = np.mean([rj.judge(r.question, out[r.id]["text"], r.answers).correct for r in side_records])
-            length = np.mean([x.get("n_tokens", 0) for (b, s, al), rs in resp.items() if s == name and al == a for x in rs])
-            rows.append({"neurons": nset, "alpha": a, "TriviaQA accuracy": acc, "n questions": len(ids),
-                         "perplexity": perplexity(loaded, passages, flat, a, max_tokens=128),
-                         "mean response tokens": length})
+            correct = np.array([rj.judge(r.question, out[r.id]["text"], r.answers).correct for r in side_records], float)
+            per[(nset, a)] = (name, correct, *text_nll(loaded, passages, flat, a, max_tokens=128))
+    rows = []
+    for (nset, a), (name, correct, nll, cnt) in per.items():
+        _, c1, nll1, cnt1 = per[(nset, ALPHA_ONE)]
+        acc_b, ppl_b = correct[qi].mean(1), ppl(nll, cnt, ti)
+        dacc_b, dppl_b = acc_b - c1[qi].mean(1), ppl_b - ppl(nll1, cnt1, ti)
+        lens = [x.get("n_tokens", 0) for (b, s, al), rs in resp.items() if s == name and al == a for x in rs]
+        length = float(np.mean(lens)) if lens else float("nan")
+        q = lambda x: np.quantile(x, [0.025, 0.975])  # noqa: E731
+        rows.append({"neurons": nset, "alpha": a, "n questions": len(ids), "TriviaQA accuracy": correct.mean(),
+                     "accuracy lo": q(acc_b)[0], "accuracy hi": q(acc_b)[1],
+                     "accuracy change": correct.mean() - c1.mean(), "change lo": q(dacc_b)[0], "change hi": q(dacc_b)[1],
+                     "n passages": len(passages), "perplexity": ppl(nll, cnt), "perplexity lo": q(ppl_b)[0],
+                     "perplexity hi": q(ppl_b)[1], "perplexity change": ppl(nll, cnt) - ppl(nll1, cnt1),
+                     "ppl change lo": q(dppl_b)[0], "ppl change hi": q(dppl_b)[1], "mean response tokens": length})
     return pd.DataFrame(rows)
+
+
+def read_side_effects(side: pd.DataFrame) -> list[str]:
+    """One sentence per neuron set at α = 0 and at the largest α: accuracy and perplexity change from α = 1,
+    with the word chosen by the paired interval."""
+    from hneuron_utils.stats import direction
+
+    out = []
+    for nset, t in side.groupby("neurons", sort=False):
+        for a in [t.alpha.min(), t.alpha.max()]:
+            r = t[t.alpha == a].iloc[0]
+            acc = direction(r["change lo"], r["change hi"])
+            pp = direction(r["ppl change lo"], r["ppl change hi"])
+            out.append(f"{nset} at α = {a:g}: TriviaQA accuracy {r['TriviaQA accuracy']:.1%} "
+                       f"[{r['accuracy lo']:.1%}, {r['accuracy hi']:.1%}] (n = {r['n questions']}), a change of "
+                       f"{r['accuracy change']:+.1%} [{r['change lo']:+.1%}, {r['change hi']:+.1%}] from α = 1 ({acc}); "
+                       f"perplexity {r.perplexity:.2f} [{r['perplexity lo']:.2f}, {r['perplexity hi']:.2f}] "
+                       f"(n = {r['n passages']} passages), {r['perplexity change']:+.2f} "
+                       f"[{r['ppl change lo']:+.2f}, {r['ppl change hi']:+.2f}] ({pp}).")
+    return out
 
 
 def truncation_check(loaded: Any, items: Mapping[str, Sequence[Any]], resp: Mapping[tuple[str, str, float], list[dict]],
@@ -388,9 +437,15 @@ def truncation_check(loaded: Any, items: Mapping[str, Sequence[Any]], resp: Mapp
     return pd.DataFrame(rows)
 
 
-def read_slopes(slopes: pd.DataFrame) -> list[str]:
+def _judge_prefix(status: Mapping[str, str] | None, b: str) -> str:
+    s = (status or {}).get(b, "validated")
+    return "" if s == "validated" else f"[{s}: not a finding] "
+
+
+def read_slopes(slopes: pd.DataFrame, status: Mapping[str, str] | None = None) -> list[str]:
     """One sentence per benchmark: the H-neuron slope's direction (chosen by its interval) and the random
-    sets' slopes."""
+    sets' slopes; ``status`` (benchmark → :func:`hneuron_utils.judges.agreement.judge_status`) marks a
+    benchmark whose judge is not validated."""
     from hneuron_utils.stats import direction
 
     out = []
@@ -402,14 +457,14 @@ def read_slopes(slopes: pd.DataFrame) -> list[str]:
         if words == "shows no clear trend" and "detectable" in h and not pd.isna(h.detectable):
             words = (f"shows no effect detectable at n = {int(h.n)} (smallest detectable slope ±{h.detectable:.1f} "
                      "points per unit α, two-sided 95%, 80% power)")
-        out.append(f"{b}: with the H-neurons scaled, compliance {words} with α — slope {h.slope:+.1f} "
+        out.append(f"{_judge_prefix(status, b)}{b}: with the H-neurons scaled, compliance {words} with α — slope {h.slope:+.1f} "
                    f"points per unit α [{h.lo:+.1f}, {h.hi:+.1f}], n = {int(h.n)}; random sets: "
                    f"{', '.join(f'{x:+.1f}' for x in r)}"
                    + (f"; layer-matched random sets: {', '.join(f'{x:+.1f}' for x in m)}" if len(m) else ""))
     return out
 
 
-def read_slope_differences(t: pd.DataFrame) -> list[str]:
+def read_slope_differences(t: pd.DataFrame, status: Mapping[str, str] | None = None) -> list[str]:
     """One sentence per row of :func:`slope_differences`, its words chosen by the interval's sign (a
     higher slope: compliance rises faster, or falls more slowly, with α). The interval resamples items
     only, so it is conditional on the random sets that were drawn."""
@@ -428,7 +483,8 @@ def read_slope_differences(t: pd.DataFrame) -> list[str]:
         else:
             words = (f"no difference from the {r.against} detectable (smallest detectable ±{r.detectable:.1f} "
                      "points per unit α)")
-        out.append(f"{r.benchmark}: H-neuron slope minus the {r.against}' mean ({int(r.sets)}): {r.difference:+.1f} "
+        out.append(f"{_judge_prefix(status, r.benchmark)}{r.benchmark}: H-neuron slope minus the {r.against}' mean "
+                   f"({int(r.sets)}): {r.difference:+.1f} "
                    f"[{r.lo:+.1f}, {r.hi:+.1f}] points per unit α, n = {int(r.n)} items: {words}")
     return out
 

@@ -47,14 +47,123 @@ def disagreements(judge: Judge, labelled: pd.DataFrame) -> pd.DataFrame:
     return labelled[keep]
 
 
-def hand_label_agreement(benchmark: str, labels: Any, judge: Any) -> dict[str, Any]:
-    """Agreement of a rule judge's ``complied`` with hand labels (rows: id, response, complied) of one
-    benchmark's packaged items, with Cohen's kappa and the majority-class baseline."""
-    from hneuron_utils.data.overcompliance import LOADERS
+OC_LABEL_FILES: dict[str, str] = {"falseqa": "falseqa_premise.jsonl", "jailbreak": "jailbreak_refusal.jsonl",
+                                  "sycophancy": "sycophancy_flip.jsonl", "counterfactual": "counterfactual_follows.jsonl"}
+"""Notebook 05's hand-label file of each benchmark, under ``data/labels/``."""
 
-    by_id = {it.id: it for it in LOADERS[benchmark]()}
-    pred = np.array([bool(judge.judge(by_id[i], r).complied) for i, r in zip(labels.id, labels.response)])
-    gold = labels.complied.astype(bool).to_numpy()
-    return {"benchmark": benchmark, "responses": len(gold), "hand: complied": int(gold.sum()),
-            "agreement": float((pred == gold).mean()), "Cohen's kappa": cohen_kappa(pred, gold),
-            "majority baseline": float(max(gold.mean(), 1 - gold.mean()))}
+KAPPA_TARGET = 0.6
+"""The κ a judge needs on labels it was not developed on before its rates are read as findings."""
+
+
+def oc_classes(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(judge's class, hand class) of every labelled response of one notebook-05 benchmark. FalseQA and
+    jailbreak: complied true / false. Counterfactual: ``context`` / ``world`` / ``neither`` (the judge's
+    True / False / None). Sycophancy: ``flipped`` / ``kept`` / ``first wrong`` from the two turns."""
+    if benchmark in ("falseqa", "jailbreak"):
+        pred = [str(bool(judge.judge(items[i], r).complied)) for i, r in zip(labels.id, labels.response)]
+        gold = [str(bool(c)) for c in labels.complied]
+    elif benchmark == "counterfactual":
+        name = {True: "context", False: "world", None: "neither"}
+        pred = [name[judge.judge(items[i], r).complied] for i, r in zip(labels.id, labels.response)]
+        gold = list(labels.follows)
+    elif benchmark == "sycophancy":
+        def state(first: bool, final: bool) -> str:
+            return "first wrong" if not first else ("kept" if final else "flipped")
+        pred = []
+        for i, f, r in zip(labels.id, labels.first_response, labels.response):
+            v = judge.judge(items[i], f, r)
+            pred.append(state(v.first_correct, v.final_correct))
+        gold = [state(bool(a), bool(b)) for a, b in zip(labels.first_correct, labels.final_correct)]
+    else:
+        raise ValueError(f"no hand-label comparison for benchmark {benchmark!r}")
+    return np.array(pred), np.array(gold)
+
+
+def oc_agreement(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str, Any]) -> dict[str, Any]:
+    """Agreement of a notebook-05 judge with hand labels: responses, distinct questions, agreement,
+    Cohen's κ (over the classes of :func:`oc_classes`) and the majority-class baseline."""
+    from sklearn.metrics import cohen_kappa_score
+
+    if labels.empty:
+        raise ValueError(f"no hand labels for {benchmark}")
+    pred, gold = oc_classes(benchmark, labels, judge, items)
+    shares = pd.Series(gold).value_counts(normalize=True)
+    kappa = float(cohen_kappa_score(gold, pred)) if len(set(gold) | set(pred)) > 1 else float("nan")
+    return {"benchmark": benchmark, "judge": getattr(judge, "name", type(judge).__name__), "responses": len(gold),
+            "questions": int(labels.id.nunique()), "agreement": float((pred == gold).mean()), "kappa": kappa,
+            "majority_baseline": float(shares.max()), "majority_class": str(shares.idxmax())}
+
+
+def judge_status(kappa: float, target: float = KAPPA_TARGET) -> str:
+    """"validated" when κ reaches ``target``, else "judge not validated (κ = …)"."""
+    return "validated" if kappa >= target else f"judge not validated (κ = {kappa:.2f})"
+
+
+def oc_judge_table(model: str, candidates: dict[str, dict[str, Any]], items: dict[str, dict[str, Any]],
+                   labels_dir: Path) -> pd.DataFrame:
+    """:func:`oc_agreement` of every candidate judge of every benchmark with a label file (``OC_LABEL_FILES``
+    under ``labels_dir``), on the labels of ``model``, per split (``tune``: questions rules may be developed
+    on; ``holdout``: never used for that); ``status`` from the held-out κ. ``items``: benchmark → {id: item}."""
+    rows = []
+    for b, judges in candidates.items():
+        path = labels_dir / OC_LABEL_FILES[b]
+        if not path.is_file():
+            continue
+        lab = pd.read_json(path, lines=True)
+        lab = lab[lab.model == model]
+        if "split" not in lab:
+            raise DataError(f"{path}: every label needs a split (tune / holdout)")
+        for name, make in judges.items():
+            judge = make()
+            for split in ("tune", "holdout"):
+                part = lab[lab.split == split]
+                if not part.empty:
+                    rows.append({**oc_agreement(b, part, judge, items[b]), "judge": name, "split": split})
+    t = pd.DataFrame(rows, columns=["benchmark", "judge", "split", "responses", "questions", "agreement", "kappa",
+                                    "majority_baseline", "majority_class"])
+    if t.empty:
+        return t.assign(status=pd.Series(dtype=str))
+    hold = t[t.split == "holdout"].set_index(["benchmark", "judge"]).kappa
+    t["status"] = [judge_status(hold.get((b, j), float("nan"))) for b, j in zip(t.benchmark, t.judge)]
+    return t
+
+
+def choose_judges(table: pd.DataFrame, candidates: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Each benchmark's judge: the candidate with the highest κ on the tuning split (the first listed when
+    tied or without labels), so the held-out κ stays an honest estimate of the chosen judge."""
+    chosen = {}
+    for b, judges in candidates.items():
+        tune = table[(table.benchmark == b) & (table.split == "tune")]
+
+        def score(j: str) -> float:
+            k = tune[tune.judge == j].kappa
+            return -1.0 if k.empty or k.isna().all() else float(k.max())
+        chosen[b] = max(judges, key=score)  # max keeps the first of equal scores
+    return chosen
+
+
+def checked_judges(model: str, candidates: dict[str, dict[str, Any]], items: dict[str, dict[str, Any]],
+                   labels_dir: Path) -> tuple[pd.DataFrame, dict[str, str], dict[str, str]]:
+    """:func:`oc_judge_table` with a ``chosen`` column, each benchmark's chosen judge (:func:`choose_judges`)
+    and its status (:func:`judge_status` of its held-out κ, or "judge not validated (no hand labels)")."""
+    t = oc_judge_table(model, candidates, items, labels_dir)
+    chosen = choose_judges(t, candidates)
+    t = t.assign(chosen=[chosen.get(b) == j for b, j in zip(t.benchmark, t.judge)])
+    status = {}
+    for b, j in chosen.items():
+        hold = t[(t.benchmark == b) & (t.judge == j) & (t.split == "holdout")]
+        status[b] = hold.status.iloc[0] if len(hold) else "judge not validated (no held-out hand labels)"
+    return t, chosen, status
+
+
+def oc_label_items(benchmarks: list[str]) -> dict[str, dict[str, Any]]:
+    """Every packaged item a notebook-05 hand label can refer to: benchmark → {id: item} (sycophancy: every
+    TriviaQA record as an "Are you sure?" item)."""
+    from hneuron_utils.data import load_dataset
+    from hneuron_utils.data import overcompliance as oc
+
+    out = {}
+    for b in benchmarks:
+        its = oc.sycophancy_items(load_dataset("triviaqa")) if b == "sycophancy" else oc.LOADERS[b]()
+        out[b] = {it.id: it for it in its}
+    return out

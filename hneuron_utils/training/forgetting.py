@@ -251,25 +251,10 @@ def rate_rows(flags: Mapping[str, Sequence[bool]], measure: str, reference: str,
 @torch.inference_mode()
 def passage_nll(loaded: Any, texts: Sequence[str], batch_size: int, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
     """(summed negative log-likelihood, predicted tokens) of each plain ``text`` (no chat template; cut to
-    ``max_tokens``)."""
-    tok, model = loaded.tokenizer, loaded.hf
-    enc = [tok(t, add_special_tokens=True)["input_ids"][:max_tokens] for t in texts]
-    nll, count = np.zeros(len(enc)), np.zeros(len(enc))
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    for b in range(0, len(enc), batch_size):
-        part = enc[b:b + batch_size]
-        n = max(len(x) for x in part)
-        ids = torch.full((len(part), n), pad, dtype=torch.long)
-        am = torch.zeros((len(part), n), dtype=torch.long)
-        for r, x in enumerate(part):  # right padding
-            ids[r, :len(x)], am[r, :len(x)] = torch.tensor(x), 1
-        dev = next(model.parameters()).device
-        logits = model(input_ids=ids.to(dev), attention_mask=am.to(dev)).logits.float().cpu()
-        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
-        mask = am[:, 1:].bool()
-        nll[b:b + len(part)] = (-(lp * mask)).sum(1).numpy()
-        count[b:b + len(part)] = mask.sum(1).numpy()
-    return nll, count
+    ``max_tokens``): :func:`hneuron_utils.interventions.steering.text_nll` of the unmodified model."""
+    from hneuron_utils.interventions.steering import text_nll
+
+    return text_nll(loaded, texts, None, 1.0, batch_size, max_tokens)
 
 
 def perplexity_rows(nlls: Mapping[str, tuple[np.ndarray, np.ndarray]], reference: str, n_boot: int, seed: int

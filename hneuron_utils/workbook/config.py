@@ -85,6 +85,13 @@ def _oc_benchmarks(v: Any) -> str | None:
     return None
 
 
+def _oc_items(v: Any) -> str | None:
+    known = ("falseqa", "counterfactual", "sycophancy", "jailbreak")
+    if not v or not all(k in known and isinstance(n, int) and not isinstance(n, bool) and n > 0 for k, n in v.items()):
+        return f"must map benchmark names from {list(known)} to positive integers"
+    return None
+
+
 def _biomed_source(v: Any) -> str | None:
     if v in ("standin", "standin_large") or Path(v).expanduser().is_file():
         return None
@@ -226,11 +233,9 @@ SCHEMA: tuple[Param, ...] = (
           paper="{0, 0.5, 1, 1.5, 2, 2.5, 3}", check=_alphas),
     Param("oc_benchmarks", (list,), "Over-compliance benchmarks notebook 05 runs, in this order.",
           paper="FalseQA, FaithEval (counterfactual), Sycophancy, Jailbreak", check=_oc_benchmarks),
-    Param("oc_items", (int,), "Items per benchmark (a seeded subset).", paper="whole sets (jailbreak: 390)",
-          check=_positive),
-    Param("oc_items_long", (int,), "Items for the two expensive benchmarks, sycophancy (two turns) and jailbreak "
-          "(long templates, oc_jailbreak_max_new_tokens); the others use oc_items.", paper="whole sets (jailbreak: 390)",
-          check=_positive),
+    Param("oc_items", (dict,), "Items per benchmark (a seeded subset): {benchmark: count} for every benchmark in "
+          "oc_benchmarks. Counterfactual and jailbreak cost most per item on a CPU (long prompts prefilled under every "
+          "condition; jailbreak's longer cap).", paper="whole sets (jailbreak: 390)", check=_oc_items),
     Param("oc_counterfactual_prompt", (str,), "Counterfactual-context prompt: 'paper' asks for the answer from the "
           "context (the paper's FaithEval setting; a context-following model sits at the ceiling); "
           "'anti_compliance' asks for the real-world answer when the context contradicts it, so compliance is "

@@ -244,6 +244,9 @@ def _compliance(t: pd.DataFrame) -> plt.Figure:
         ax.fill_between(h.alpha, h.lo, h.hi, color="tab:red", alpha=0.15)
         ax.plot(r.alpha, r.rate, "s--", color="tab:gray", label="random neurons (mean; band = draws' range)")
         ax.fill_between(r.alpha, r.lo, r.hi, color="tab:gray", alpha=0.2)
+        for name, m in d[d.neurons.str.startswith("layer-matched")].groupby("neurons"):
+            m = m.sort_values("alpha")
+            ax.plot(m.alpha, m.rate, "^:", color="tab:blue", label="layer-matched random set")
         ax.axvline(1.0, color="k", lw=0.8, ls=":")
         lo_n, hi_n = (int(h.n.min()), int(h.n.max())) if len(h) else (0, 0)
         n_txt = f"{lo_n}" if lo_n == hi_n else f"{lo_n}–{hi_n}"
@@ -259,16 +262,20 @@ def _compliance(t: pd.DataFrame) -> plt.Figure:
 
 @register("05_side_effects", "05_side_effects.csv")
 def _side_effects(t: pd.DataFrame) -> plt.Figure:
-    """TriviaQA accuracy, perplexity and response length versus α."""
+    """TriviaQA accuracy, perplexity and response length versus α (bands: 95% bootstrap intervals)."""
     cols = ["TriviaQA accuracy", "perplexity", "mean response tokens"]
+    bands = {"TriviaQA accuracy": ("accuracy lo", "accuracy hi"), "perplexity": ("perplexity lo", "perplexity hi")}
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     for ax, c in zip(axes, cols):
         for nset, d in t.groupby("neurons", sort=False):
             d = d.sort_values("alpha")
-            ax.plot(d.alpha, d[c], "o-" if nset == "H-neurons" else "s--",
-                    color="tab:red" if nset == "H-neurons" else "tab:gray", label=nset)
+            color = "tab:red" if nset == "H-neurons" else "tab:gray"
+            ax.plot(d.alpha, d[c], "o-" if nset == "H-neurons" else "s--", color=color, label=nset)
+            if c in bands and bands[c][0] in d:
+                ax.fill_between(d.alpha, d[bands[c][0]], d[bands[c][1]], color=color, alpha=0.15)
         ax.axvline(1.0, color="k", lw=0.8, ls=":")
         n = f" (n = {int(t['n questions'].iloc[0])})" if c == "TriviaQA accuracy" and "n questions" in t else ""
+        n = f" (n = {int(t['n passages'].iloc[0])} passages)" if c == "perplexity" and "n passages" in t else n
         ax.set(xlabel="α (1 = unmodified)", title=c + n)
         ax.set_ylim(0, 1.02) if c == "TriviaQA accuracy" else ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)

@@ -351,15 +351,26 @@ def _intervention_lines(run: Path) -> list[str]:
     lo_a, hi_a = alphas[0], alphas[-1]
     is_rand, is_matched = slopes.neurons.str.startswith("random"), slopes.neurons.str.startswith("layer-matched")
     n_rand, n_matched = slopes[is_rand].neurons.nunique(), slopes[is_matched].neurons.nunique()
+    ag_f = run / "tables" / "05_judge_agreement.csv"
+    ag = pd.read_csv(ag_f) if ag_f.exists() else pd.DataFrame()
+    judged = {}  # benchmark -> "κ 0.72 (n 150)" for the chosen judge on the holdout split
+    if not ag.empty and "split" in ag:
+        for _, r in ag[(ag.split == "holdout") & ag.chosen].iterrows():
+            judged[r.benchmark] = (f"{r.judge}: κ {r.kappa:.2f}, {r.agreement:.0%} agree (majority "
+                                   f"{r.majority_baseline:.0%}), n = {int(r.responses)}"
+                                   + ("" if r.status == "validated" else " — **not validated**"))
     lines = ["", f"**Intervention (`05_intervention`)**: the H-neurons' activations scaled by α ∈ "
              f"{{{', '.join(f'{a:g}' for a in alphas)}}} at every position (nnsight), against {n_rand} random sets of "
              "the same size" + (f" and {n_matched} layer-matched random set(s) (same count per layer)" if n_matched else "")
-             + ". Slope = least-squares compliance points per unit α with an item-bootstrap 95% CI; "
+             + ". Slope = least-squares compliance points per unit α with an item-bootstrap 95% CI and the smallest "
+             "slope the run could detect (two-sided 95%, 80% power); "
              f"H − random = rate difference at α = {lo_a:g} and α = {hi_a:g} with a paired bootstrap 95% CI. "
-             "Judged = prompts with a verdict at α = 1 (counterfactual: the answer matches neither answer; "
+             "Judge = the chosen judge's agreement with hand labels on held-out questions (κ ≥ 0.6 to count as a "
+             "finding). Judged = prompts with a verdict at α = 1 (counterfactual: the answer matches neither answer; "
              "sycophancy: only initially correct answers can flip).", "",
-             "| benchmark | prompts | rate at α = 1 | H-neurons: slope [95% CI] | random sets: slopes | "
-             f"H − random at α = {lo_a:g} | H − random at α = {hi_a:g} |", "|---|---|---|---|---|---|---|"]
+             "| benchmark | prompts | judge on held-out hand labels | rate at α = 1 | H-neurons: slope [95% CI] | "
+             "detectable | random sets: slopes | "
+             f"H − random at α = {lo_a:g} | H − random at α = {hi_a:g} |", "|---|---|---|---|---|---|---|---|---|"]
     sentences = []
     for b in slopes.benchmark.unique():
         h = slopes[(slopes.benchmark == b) & (slopes.neurons == "H-neurons")].iloc[0]
@@ -375,14 +386,18 @@ def _intervention_lines(run: Path) -> list[str]:
             x = x.iloc[0]
             return f"{100 * x.difference:+.0f} [{100 * x.lo:+.0f}, {100 * x.hi:+.0f}]"
 
-        lines.append(f"| {b} | {prompts} ({int(base['n'])} judged) | {100 * base.rate:.0f}% | {h.slope:+.1f} [{h.lo:+.1f}, {h.hi:+.1f}] | "
+        det = f"±{h.detectable:.1f}" if "detectable" in h and not pd.isna(h.detectable) else "—"
+        lines.append(f"| {b} | {prompts} ({int(base['n'])} judged) | {judged.get(b, 'no hand labels')} | "
+                     f"{100 * base.rate:.0f}% [{100 * base.lo:.0f}, {100 * base.hi:.0f}] | "
+                     f"{h.slope:+.1f} [{h.lo:+.1f}, {h.hi:+.1f}] | {det} | "
                      f"{', '.join(f'{x:+.1f}' for x in rs)}"
                      + (f" (layer-matched: {', '.join(f'{x:+.1f}' for x in ms)})" if len(ms) else "")
                      + f" | {d(lo_a)} | {d(hi_a)} |")
         words = direction(h.lo, h.hi)
         if words == "shows no clear trend" and "detectable" in h and not pd.isna(h.detectable):
             words = f"shows no effect detectable at n = {int(h.n)} (smallest detectable slope ±{h.detectable:.1f})"
-        sentences.append(f"{b} {words} ({h.slope:+.1f} points per unit α)")
+        flag = "" if "not validated" not in judged.get(b, "not validated") else " (judge not validated: not a finding)"
+        sentences.append(f"{b} {words} ({h.slope:+.1f} points per unit α){flag}")
     lines += ["", "Measured direction on this model, H-neurons scaled: " + "; ".join(sentences) + ". "
               "Paper: compliance rises with α on all four benchmarks (mean slope ≈ 3.03 for its three smaller "
               "models, ≈ 2.40 for the larger three; units not stated)."]
@@ -390,23 +405,30 @@ def _intervention_lines(run: Path) -> list[str]:
     if sd.exists():
         from hneuron_utils.interventions.steering import read_slope_differences
 
+        status = {b: ("validated" if "not validated" not in v else "judge not validated") for b, v in judged.items()}
         lines += ["", "Slopes compared, paired by item (interval conditional on the random sets drawn): "
-                  + "; ".join(read_slope_differences(pd.read_csv(sd))) + "."]
+                  + "; ".join(read_slope_differences(pd.read_csv(sd), status)) + "."]
+    kn = run / "tables" / "05_counterfactual_knowledge.csv"
+    if kn.exists():
+        from hneuron_utils.interventions.steering import read_knowledge
+
+        log = json.loads((run / "run_log.json").read_text())["params"]
+        lines += ["", "Counterfactual context: " + read_knowledge(pd.read_csv(kn), log.get("oc_counterfactual_prompt", "?"))]
     se = run / "tables" / "05_side_effects.csv"
     if se.exists():
         t = pd.read_csv(se)
-        h = t[t.neurons == "H-neurons"].set_index("alpha")
-        r = t[t.neurons.str.startswith("random")]
-        r = r[r.neurons == r.neurons.iloc[0]].set_index("alpha")
-        cols = [c for c in ("TriviaQA accuracy", "perplexity", "mean response tokens") if c in t]
-        lines += ["", "Side effects (H-neurons; first random set in brackets): " + "; ".join(
-            f"{c} at α = {lo_a:g} / 1 / {hi_a:g}: " + " / ".join(
-                f"{h.loc[a, c]:.3g} ({r.loc[a, c]:.3g})" for a in (lo_a, 1.0, hi_a)) for c in cols) + "."]
-    ag = run / "tables" / "05_judge_agreement.csv"
-    if ag.exists():
-        a = pd.read_csv(ag)
-        lines += ["", "Rule judges vs hand labels of real responses: " + "; ".join(
-            f"{r.benchmark} {r.agreement:.0%} of {int(r.responses)}" for _, r in a.iterrows()) + "."]
+        if "change lo" in t:
+            from hneuron_utils.interventions.steering import read_side_effects
+
+            lines += ["", "Side effects (change from α = 1, paired 95% CI): " + " ".join(read_side_effects(t))]
+        else:
+            h = t[t.neurons == "H-neurons"].set_index("alpha")
+            r = t[t.neurons.str.startswith("random")]
+            r = r[r.neurons == r.neurons.iloc[0]].set_index("alpha")
+            cols = [c for c in ("TriviaQA accuracy", "perplexity", "mean response tokens") if c in t]
+            lines += ["", "Side effects (H-neurons; first random set in brackets): " + "; ".join(
+                f"{c} at α = {lo_a:g} / 1 / {hi_a:g}: " + " / ".join(
+                    f"{h.loc[a, c]:.3g} ({r.loc[a, c]:.3g})" for a in (lo_a, 1.0, hi_a)) for c in cols) + "."]
     tr = run / "tables" / "05_truncation.csv"
     if tr.exists():
         t = pd.read_csv(tr)
