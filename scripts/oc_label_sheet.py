@@ -9,7 +9,11 @@ conditions, at most ``--per-item`` responses per question, so the sheet spans th
 and many questions. ``--exclude`` skips (item, text) pairs already in a label file. Each line gets a
 ``split``: ``tune`` for a seeded ``--tune-share`` of the *questions* (rules may be developed on these) and
 ``holdout`` for the rest (used only to measure a judge) — a question is never in both. With ``--results``
-the neuron-set digests are named as notebook 05 names them (``H-neurons``, ``random 1``, ...).
+the neuron-set digests are named as notebook 05 names them (``H-neurons``, ``random 1``, ...). Only
+responses to the prompts notebook 05 builds now are kept (``--counterfactual-prompt``; the cache key of each
+response holds a digest of its rendered prompt, checked with the model's tokenizer), so responses cached by
+earlier prompt versions never enter a sheet, and a sycophancy line's final answer is the one that followed
+its first answer. A question already in an ``--exclude`` file keeps that file's split.
 
 The label field is ``null`` and the judge's verdict is deliberately not written, so the labeller is not
 primed by it. Label meanings are in ``data/labels/README.md``:
@@ -28,6 +32,7 @@ import random
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -61,39 +66,55 @@ def question_split(item_id: str, tune_share: float, seed: int) -> str:
     return "tune" if h < tune_share else "holdout"
 
 
-def cached_rows(benchmark: str, model: str, max_new_tokens: int, names: dict[str, str]) -> dict[tuple, list[dict]]:
-    """Distinct responses per condition (α, neuron set) in the stage cache, as sheet lines."""
+def tokenizer_of(model: str) -> Any:
+    """The chat tokenizer of a registry model (from its converted folder; the weights are not loaded)."""
+    from transformers import AutoTokenizer
+
+    from hneuron_utils.models import assets
+
+    return AutoTokenizer.from_pretrained(assets.ensure_model(model, "bfloat16"), local_files_only=True)
+
+
+def cached_rows(benchmark: str, model: str, max_new_tokens: int, names: dict[str, str], tokenizer: Any,
+                counterfactual_prompt: str = "anti_compliance") -> dict[tuple, list[dict]]:
+    """Distinct responses per condition (α, neuron set) in the stage cache to the prompts notebook 05 builds
+    now (checked against the prompt digest in each cache key), as sheet lines."""
+    from hneuron_utils.interventions.steering import render
+    from hneuron_utils.workbook.stages import digest
+
     if benchmark == "sycophancy":
         from hneuron_utils.data import load_dataset
 
-        items = {r.id: r for r in load_dataset("triviaqa")}
+        items = {it.id: it for it in oc.sycophancy_items(load_dataset("triviaqa"))}
     else:
         items = {it.id: it for it in oc.LOADERS[benchmark]()}
+    build = oc.benchmark_messages(counterfactual_prompt)[benchmark]
+
+    def key(item_id: str, messages: list) -> str:
+        return f"{item_id}:{digest(render(tokenizer, messages), 12)}"
     strata: dict[tuple, list[dict]] = defaultdict(list)
     for d in sorted((cache_root() / "stages" / "steer").glob("*")):
         p = json.loads((d / "params.json").read_text())
         if (p["model"]["model"] != model or p["sampling"]["max_new_tokens"] != max_new_tokens
                 or not (d / "items.jsonl").exists()):
             continue
-        recs = [json.loads(line) for line in (d / "items.jsonl").read_text().splitlines()]
+        recs = {r["id"]: r for r in map(json.loads, (d / "items.jsonl").read_text().splitlines())}
         cond = (p["alpha"], names.get(p["neurons"], p["neurons"]) if p["neurons"] else "none")
-        first = {r["id"].rsplit(":", 1)[0]: r["value"]["text"] for r in recs if ":turn2:" not in r["id"]}
-        for r in recs:
-            if benchmark == "sycophancy":
-                if ":turn2:" not in r["id"]:
-                    continue
-                item_id = r["id"].split(":turn2:")[0]
-            else:
-                item_id = r["id"].rsplit(":", 1)[0]
-            if item_id not in items:
+        for r in recs.values():
+            item_id = r["id"].split(":turn2:")[0] if ":turn2:" in r["id"] else r["id"].rsplit(":", 1)[0]
+            if item_id not in items or (benchmark == "sycophancy") != (":turn2:" in r["id"]):
                 continue
             it = items[item_id]
+            if benchmark == "sycophancy":
+                turn1 = recs.get(key(item_id, build(it)))
+                if turn1 is None or r["id"] != key(f"{item_id}:turn2", build(it, turn1["value"]["text"])):
+                    continue  # not this prompt's conversation
+            elif r["id"] != key(item_id, build(it)):
+                continue  # a response to another prompt version
             row = {"id": item_id, "model": model, "alpha": p["alpha"], "neurons": p["neurons"], "set": cond[1],
                    "max_new_tokens": max_new_tokens, "question": it.question}
             if benchmark == "sycophancy":
-                if item_id not in first:
-                    continue
-                row.update(answers=list(it.answers)[:12], first_response=first[item_id],
+                row.update(answers=list(it.answers)[:12], first_response=turn1["value"]["text"],
                            response=r["value"]["text"], first_correct=None, final_correct=None)
             elif benchmark == "counterfactual":
                 row.update(context=it.context, context_answer=it.context_answer, world_answer=it.world_answer,
@@ -114,15 +135,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tune-share", type=float, default=0.3, help="share of questions in the tuning split")
     ap.add_argument("--exclude", type=Path, nargs="*", default=[], help="label files whose responses to skip")
     ap.add_argument("--results", type=Path, default=None, help="a run's results folder, to name the neuron sets")
+    ap.add_argument("--counterfactual-prompt", default="anti_compliance", choices=list(oc.COUNTERFACTUAL_PROMPTS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
 
     names = set_names(args.results) if args.results else {}
-    skip = set()
+    skip, known_split = set(), {}
     for f in args.exclude:
-        skip |= {(r["id"], r["response"]) for r in (json.loads(x) for x in f.read_text().splitlines() if x.strip())}
-    strata = cached_rows(args.benchmark, args.model, args.max_new_tokens, names)
+        for r in (json.loads(x) for x in f.read_text().splitlines() if x.strip()):
+            skip.add((r["id"], r["response"]))
+            if r.get("split"):
+                known_split[r["id"]] = r["split"]
+    strata = cached_rows(args.benchmark, args.model, args.max_new_tokens, names, tokenizer_of(args.model),
+                         args.counterfactual_prompt)
     rng = random.Random(args.seed)
     for rows in strata.values():
         rng.shuffle(rows)
@@ -137,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 seen.add(key)
                 per_item[r["id"]] += 1
-                pick.append(r | {"split": question_split(r["id"], args.tune_share, args.seed)})
+                pick.append(r | {"split": known_split.get(r["id"]) or question_split(r["id"], args.tune_share, args.seed)})
                 break
             if len(pick) >= args.n:
                 break

@@ -123,22 +123,36 @@ def test_oc_judge_table_needs_splits_and_chooses_on_the_tune_split(tmp_path):
             return oc.ComplianceVerdict(response == "yes", "test")
 
     rows = [{"id": "a", "model": "m", "response": r, "complied": c, "split": s}
-            for r, c, s in [("yes", True, "tune"), ("no", False, "tune"), ("yes", True, "holdout"), ("no", False, "holdout"),
-                            ("yes", False, "holdout")]]
+            for r, c, s in [("yes", True, "tune"), ("no", False, "tune"), ("yes", False, "holdout"), ("no", True, "holdout"),
+                            ("yes", True, "holdout")]]
+    # echo is the better judge on tune (κ 1 against 0) and the worse on holdout (κ −0.5 against 0): chosen on tune
     path = tmp_path / agreement.OC_LABEL_FILES["falseqa"]
     path.write_text("\n".join(json.dumps(r) for r in rows))
     cands = {"falseqa": {"always": lambda: Always(True), "echo": Echo}}
-    t = agreement.oc_judge_table("m", cands, {"falseqa": {"a": SimpleNamespace(id="a")}}, tmp_path)
+    rows = [{**r, "id": "a" if r["split"] == "tune" else "b"} for r in rows]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    t = agreement.oc_judge_table("m", cands, {"falseqa": {"a": SimpleNamespace(id="a"), "b": SimpleNamespace(id="b")}},
+                                 tmp_path)
+    hold = t[t.split == "holdout"].set_index("judge").kappa
+    assert hold["echo"] < hold["always"]
     assert set(zip(t.judge, t.split)) == {("always", "tune"), ("always", "holdout"), ("echo", "tune"), ("echo", "holdout")}
     assert agreement.choose_judges(t, cands) == {"falseqa": "echo"}
-    full, chosen, status = agreement.checked_judges("m", cands, {"falseqa": {"a": SimpleNamespace(id="a")}}, tmp_path)
+    full, chosen, status = agreement.checked_judges("m", cands, {"falseqa": {"a": SimpleNamespace(id="a"),
+                                                                             "b": SimpleNamespace(id="b")}}, tmp_path)
     assert chosen == {"falseqa": "echo"} and list(full[full.chosen].judge.unique()) == ["echo"]
     assert status["falseqa"] == agreement.judge_status(full[full.chosen & (full.split == "holdout")].kappa.iloc[0])
-    assert agreement.checked_judges("other model", cands, {"falseqa": {}}, tmp_path)[2] == {
-        "falseqa": "judge not validated (no held-out hand labels)"}
+    assert agreement.checked_judges("other model", cands, {"falseqa": {}}, tmp_path)[2] == {"falseqa": agreement.NO_HOLDOUT}
     echo_hold = t[(t.judge == "echo") & (t.split == "holdout")].iloc[0]
     assert echo_hold.responses == 3 and echo_hold.status == agreement.judge_status(echo_hold.kappa)
+    assert echo_hold.kappa_lo <= echo_hold.kappa <= echo_hold.kappa_hi
     assert agreement.judge_status(0.6) == "validated" and agreement.judge_status(0.41) == "judge not validated (κ = 0.41)"
+    both = {"falseqa": {"a": SimpleNamespace(id="a"), "b": SimpleNamespace(id="b")}}
+    path.write_text("\n".join(json.dumps({**r, "split": "tune" if i == 4 else r["split"]}) for i, r in enumerate(rows)))
+    with pytest.raises(Exception, match="both the tune and the holdout"):
+        agreement.oc_judge_table("m", cands, both, tmp_path)
+    path.write_text("\n".join(json.dumps({**r, "complied": None if i == 0 else r["complied"]}) for i, r in enumerate(rows)))
+    with pytest.raises(Exception, match="lack"):
+        agreement.oc_judge_table("m", cands, both, tmp_path)
     path.write_text("\n".join(json.dumps({k: v for k, v in r.items() if k != "split"}) for r in rows))
     with pytest.raises(Exception, match="split"):
-        agreement.oc_judge_table("m", cands, {"falseqa": {"a": SimpleNamespace(id="a")}}, tmp_path)
+        agreement.oc_judge_table("m", cands, both, tmp_path)

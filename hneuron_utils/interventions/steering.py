@@ -393,14 +393,15 @@ def side_effects(loaded: Any, side_records: Sequence[Any], passages: Sequence[st
 def read_side_effects(side: pd.DataFrame) -> list[str]:
     """One sentence per neuron set at α = 0 and at the largest α: accuracy and perplexity change from α = 1,
     with the word chosen by the paired interval."""
-    from hneuron_utils.stats import direction
+    def change(lo: float, hi: float) -> str:
+        return "higher" if lo > 0 else "lower" if hi < 0 else "no change detectable"
 
     out = []
     for nset, t in side.groupby("neurons", sort=False):
         for a in [t.alpha.min(), t.alpha.max()]:
             r = t[t.alpha == a].iloc[0]
-            acc = direction(r["change lo"], r["change hi"])
-            pp = direction(r["ppl change lo"], r["ppl change hi"])
+            acc = change(r["change lo"], r["change hi"])
+            pp = change(r["ppl change lo"], r["ppl change hi"])
             out.append(f"{nset} at α = {a:g}: TriviaQA accuracy {r['TriviaQA accuracy']:.1%} "
                        f"[{r['accuracy lo']:.1%}, {r['accuracy hi']:.1%}] (n = {r['n questions']}), a change of "
                        f"{r['accuracy change']:+.1%} [{r['change lo']:+.1%}, {r['change hi']:+.1%}] from α = 1 ({acc}); "
@@ -509,14 +510,14 @@ def slope_differences(flags: Mapping[tuple[str, str, float], Sequence[Any]], ben
     return pd.DataFrame(rows)
 
 
-def read_knowledge(know: pd.DataFrame, prompt: str) -> str:
+def read_knowledge(know: pd.DataFrame, prompt: str, status: str = "validated") -> str:
     """One sentence on the counterfactual benchmark's unmodified rate: off the ceiling (20–80%) or not, and
     how many items the model could have answered from its own knowledge."""
     all_ = know.iloc[0]
     k = know[know["items"] == "knows the real-world answer"].iloc[0]
     where = ("off the ceiling (within 20–80%)" if all_["in 20–80%"] else
              "outside 20–80%, so a rise with α has little room to show")
-    return (f"Prompt '{prompt}': the unmodified model follows the context on {all_['compliance at α = 1']:.0%} "
+    return (f"{_judge_prefix({'counterfactual': status}, 'counterfactual')}Prompt '{prompt}': the unmodified model follows the context on {all_['compliance at α = 1']:.0%} "
             f"[{all_.lo:.0%}, {all_.hi:.0%}] of {all_.n} judged items, {where}. It names the real-world answer "
             f"closed-book on {k.n + k['not judged']} of {all_.n + all_['not judged']} items; on those it follows the "
             f"context {k['compliance at α = 1']:.0%} of the time (n = {k.n}).")

@@ -59,6 +59,11 @@ def oc_classes(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str
     """(judge's class, hand class) of every labelled response of one notebook-05 benchmark. FalseQA and
     jailbreak: complied true / false. Counterfactual: ``context`` / ``world`` / ``neither`` (the judge's
     True / False / None). Sycophancy: ``flipped`` / ``kept`` / ``first wrong`` from the two turns."""
+    fields = {"falseqa": ["complied"], "jailbreak": ["complied"], "counterfactual": ["follows"],
+              "sycophancy": ["first_correct", "final_correct"]}.get(benchmark, [])
+    unlabelled = int(labels[fields].isna().any(axis=1).sum()) if fields and set(fields) <= set(labels) else len(labels)
+    if unlabelled:
+        raise DataError(f"{benchmark}: {unlabelled} hand-label row(s) lack {fields} (unlabelled lines of a sheet?)")
     if benchmark in ("falseqa", "jailbreak"):
         pred = [str(bool(judge.judge(items[i], r).complied)) for i, r in zip(labels.id, labels.response)]
         gold = [str(bool(c)) for c in labels.complied]
@@ -79,23 +84,44 @@ def oc_classes(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str
     return np.array(pred), np.array(gold)
 
 
-def oc_agreement(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str, Any]) -> dict[str, Any]:
-    """Agreement of a notebook-05 judge with hand labels: responses, distinct questions, agreement,
-    Cohen's κ (over the classes of :func:`oc_classes`) and the majority-class baseline."""
+def _kappa(gold: np.ndarray, pred: np.ndarray) -> float:
     from sklearn.metrics import cohen_kappa_score
 
+    return float(cohen_kappa_score(gold, pred)) if len(set(gold) | set(pred)) > 1 else float("nan")
+
+
+def oc_agreement(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str, Any], n_boot: int = 1000,
+                 seed: int = 0) -> dict[str, Any]:
+    """Agreement of a notebook-05 judge with hand labels: responses, distinct questions, agreement,
+    Cohen's κ (over the classes of :func:`oc_classes`) with a 95% bootstrap interval that resamples
+    questions (responses to one question are not independent), and the majority-class baseline."""
     if labels.empty:
         raise ValueError(f"no hand labels for {benchmark}")
     pred, gold = oc_classes(benchmark, labels, judge, items)
     shares = pd.Series(gold).value_counts(normalize=True)
-    kappa = float(cohen_kappa_score(gold, pred)) if len(set(gold) | set(pred)) > 1 else float("nan")
+    qids = labels.id.to_numpy()
+    groups = [np.flatnonzero(qids == q) for q in pd.unique(qids)]
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        idx = np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))])
+        boot.append(_kappa(gold[idx], pred[idx]))
+    boot = np.asarray(boot)
+    lo, hi = (np.nanquantile(boot, [0.025, 0.975]) if np.isfinite(boot).any() else (np.nan, np.nan))
     return {"benchmark": benchmark, "judge": getattr(judge, "name", type(judge).__name__), "responses": len(gold),
-            "questions": int(labels.id.nunique()), "agreement": float((pred == gold).mean()), "kappa": kappa,
+            "questions": len(groups), "agreement": float((pred == gold).mean()), "kappa": _kappa(gold, pred),
+            "kappa_lo": float(lo), "kappa_hi": float(hi),
             "majority_baseline": float(shares.max()), "majority_class": str(shares.idxmax())}
 
 
+NO_HOLDOUT = "judge not validated (no held-out hand labels)"
+
+
 def judge_status(kappa: float, target: float = KAPPA_TARGET) -> str:
-    """"validated" when κ reaches ``target``, else "judge not validated (κ = …)"."""
+    """"validated" when κ reaches ``target``, else "judge not validated (κ = …)" (κ undefined: the labels
+    or the verdicts have one class only)."""
+    if kappa != kappa:
+        return "judge not validated (κ undefined: one class only)"
     return "validated" if kappa >= target else f"judge not validated (κ = {kappa:.2f})"
 
 
@@ -111,8 +137,11 @@ def oc_judge_table(model: str, candidates: dict[str, dict[str, Any]], items: dic
             continue
         lab = pd.read_json(path, lines=True)
         lab = lab[lab.model == model]
-        if "split" not in lab:
+        if "split" not in lab or lab.split.isna().any():
             raise DataError(f"{path}: every label needs a split (tune / holdout)")
+        both = set(lab[lab.split == "tune"].id) & set(lab[lab.split == "holdout"].id)
+        if both:
+            raise DataError(f"{path}: question(s) {sorted(both)[:5]} are in both the tune and the holdout split")
         for name, make in judges.items():
             judge = make()
             for split in ("tune", "holdout"):
@@ -120,11 +149,11 @@ def oc_judge_table(model: str, candidates: dict[str, dict[str, Any]], items: dic
                 if not part.empty:
                     rows.append({**oc_agreement(b, part, judge, items[b]), "judge": name, "split": split})
     t = pd.DataFrame(rows, columns=["benchmark", "judge", "split", "responses", "questions", "agreement", "kappa",
-                                    "majority_baseline", "majority_class"])
+                                    "kappa_lo", "kappa_hi", "majority_baseline", "majority_class"])
     if t.empty:
         return t.assign(status=pd.Series(dtype=str))
     hold = t[t.split == "holdout"].set_index(["benchmark", "judge"]).kappa
-    t["status"] = [judge_status(hold.get((b, j), float("nan"))) for b, j in zip(t.benchmark, t.judge)]
+    t["status"] = [judge_status(hold[(b, j)]) if (b, j) in hold.index else NO_HOLDOUT for b, j in zip(t.benchmark, t.judge)]
     return t
 
 
@@ -152,7 +181,7 @@ def checked_judges(model: str, candidates: dict[str, dict[str, Any]], items: dic
     status = {}
     for b, j in chosen.items():
         hold = t[(t.benchmark == b) & (t.judge == j) & (t.split == "holdout")]
-        status[b] = hold.status.iloc[0] if len(hold) else "judge not validated (no held-out hand labels)"
+        status[b] = hold.status.iloc[0] if len(hold) else NO_HOLDOUT
     return t, chosen, status
 
 

@@ -356,7 +356,7 @@ def _intervention_lines(run: Path) -> list[str]:
     judged = {}  # benchmark -> "κ 0.72 (n 150)" for the chosen judge on the holdout split
     if not ag.empty and "split" in ag:
         for _, r in ag[(ag.split == "holdout") & ag.chosen].iterrows():
-            judged[r.benchmark] = (f"{r.judge}: κ {r.kappa:.2f}, {r.agreement:.0%} agree (majority "
+            judged[r.benchmark] = (f"{r.judge}: κ {r.kappa:.2f} [{r.kappa_lo:.2f}, {r.kappa_hi:.2f}], {r.agreement:.0%} agree (majority "
                                    f"{r.majority_baseline:.0%}), n = {int(r.responses)}"
                                    + ("" if r.status == "validated" else " — **not validated**"))
     lines = ["", f"**Intervention (`05_intervention`)**: the H-neurons' activations scaled by α ∈ "
@@ -387,7 +387,7 @@ def _intervention_lines(run: Path) -> list[str]:
             return f"{100 * x.difference:+.0f} [{100 * x.lo:+.0f}, {100 * x.hi:+.0f}]"
 
         det = f"±{h.detectable:.1f}" if "detectable" in h and not pd.isna(h.detectable) else "—"
-        lines.append(f"| {b} | {prompts} ({int(base['n'])} judged) | {judged.get(b, 'no hand labels')} | "
+        lines.append(f"| {b} | {prompts} ({int(base['n'])} judged) | {judged.get(b, 'no held-out hand labels — **not validated**')} | "
                      f"{100 * base.rate:.0f}% [{100 * base.lo:.0f}, {100 * base.hi:.0f}] | "
                      f"{h.slope:+.1f} [{h.lo:+.1f}, {h.hi:+.1f}] | {det} | "
                      f"{', '.join(f'{x:+.1f}' for x in rs)}"
@@ -405,7 +405,8 @@ def _intervention_lines(run: Path) -> list[str]:
     if sd.exists():
         from hneuron_utils.interventions.steering import read_slope_differences
 
-        status = {b: ("validated" if "not validated" not in v else "judge not validated") for b, v in judged.items()}
+        status = {b: ("validated" if "not validated" not in judged.get(b, "not validated") else "judge not validated")
+                  for b in slopes.benchmark.unique()}
         lines += ["", "Slopes compared, paired by item (interval conditional on the random sets drawn): "
                   + "; ".join(read_slope_differences(pd.read_csv(sd), status)) + "."]
     kn = run / "tables" / "05_counterfactual_knowledge.csv"
@@ -413,7 +414,9 @@ def _intervention_lines(run: Path) -> list[str]:
         from hneuron_utils.interventions.steering import read_knowledge
 
         log = json.loads((run / "run_log.json").read_text())["params"]
-        lines += ["", "Counterfactual context: " + read_knowledge(pd.read_csv(kn), log.get("oc_counterfactual_prompt", "?"))]
+        cf_status = "validated" if "not validated" not in judged.get("counterfactual", "not validated") else "judge not validated"
+        lines += ["", "Counterfactual context: " + read_knowledge(pd.read_csv(kn), log.get("oc_counterfactual_prompt", "?"),
+                                                                   cf_status)]
     se = run / "tables" / "05_side_effects.csv"
     if se.exists():
         t = pd.read_csv(se)
