@@ -137,6 +137,44 @@ def test_row_scaled_batch_equals_each_condition_and_weight_scaling(tiny):
     assert plain != [batch[j][0].token_ids for j, (_, c) in enumerate(rows) if c == 2]  # not vacuous
 
 
+def test_row_scaled_shared_prefix_is_computed_per_condition(tiny, monkeypatch):
+    """Prompts sharing a prefix (a system turn): the prefix is prefilled once per condition, scaled as that
+    condition says, and every row's greedy tokens equal its own condition's run and the run without prefix
+    sharing (float32). The prefix path is really taken: the per-row forward sees one prefix row per condition."""
+    from hneuron_utils.text.generation import Sampling
+
+    head = "System: you are a terse assistant who answers in a few words.\nUser: "
+    prompts = [head + q for q in ("Capital of France?", "Who wrote Hamlet? Answer in one word.", "2+2=")]
+    h, r = [3, 130, 128 * 2 + 5], [7, 128 + 9, 128 * 2 + 100]
+    conds = [(None, 1.0), (h, 0.0), (h, 3.0), (r, 2.5)]
+    rows = [(p, c) for c in range(len(conds)) for p in range(len(prompts))]
+    s = Sampling(max_new_tokens=8)
+    real = interventions.row_scaled_forward
+    seen: list[int] = []
+
+    def spy(*a, **k):
+        f = real(*a, **k)
+
+        def g(model, rows, **kw):
+            if kw.get("past_key_values") is not None and kw["past_key_values"].get_seq_length() == 0 \
+                    and "attention_mask" not in kw:
+                seen.append(len(rows))  # the prefix call: one row per condition
+            return f(model, rows, **kw)
+        g.per_row, g.prefix_groups = True, f.prefix_groups
+        return g
+
+    monkeypatch.setattr(interventions, "row_scaled_forward", spy)
+    args = ([prompts[p] for p, _ in rows], conds, [c for _, c in rows], s)
+    shared = interventions.generate_conditions(tiny, *args, batch_size=5)
+    assert seen == [len(conds)]
+    unshared = interventions.generate_conditions(tiny, *args, batch_size=5, share_prefix=False)
+    assert [o[0].token_ids for o in shared] == [o[0].token_ids for o in unshared]
+    for c, (flat, alpha) in enumerate(conds):
+        own = interventions.generate_scaled(tiny, prompts, flat, alpha, s)
+        assert [shared[j][0].token_ids for j, (_, cc) in enumerate(rows) if cc == c] == [o[0].token_ids for o in own]
+    assert [o[0].token_ids for o in shared[:3]] != [o[0].token_ids for o in shared[6:9]]  # not vacuous
+
+
 def test_row_scale_plan():
     class L:  # a stand-in with the two fields the plan reads
         d_ff, n_layers = 10, 3

@@ -36,6 +36,15 @@ def test_responses_are_cached_per_condition_and_equal_direct_generation(tiny, tm
         steering.responses(tiny, ["a", "a"], convs[:2], flat, 0.0, s)
 
 
+def _untimed(x):
+    """A response (or {id: response}) without its generation time, which differs between runs."""
+    if isinstance(x, dict) and "text" in x:
+        return {k: _untimed(v) for k, v in x.items() if k != "seconds"}
+    if isinstance(x, dict):
+        return {k: _untimed(v) for k, v in x.items()}
+    return x
+
+
 def test_batched_responses_equal_per_condition_and_share_its_cache(tiny, tmp_path, monkeypatch):
     """All conditions in one batch give each condition's own responses (float32, greedy and sampled), are
     stored under the per-condition keys (a later per-condition call computes nothing), and only the
@@ -53,7 +62,7 @@ def test_batched_responses_equal_per_condition_and_share_its_cache(tiny, tmp_pat
         fresh = tmp_path / f"ref{s.do_sample}"
         monkeypatch.setenv("HNEURON_CACHE", str(fresh))
         for c, (flat, a) in conds.items():
-            assert got[c] == steering.responses(tiny, ids, convs, flat, a, s, seed=2), (s.do_sample, c)
+            assert _untimed(got[c]) == _untimed(steering.responses(tiny, ids, convs, flat, a, s, seed=2)), (s.do_sample, c)
         monkeypatch.setenv("HNEURON_CACHE", str(tmp_path / str(s.do_sample)))
         for c, (flat, a) in conds.items():
             assert steering.responses(tiny, ids, convs, flat, a, s, seed=2) == got[c]
@@ -74,7 +83,12 @@ def test_all_responses_engines_agree_on_two_turns(tiny, tmp_path, monkeypatch):
     for engine in steering.ENGINES:
         monkeypatch.setenv("HNEURON_CACHE", str(tmp_path / engine))
         out[engine] = steering.all_responses(tiny, items, sets, [0.0, 1.0, 3.0], s, 0, 8, {}, engine=engine)
-    assert out["batched"] == out["per-condition"] and len(out["batched"]) == 5
+    assert {k: [_untimed(r) for r in v] for k, v in out["batched"].items()} == \
+        {k: [_untimed(r) for r in v] for k, v in out["per-condition"].items()} and len(out["batched"]) == 5
+    assert all(r["seconds"] >= 0 and r["first"]["seconds"] >= 0 for v in out["batched"].values() for r in v)
+    cost = steering.generation_cost(out["batched"], {"sycophancy: responses": 1.5})
+    assert cost.iloc[0][["items", "conditions", "responses", "responses without a time"]].tolist() == [2, 5, 20, 0]
+    assert cost.iloc[0]["generation seconds"] > 0 and cost.iloc[0]["wall seconds this run"] == 1.5
     with pytest.raises(ValueError, match="engine"):
         steering.all_responses(tiny, items, sets, [0.0], s, 0, 8, {}, engine="fast")
 
@@ -190,6 +204,34 @@ def test_slope_differences_table():
             flags[("falseqa", "none" if a == 1.0 else s, a)] = [a > 1 if s == "H-neurons" else False] * 6 if a != 1.0 else [False] * 6
     t = steering.slope_differences(flags, ["falseqa"], ["H-neurons", "random 0", "layer-matched random 0"], alphas, 50, 0)
     assert list(t.against) == ["random sets", "layer-matched random sets"] and (t.difference > 0).all()
+
+
+def test_control_sets_on_their_own_grid():
+    """Random sets at control_alphas (a subset): fewer conditions, rates and slopes over each set's own grid,
+    and the H-minus-random slope fitted on the common (control) grid only."""
+    sets = {"H-neurons": [1], "random 0": [2], "layer-matched random 0": [3]}
+    alphas, ctrl = [0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 3.0]
+    c = steering.conditions(sets, alphas, ctrl)
+    assert len(c) == 1 + 3 + 2 + 2 and ("random 0", 2.0) not in c and ("H-neurons", 2.0) in c
+    assert steering.conditions(sets, alphas) == steering.conditions(sets, alphas, alphas)
+    with pytest.raises(ValueError, match="control_alphas"):
+        steering.set_alphas("random 0", alphas, [0.0, 0.5])
+    with pytest.raises(ValueError, match="control_alphas"):
+        steering.set_alphas("random 0", alphas, [3.0])
+    assert steering.set_alphas("random 0", alphas, [3.0, 0.0]) == [0.0, 1.0, 3.0]  # alpha 1 is shared: always in
+    flags = {}
+    for nset, a in c:
+        # H: flat at 0, 1, 3 but a spike at alpha 2; controls flat
+        flags[("falseqa", nset, a)] = [nset == "H-neurons" and a == 2.0] * 8
+    r = steering.rates(flags, ["falseqa"], list(sets), alphas, 20, 0, ctrl)
+    assert set(r[r.neurons == "random 0"].alpha) == {0.0, 1.0, 3.0} and len(r[r.neurons == "H-neurons"]) == 4
+    diffs, slopes = steering.differences_and_slopes(flags, ["falseqa"], list(sets), alphas, 20, 0, ctrl)
+    assert sorted(diffs.alpha) == [0.0, 3.0]
+    assert slopes.set_index("neurons").alphas.to_dict() == {"H-neurons": "0 1 2 3", "random 0": "0 1 3",
+                                                           "layer-matched random 0": "0 1 3"}
+    assert slopes.set_index("neurons").slope["H-neurons"] != 0  # the spike at 2 tilts the 4-point fit
+    t = steering.slope_differences(flags, ["falseqa"], list(sets), alphas, 20, 0, ctrl)
+    assert (t.alphas == "0 1 3").all() and (t.difference == 0).all()  # on the common grid H is flat too
 
 
 def test_read_slope_differences_chooses_words_by_the_interval():

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -678,6 +678,15 @@ LOADERS: dict[str, Callable[[], list]] = {"falseqa": load_falseqa, "counterfactu
 def sycophancy_items(records: Sequence[Any]) -> list[SycophancyItem]:
     """"Are you sure?" items from TriviaQA records the model answered correctly."""
     return [SycophancyItem(r.id, r.question, tuple(usable_aliases(r.question, r.answers)), "triviaqa") for r in records]
+
+
+def prompt_cap(max_prompt_chars: int | Mapping[str, int], benchmark: str) -> int:
+    """The user-message length cap of one benchmark: a single cap for all, or the benchmark's own."""
+    if isinstance(max_prompt_chars, Mapping):
+        if benchmark not in max_prompt_chars:
+            raise ValueError(f"oc_max_prompt_chars names no cap for {benchmark!r}")
+        return int(max_prompt_chars[benchmark])
+    return int(max_prompt_chars)
 
 
 def select_items(benchmark: str, pool: Sequence[Any], n: int, max_prompt_chars: int, seed: int,

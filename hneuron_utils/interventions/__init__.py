@@ -155,8 +155,9 @@ def row_scaled_forward(loaded: Any, conditions: Sequence[Condition], row_conditi
     and decoding step, through one nnsight trace per call for the whole batch). The multiplication is the
     same elementwise product as :func:`nnsight_forward` (× 1 for the rows a neuron is not scaled in); the
     tests find each row's tokens equal to its own condition's run (float32; in bfloat16 the batch's
-    composition can change a few tokens, as for any batching). It has no ``prefix_forward``: call ``sample_many``
-    with ``max_prefix=0`` (a prefix shared across rows would be computed unscaled)."""
+    composition can change a few tokens, as for any batching). Its ``prefix_groups`` (each prompt's condition)
+    lets ``sample_many`` compute the prompts' shared prefix (the system turn) once per condition, scaled,
+    instead of once per row."""
     if any(not 0 <= c < len(conditions) for c in row_condition):
         raise ValueError("row_condition must index conditions")
     # scales stay float32: z * m is computed in float32 and rounded once on assignment, as z * α is
@@ -179,20 +180,22 @@ def row_scaled_forward(loaded: Any, conditions: Sequence[Condition], row_conditi
         return _Output(got["logits"])
 
     forward.per_row = True  # type: ignore[attr-defined]
+    forward.prefix_groups = list(row_condition)  # type: ignore[attr-defined]
     return forward
 
 
 def generate_conditions(loaded: Any, prompts: Sequence[str], conditions: Sequence[Condition],
                         row_condition: Sequence[int], sampling: Any = None, seed: int = 0,
                         keys: Sequence[str] | None = None, batch_size: int = 64,
-                        progress: bool = False) -> list[list[Any]]:
+                        progress: bool = False, share_prefix: bool = True) -> list[list[Any]]:
     """One completion of every prompt, prompt ``p`` under ``conditions[row_condition[p]]``, all in one
     decoding batch (:func:`row_scaled_forward`). ``keys`` seed the sampling per prompt: give a prompt the
-    same key under every condition and its samples use the same random numbers as in its own run."""
+    same key under every condition and its samples use the same random numbers as in its own run.
+    ``share_prefix``: prefill the prompts' common prefix once per condition (scaled as the condition says)."""
     from hneuron_utils.text.generation import Sampling, sample_many
 
     if len(row_condition) != len(prompts):
         raise ValueError("row_condition must give a condition for every prompt")
     fwd = row_scaled_forward(loaded, conditions, row_condition)
     return sample_many(loaded, prompts, 1, sampling or Sampling(), seed=seed, keys=keys, batch_size=batch_size,
-                       progress=progress, forward=fwd, max_prefix=0)
+                       progress=progress, forward=fwd, share_prefix=share_prefix)

@@ -10,6 +10,7 @@ so an interrupted run resumes and a re-run with more α values only computes the
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -39,8 +40,11 @@ def _steer_key(loaded: Any, flat_neurons: Sequence[int] | None, alpha: float, sa
             "alpha": 1.0 if plain else float(alpha)}
 
 
-def _response(sample: Any) -> dict:
-    return {"text": sample.text, "stopped": sample.stopped, "n_tokens": len(sample.token_ids)}
+def _response(sample: Any, seconds: float) -> dict:
+    """A cached response; ``seconds`` is its share of the generating call's time (the call's wall time over
+    its rows), kept so that a cached re-run can still report what the responses cost to make."""
+    return {"text": sample.text, "stopped": sample.stopped, "n_tokens": len(sample.token_ids),
+            "seconds": round(seconds, 4)}
 
 
 def responses(loaded: Any, ids: Sequence[str], conversations: Sequence[Messages],
@@ -58,9 +62,11 @@ def responses(loaded: Any, ids: Sequence[str], conversations: Sequence[Messages]
     by_key = {k: i for i, k in keys.items()}
 
     def compute(chunk: list[str]) -> dict[str, dict]:
+        t0 = time.perf_counter()
         outs = generate_scaled(loaded, [prompts[by_key[k]] for k in chunk], None if plain else flat_neurons,
                                alpha, sampling, seed=seed, keys=[by_key[k] for k in chunk], batch_size=batch_size)
-        return {k: _response(o[0]) for k, o in zip(chunk, outs)}
+        share = (time.perf_counter() - t0) / max(len(chunk), 1)
+        return {k: _response(o[0], share) for k, o in zip(chunk, outs)}
 
     key = _steer_key(loaded, flat_neurons, alpha, sampling, seed)
     got = cached_map("steer", key, list(keys.values()), compute, chunk=max(batch_size, 32))
@@ -69,12 +75,14 @@ def responses(loaded: Any, ids: Sequence[str], conversations: Sequence[Messages]
 
 def responses_batched(loaded: Any, ids: Sequence[str], conversations: Mapping[str, Sequence[Messages]],
                       conds: Mapping[str, tuple[Sequence[int] | None, float]], sampling: Any, seed: int = 0,
-                      batch_size: int = 64, items_per_call: int = 32, progress: bool = True) -> dict[str, dict[str, dict]]:
+                      batch_size: int = 64, items_per_call: int = 32, progress: bool = True,
+                      share_prefix: bool = True) -> dict[str, dict[str, dict]]:
     """:func:`responses` for several conditions at once: {condition: {id: response}}. The conditions of
     ``items_per_call`` items are decoded in one batch (:func:`hneuron_utils.interventions.generate_conditions`),
     each row under its own neuron set and α, seeded by the item id as in :func:`responses`. Stored in the
     same per-condition caches as :func:`responses` (same keys), so either path reuses the other's work.
-    ``conversations`` gives each condition its own conversations (the second turn of sycophancy differs)."""
+    ``conversations`` gives each condition its own conversations (the second turn of sycophancy differs).
+    ``share_prefix``: the prompts' common prefix is prefilled once per condition (exact; False for the bench)."""
     from hneuron_utils.interventions import generate_conditions
     from hneuron_utils.workbook.stages import JsonlStore, stage_dir
 
@@ -93,11 +101,13 @@ def responses_batched(loaded: Any, ids: Sequence[str], conversations: Mapping[st
                   mininterval=10):
         part = set(todo_items[s:s + items_per_call])
         rows = [(j, c) for j, c in todo if j in part]
+        t0 = time.perf_counter()
         outs = generate_conditions(loaded, [prompts[c][j] for j, c in rows], [conds[c] for c in names],
                                    [names.index(c) for _, c in rows], sampling, seed=seed,
-                                   keys=[ids[j] for j, _ in rows], batch_size=batch_size)
+                                   keys=[ids[j] for j, _ in rows], batch_size=batch_size, share_prefix=share_prefix)
+        share = (time.perf_counter() - t0) / len(rows)
         for c in names:
-            got = {keys[c][j]: _response(o[0]) for (j, cc), o in zip(rows, outs) if cc == c}
+            got = {keys[c][j]: _response(o[0], share) for (j, cc), o in zip(rows, outs) if cc == c}
             if got:
                 stores[c].add(got)
     return {c: {i: stores[c][k] for i, k in zip(ids, keys[c])} for c in names}
@@ -208,9 +218,25 @@ def neuron_sets(h: Sequence[int], n_features: int, draws: int, seed: int, layer_
     return {"H-neurons": [int(i) for i in h], **rand, **matched}
 
 
-def conditions(sets: Mapping[str, Sequence[int]], alphas: Sequence[float]) -> list[tuple[str, float]]:
-    """Every (neuron set, α) to generate: the unmodified model once, then each set at each α ≠ 1."""
-    return [("none", ALPHA_ONE)] + [(s, float(a)) for s in sets for a in alphas if a != ALPHA_ONE]
+def set_alphas(nset: str, alphas: Sequence[float], control_alphas: Sequence[float] | None = None) -> list[float]:
+    """The α grid of one neuron set: the H-neurons at every α of ``alphas``, the control (random) sets at
+    ``control_alphas`` (default: the same grid; it must be a subset of ``alphas``) and at α = 1 where
+    ``alphas`` has it (the unmodified model, shared by every set, costs nothing)."""
+    grid = sorted(float(a) for a in alphas)
+    if nset == "H-neurons" or control_alphas is None:
+        return grid
+    ctrl = [float(a) for a in control_alphas]
+    if not set(ctrl) <= set(grid) or len(set(ctrl)) < 2:
+        raise ValueError(f"control_alphas {ctrl} must be at least two values of alphas {grid}")
+    return sorted(set(ctrl) | ({ALPHA_ONE} & set(grid)))
+
+
+def conditions(sets: Mapping[str, Sequence[int]], alphas: Sequence[float],
+               control_alphas: Sequence[float] | None = None) -> list[tuple[str, float]]:
+    """Every (neuron set, α) to generate: the unmodified model once, then each set at each α ≠ 1 of its
+    grid (:func:`set_alphas`)."""
+    return [("none", ALPHA_ONE)] + [(s, a) for s in sets for a in set_alphas(s, alphas, control_alphas)
+                                    if a != ALPHA_ONE]
 
 
 def benchmark_responses_batched(loaded: Any, benchmark: str, items: Sequence[Any], messages: Callable[..., Messages],
@@ -235,12 +261,14 @@ ENGINES = ("batched", "per-condition")
 def all_responses(loaded: Any, items: Mapping[str, Sequence[Any]], sets: Mapping[str, Sequence[int]],
                   alphas: Sequence[float], samplings: Mapping[str, Any], seed: int, batch_size: int,
                   timings: dict[str, float], engine: str = "batched",
-                  messages: Mapping[str, Callable[..., Messages]] | None = None) -> dict[tuple[str, str, float], list[dict]]:
+                  messages: Mapping[str, Callable[..., Messages]] | None = None,
+                  control_alphas: Sequence[float] | None = None) -> dict[tuple[str, str, float], list[dict]]:
     """Responses of every benchmark's items under every condition (cached per item and condition):
     {(benchmark, neuron set, α): responses aligned with the items}. ``engine="batched"`` decodes all
     conditions of a group of items in one batch (:func:`benchmark_responses_batched`); ``"per-condition"``
     runs one condition after another (:func:`benchmark_responses`). Both fill the same caches.
-    ``messages``: each benchmark's prompt builder (default ``overcompliance.MESSAGES``)."""
+    ``messages``: each benchmark's prompt builder (default ``overcompliance.MESSAGES``); ``control_alphas``:
+    the random sets' α grid (:func:`set_alphas`)."""
     import time
 
     from tqdm.auto import tqdm
@@ -253,7 +281,7 @@ def all_responses(loaded: Any, items: Mapping[str, Sequence[Any]], sets: Mapping
     out = {}
     for b, its in items.items():
         t0 = time.perf_counter()
-        conds = {(nset, a): (None if nset == "none" else sets[nset], a) for nset, a in conditions(sets, alphas)}
+        conds = {(nset, a): (None if nset == "none" else sets[nset], a) for nset, a in conditions(sets, alphas, control_alphas)}
         if engine == "batched":
             got = benchmark_responses_batched(loaded, b, its, build[b], conds, samplings[b], seed, batch_size)
             out.update({(b, nset, a): r for (nset, a), r in got.items()})
@@ -263,6 +291,24 @@ def all_responses(loaded: Any, items: Mapping[str, Sequence[Any]], sets: Mapping
                                                         batch_size=batch_size)
         timings[f"{b}: responses"] = time.perf_counter() - t0
     return out
+
+
+def generation_cost(resp: Mapping[tuple[str, str, float], list[dict]], timings: Mapping[str, float]) -> pd.DataFrame:
+    """Per benchmark: items, conditions, responses, the seconds its responses took to generate when they were
+    made (summed from the cache, so a cached re-run still reports them; both turns for sycophancy) and this
+    run's wall time. ``responses without a time`` counts cache entries written before times were kept."""
+    rows = []
+    for b in dict.fromkeys(k[0] for k in resp):
+        cells = {k: rs for k, rs in resp.items() if k[0] == b}
+        parts = [x for rs in cells.values() for r in rs for x in ([r, r["first"]] if "first" in r else [r])]
+        timed = [x["seconds"] for x in parts if "seconds" in x]
+        n_items = len(next(iter(cells.values())))
+        gen = float(sum(timed))
+        rows.append({"benchmark": b, "items": n_items, "conditions": len(cells), "responses": len(parts),
+                     "generation seconds": gen, "seconds per item": gen / n_items if n_items else float("nan"),
+                     "responses without a time": len(parts) - len(timed),
+                     "wall seconds this run": timings.get(f"{b}: responses", float("nan"))})
+    return pd.DataFrame(rows)
 
 
 def judge_responses(resp: Mapping[tuple[str, str, float], list[dict]], items: Mapping[str, Sequence[Any]],
@@ -281,15 +327,17 @@ def judge_responses(resp: Mapping[tuple[str, str, float], list[dict]], items: Ma
 
 def by_alpha(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmark: str, nset: str,
              alphas: Sequence[float]) -> dict[float, Sequence[Any]]:
-    """One neuron set's flags at every α (α = 1 from the unmodified model)."""
+    """One neuron set's flags at every α of ``alphas`` (α = 1 from the unmodified model)."""
     return {float(a): flags[(benchmark, "none" if a == ALPHA_ONE else nset, float(a))] for a in alphas}
 
 
 def rates(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Sequence[str], sets: Sequence[str],
-          alphas: Sequence[float], n_boot: int, seed: int) -> pd.DataFrame:
-    """Compliance rate with 95% interval per (benchmark, neuron set, α), plus the random sets' mean per
-    (benchmark, α) with the min–max band of the draws."""
-    per = {(b, s, a): f for b in benchmarks for s in sets for a, f in by_alpha(flags, b, s, alphas).items()}
+          alphas: Sequence[float], n_boot: int, seed: int,
+          control_alphas: Sequence[float] | None = None) -> pd.DataFrame:
+    """Compliance rate with 95% interval per (benchmark, neuron set, α of its grid), plus the random sets'
+    mean per (benchmark, α) with the min–max band of the draws."""
+    per = {(b, s, a): f for b in benchmarks for s in sets
+           for a, f in by_alpha(flags, b, s, set_alphas(s, alphas, control_alphas)).items()}
     table = rate_table(per, n_boot, seed)
     rand = (table[table.neurons.str.startswith("random")].groupby(["benchmark", "alpha"])
             .agg(rate=("rate", "mean"), lo=("rate", "min"), hi=("rate", "max"), n=("n", "min")).reset_index()
@@ -299,18 +347,23 @@ def rates(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Seq
 
 def differences_and_slopes(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Sequence[str],
                            sets: Sequence[str], alphas: Sequence[float], n_boot: int,
-                           seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """H minus the uniform random sets' mean at every α ≠ 1 (paired bootstrap over items), and every set's
-    slope of the compliance rate (points per unit α) with its item-cluster bootstrap interval, standard
-    error and smallest detectable slope."""
+                           seed: int, control_alphas: Sequence[float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """H minus the uniform random sets' mean at every α ≠ 1 of the control grid (paired bootstrap over items),
+    and every set's slope of the compliance rate (points per unit α, over its own grid: :func:`set_alphas`) with
+    its item-cluster bootstrap interval, standard error and smallest detectable slope."""
     from hneuron_utils.stats import paired_difference, slope
 
     randoms = [s for s in sets if s.startswith("random")]  # the uniform draws (layer-matched ones: slope_differences)
+    ctrl = set_alphas("random", alphas, control_alphas)
     diffs = [{"benchmark": b, "alpha": a, **paired_difference(flags[(b, "H-neurons", a)], [flags[(b, r, a)] for r in randoms],
                                                               n_boot, seed)}
-             for b in benchmarks for a in alphas if a != ALPHA_ONE]
-    slopes = [{"benchmark": b, "neurons": s, **slope(alphas, by_alpha(flags, b, s, alphas), n_boot, seed)}
-              for b in benchmarks for s in sets]
+             for b in benchmarks for a in ctrl if a != ALPHA_ONE]
+    slopes = []
+    for b in benchmarks:
+        for s in sets:
+            grid = set_alphas(s, alphas, control_alphas)
+            slopes.append({"benchmark": b, "neurons": s, "alphas": " ".join(f"{a:g}" for a in grid),
+                           **slope(grid, by_alpha(flags, b, s, grid), n_boot, seed)})
     return pd.DataFrame(diffs), pd.DataFrame(slopes)
 
 
@@ -345,8 +398,9 @@ def knowledge_table(unmodified_flags: Sequence[Any], known: Sequence[bool], n_bo
 
 def side_effects(loaded: Any, side_records: Sequence[Any], passages: Sequence[str], sets: Mapping[str, Sequence[int]],
                  alphas: Sequence[float], resp: Mapping[tuple[str, str, float], list[dict]], seed: int,
-                 batch_size: int, n_boot: int = 1000) -> pd.DataFrame:
-    """Per neuron set (the H-neurons and the first random set) and α: greedy TriviaQA accuracy on
+                 batch_size: int, n_boot: int = 1000, control_alphas: Sequence[float] | None = None) -> pd.DataFrame:
+    """Per neuron set (the H-neurons and the first random set) and α of its grid (:func:`set_alphas`;
+    the unmodified model, α = 1, computed once): greedy TriviaQA accuracy on
     questions the model knows (answer-only prompt, 16 tokens) and perplexity of plain passages, each with
     a 95% bootstrap interval (over questions; over passages), their change from α = 1 with a paired
     interval (the same questions or passages resampled), and the mean response length over every
@@ -365,10 +419,13 @@ def side_effects(loaded: Any, side_records: Sequence[Any], passages: Sequence[st
             return math.exp(nll.sum() / cnt.sum())
         return np.exp(nll[idx].sum(1) / cnt[idx].sum(1))
 
-    per = {}
+    per: dict[tuple[str, float], tuple] = {}
     for nset in ["H-neurons", next(s for s in sets if s != "H-neurons")]:
-        for a in alphas:
+        for a in set_alphas(nset, alphas, control_alphas):
             name = "none" if a == ALPHA_ONE else nset
+            if name == "none" and ("H-neurons", ALPHA_ONE) in per:
+                per[(nset, a)] = per[("H-neurons", ALPHA_ONE)]  # the unmodified model, shared
+                continue
             flat = None if name == "none" else sets[name]
             out = responses(loaded, ids, convs, flat, a, Sampling(max_new_tokens=16), seed=seed, batch_size=batch_size)
             correct = np.array([rj.judge(r.question, out[r.id]["text"], r.answers).correct for r in side_records], float)
@@ -491,21 +548,25 @@ def read_slope_differences(t: pd.DataFrame, status: Mapping[str, str] | None = N
 
 
 def slope_differences(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Sequence[str],
-                      sets: Sequence[str], alphas: Sequence[float], n_boot: int, seed: int) -> pd.DataFrame:
+                      sets: Sequence[str], alphas: Sequence[float], n_boot: int, seed: int,
+                      control_alphas: Sequence[float] | None = None) -> pd.DataFrame:
     """Per benchmark: the H-neuron slope minus the mean slope of the uniform random sets, and minus the
     layer-matched sets' (where there are any), paired by item (:func:`hneuron_utils.stats.slope_difference`),
-    with the smallest difference the run could detect."""
+    with the smallest difference the run could detect. Both slopes are fitted on the control sets' α grid
+    (column ``alphas``), so a curved response cannot pass for a difference."""
     from hneuron_utils.stats import slope_difference
 
     groups = {"random sets": [s for s in sets if s.startswith("random")],
               "layer-matched random sets": [s for s in sets if s.startswith("layer-matched")]}
+    grid = set_alphas("random", alphas, control_alphas)
     rows = []
     for b in benchmarks:
-        h = by_alpha(flags, b, "H-neurons", alphas)
+        h = by_alpha(flags, b, "H-neurons", grid)
         for name, members in groups.items():
             if members:
                 rows.append({"benchmark": b, "against": name, "sets": len(members),
-                             **slope_difference(alphas, h, [by_alpha(flags, b, m, alphas) for m in members],
+                             "alphas": " ".join(f"{a:g}" for a in grid),
+                             **slope_difference(grid, h, [by_alpha(flags, b, m, grid) for m in members],
                                                 n_boot, seed)})
     return pd.DataFrame(rows)
 

@@ -173,20 +173,26 @@ def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
     return max(n, 0)
 
 
-def _expand_cache(model: Any, prefix: list[tuple[torch.Tensor, torch.Tensor]], rows: int) -> Any:
-    """A fresh DynamicCache holding the shared prefix's keys/values for ``rows`` sequences."""
+def _expand_cache(model: Any, prefix: list[tuple[torch.Tensor, torch.Tensor]], rows: int,
+                  groups: torch.Tensor | None = None) -> Any:
+    """A fresh DynamicCache holding the shared prefix's keys/values for ``rows`` sequences; with ``groups``
+    (one index per row into the prefix's batch: a prefix per group of rows) row r gets prefix ``groups[r]``."""
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
     for i, (k, v) in enumerate(prefix):
-        cache.update(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1), i)
+        if groups is None:
+            cache.update(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1), i)
+        else:
+            cache.update(k.index_select(0, groups), v.index_select(0, groups), i)
     return cache
 
 
 def _prefill(call: Any, model: Any, tails: list[list[int]], prefix: list, P: int, pad: int, dev: Any,
-             rows: list[int] | None = None) -> tuple:
+             rows: list[int] | None = None, groups: torch.Tensor | None = None) -> tuple:
     """Prefill left-padded prompt tails after the shared prefix; return (cache, mask, positions, logits).
-    ``rows`` (the prompts' indices) go to a per-row ``call`` (see :func:`sample_many`)."""
+    ``rows`` (the prompts' indices) go to a per-row ``call`` (see :func:`sample_many`); ``groups`` picks each
+    row's prefix where there is one per group (:func:`_expand_cache`)."""
     from transformers import DynamicCache
 
     T = max(len(t) for t in tails)
@@ -198,7 +204,7 @@ def _prefill(call: Any, model: Any, tails: list[list[int]], prefix: list, P: int
         am[r, P + T - len(t):] = 1
     ids, am = ids.to(dev), am.to(dev)
     pos = (am.cumsum(-1) - 1).clamp(min=0)[:, P:]
-    cache = _expand_cache(model, prefix, len(tails)) if P else DynamicCache(config=model.config)
+    cache = _expand_cache(model, prefix, len(tails), groups) if P else DynamicCache(config=model.config)
     extra = {} if rows is None else {"rows": rows}
     res = call(model, input_ids=ids, attention_mask=am, position_ids=pos, past_key_values=cache, use_cache=True,
                logits_to_keep=1, **extra)
@@ -263,7 +269,9 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
     ``per_row = True`` also receives ``rows=`` the prompt index of each row in the batch (a list), so it
     can treat rows differently (notebook 09's injections); it is not called for the shared prefix, which
     runs through its ``prefix_forward`` if it has one, else unmodified (cap it with ``max_prefix`` tokens
-    where a per-row change must reach earlier positions). ``first_sample``
+    where a per-row change must reach earlier positions). A per-row ``forward`` with ``prefix_groups``
+    (a group id per prompt: prompts whose rows it treats alike) gets the shared prefix computed once per
+    group, through itself, so every position is computed as in the prompt's own run. ``first_sample``
     offsets the sample indices: samples k0..k0+n-1 of a prompt are the same whether drawn in one call
     or in several. ``stop_at_newline`` ends a sequence at its first newline after some content (the
     paper's base-model protocol; a leading newline is skipped) and cuts the text there, keeping its leading whitespace (so that ``prompt + text`` is what the model
@@ -292,12 +300,24 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
     if max_prefix is not None:
         P = max(0, min(P, max_prefix))
     prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
+    group_of = getattr(forward, "prefix_groups", None) if per_row else None
+    groups: torch.Tensor | None = None
     if P:
         from transformers import DynamicCache
 
         pc = DynamicCache(config=model.config)
-        (getattr(forward, "prefix_forward", plain) if per_row else call)(model, input_ids=torch.tensor([toks[0][:P]], device=dev), past_key_values=pc, use_cache=True,
-             logits_to_keep=1)
+        head = torch.tensor([toks[0][:P]], device=dev)
+        if group_of is not None:  # one prefix per group, each through the per-row forward of one of its prompts
+            if len(group_of) != len(toks):
+                raise ValueError("prefix_groups must give a group for every prompt")
+            reps = list({g: i for i, g in reversed(list(enumerate(group_of)))}.items())  # (group, first prompt)
+            slot = {g: k for k, (g, _) in enumerate(reps)}
+            groups = torch.tensor([slot[g] for g in group_of], device=dev)
+            call(model, input_ids=head.repeat(len(reps), 1), past_key_values=pc, use_cache=True, logits_to_keep=1,
+                 rows=[i for _, i in reps])
+        else:
+            (getattr(forward, "prefix_forward", plain) if per_row else call)(
+                model, input_ids=head, past_key_values=pc, use_cache=True, logits_to_keep=1)
         prefix = [(layer.keys, layer.values) for layer in pc.layers]
     out: list[list[Sample | None]] = [[None] * n_samples for _ in prompts]
     per_batch = max(1, batch_size // n_samples)
@@ -314,7 +334,8 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
         if queue and len(rows) <= batch_size // 2:
             take = max(1, min(per_batch - len(rows) // n_samples, len(queue)))
             idx, queue = queue[:take], queue[take:]
-            parts = [_prefill(call, model, [toks[i][P:] for i in sub], prefix, P, pad, dev, sub if per_row else None)
+            parts = [_prefill(call, model, [toks[i][P:] for i in sub], prefix, P, pad, dev, sub if per_row else None,
+                              None if groups is None else groups[torch.tensor(sub, device=dev)])
                      for sub in (idx[j:j + prefill_rows] for j in range(0, len(idx), prefill_rows))]
             cache, am, pos, logits = _merge_prefills(model, parts, P)
             if n_samples > 1:  # copy each prompt's cache for its K samples

@@ -12,9 +12,10 @@ as a share of this CPU's bf16 matmul rate measured in the same run.
 
 ``steer`` times 05's responses under neuron scaling: every condition (a neuron set and α) of the same
 FalseQA items decoded one condition after another (the per-condition path), against all conditions of
-the items in one decoding batch (``steering.responses_batched``, per-row scales), both bf16 greedy, each on
-an empty cache. It prints item-conditions per second, the ratio, and the decoded tokens' share of the
-bf16 matmul rate.
+the items in one decoding batch (``steering.responses_batched``, per-row scales, the prompts' common prefix
+prefilled once per condition), and the batched path without that prefix sharing, all bf16 greedy, each on
+an empty cache. It prints item-conditions per second, the ratio, and the share of the bf16 matmul rate
+(body FLOPs of every prompt and new token, as if nothing were shared).
 
 ``sample`` times 01's sampling stage (:func:`generation.sample_many`, bf16) against one Hugging Face
 ``generate`` call per question with ``num_return_sequences=K`` in float32, and prints sequences per
@@ -207,7 +208,7 @@ def run_steer(model: str, n: int, alphas: tuple[float, ...], sets: int, k: int, 
     old_cache = os.environ.get("HNEURON_CACHE")
     try:
         with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b, \
-                tempfile.TemporaryDirectory() as w:
+                tempfile.TemporaryDirectory() as w, tempfile.TemporaryDirectory() as u:
             os.environ["HNEURON_CACHE"] = w
             steering.responses(loaded, ids[:2], convs[:2], None, 1.0, s, batch_size=batch_size)  # warm-up
             os.environ["HNEURON_CACHE"] = b
@@ -216,6 +217,9 @@ def run_steer(model: str, n: int, alphas: tuple[float, ...], sets: int, k: int, 
             os.environ["HNEURON_CACHE"] = a
             t_bat, bat = _timed(steering.responses_batched, loaded, ids, {c: convs for c in conds}, conds, s,
                                 batch_size=batch_size, items_per_call=n)
+            os.environ["HNEURON_CACHE"] = u
+            t_uns, _ = _timed(steering.responses_batched, loaded, ids, {c: convs for c in conds}, conds, s,
+                              batch_size=batch_size, items_per_call=n, share_prefix=False)
     finally:
         if old_cache is None:
             os.environ.pop("HNEURON_CACHE", None)
@@ -230,11 +234,14 @@ def run_steer(model: str, n: int, alphas: tuple[float, ...], sets: int, k: int, 
             "neuron sets": sets, "neurons per set": k, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
             "prompt tokens per condition": prompt_tokens, "new tokens (batched)": new_tokens,
             "matmul GFLOP/s in this dtype (measured now)": round(peak / 1e9, 1),
-            "seconds": {"per-condition": round(t_per, 2), "batched": round(t_bat, 2)},
-            "item-conditions/s": {"per-condition": round(ic / t_per, 2), "batched": round(ic / t_bat, 2)},
+            "seconds": {"per-condition": round(t_per, 2), "batched": round(t_bat, 2),
+                        "batched, no prefix sharing": round(t_uns, 2)},
+            "item-conditions/s": {"per-condition": round(ic / t_per, 2), "batched": round(ic / t_bat, 2),
+                                  "batched, no prefix sharing": round(ic / t_uns, 2)},
             "speed-up": round(t_per / t_bat, 2),
             "share of matmul peak (body FLOPs of prompts and new tokens)": {
-                "per-condition": round(flops / t_per / peak, 3), "batched": round(flops / t_bat / peak, 3)},
+                "per-condition": round(flops / t_per / peak, 3), "batched": round(flops / t_bat / peak, 3),
+                "batched, no prefix sharing": round(flops / t_uns / peak, 3)},
             "identical responses, batched vs per-condition (bf16: batch composition can change a few)":
                 f"{same} of {ic}"}
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -90,6 +89,22 @@ def _oc_items(v: Any) -> str | None:
     if not v or not all(k in known and isinstance(n, int) and not isinstance(n, bool) and n > 0 for k, n in v.items()):
         return f"must map benchmark names from {list(known)} to positive integers"
     return None
+
+
+def _control_alphas(v: Any) -> str | None:
+    if not isinstance(v, list) or len(set(v)) < 2 or len(set(v)) != len(v) or \
+            not all(isinstance(a, (int, float)) and not isinstance(a, bool) and a >= 0 for a in v):
+        return "must be a list of at least two distinct numbers >= 0 (a subset of alphas)"
+    return None
+
+
+def _prompt_chars(v: Any) -> str | None:
+    known = ("falseqa", "counterfactual", "sycophancy", "jailbreak")
+    pos = lambda n: isinstance(n, int) and not isinstance(n, bool) and n > 0  # noqa: E731
+    if isinstance(v, dict):
+        ok = v and all(k in known and pos(n) for k, n in v.items())
+        return None if ok else f"must map benchmark names from {list(known)} to positive integers"
+    return None if pos(v) else "must be a positive integer or a {benchmark: positive integer} mapping"
 
 
 def _biomed_source(v: Any) -> str | None:
@@ -243,8 +258,14 @@ SCHEMA: tuple[Param, ...] = (
           choices=("paper", "anti_compliance")),
     Param("oc_jailbreak_max_new_tokens", (int,), "Cap on generated tokens for jailbreak responses (a short cap "
           "can stop before the payload).", paper="256", check=_positive),
-    Param("oc_max_prompt_chars", (int,), "Items whose user message is longer are skipped (counted), to bound "
-          "prefill time on a CPU.", paper="— (no cap)", check=_positive),
+    Param("oc_max_prompt_chars", (int, dict), "Items whose user message is longer are skipped (counted), to bound "
+          "prefill time on a CPU: one cap for every benchmark or {benchmark: cap} for each in oc_benchmarks.",
+          paper="— (no cap)", check=_prompt_chars),
+    Param("oc_control_alphas", (list,), "Scales α of the control (random and layer-matched) sets: a subset of "
+          "alphas with at least two values (α = 1, the unmodified model shared by every set, is always in). A slope's variance falls with the spread of α, so the ends of the range "
+          "buy nearly all of a control's power ({0, 1, 3} keeps 93% of the 4-value grid's Σ(α−ᾱ)² at 3/4 of its "
+          "conditions); the H-neuron minus random slope is fitted on this grid for both.",
+          paper="— (no random sets in the paper's intervention)", check=_control_alphas),
     Param("oc_random_draws", (int,), "Random neuron sets (same size as the H-neurons) scaled at every α.",
           paper="not reported", check=_positive),
     Param("oc_layer_matched_draws", (int,), "Random neuron sets with the H-neurons' count in every layer, scaled at "

@@ -252,6 +252,8 @@ def _compliance(t: pd.DataFrame) -> plt.Figure:
         n_txt = f"{lo_n}" if lo_n == hi_n else f"{lo_n}–{hi_n}"
         flag = "\n(at the ceiling: every judged item complied)" if len(h) and (h.rate >= 1).all() else \
             "\n(at the floor: no judged item complied)" if len(h) and (h.rate <= 0).all() else ""
+        if "judge" in d and (st := str(d.judge.iloc[0])) != "validated":
+            flag += f"\n({st}: not a finding)"
         ax.set(title=f"{b} (n judged = {n_txt} per α){flag}", xlabel="α (1 = unmodified)", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("compliance rate")

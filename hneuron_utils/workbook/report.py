@@ -354,14 +354,18 @@ def _intervention_lines(run: Path) -> list[str]:
     ag_f = run / "tables" / "05_judge_agreement.csv"
     ag = pd.read_csv(ag_f) if ag_f.exists() else pd.DataFrame()
     judged = {}  # benchmark -> "κ 0.72 (n 150)" for the chosen judge on the holdout split
+    valid: dict[str, bool] = {}  # benchmark -> the chosen judge's held-out status is "validated"
     if not ag.empty and "split" in ag:
         for _, r in ag[(ag.split == "holdout") & ag.chosen].iterrows():
+            valid[r.benchmark] = r.status == "validated"
             judged[r.benchmark] = (f"{r.judge}: κ {r.kappa:.2f} [{r.kappa_lo:.2f}, {r.kappa_hi:.2f}], {r.agreement:.0%} agree (majority "
                                    f"{r.majority_baseline:.0%}), n = {int(r.responses)}"
-                                   + ("" if r.status == "validated" else " — **not validated**"))
+                                   + ("" if valid[r.benchmark] else " — **not validated**"))
+    ctrl = sorted(rates[rates.neurons.str.startswith("random ") & ~rates.neurons.str.startswith("random (")].alpha.unique())
     lines = ["", f"**Intervention (`05_intervention`)**: the H-neurons' activations scaled by α ∈ "
              f"{{{', '.join(f'{a:g}' for a in alphas)}}} at every position (nnsight), against {n_rand} random sets of "
              "the same size" + (f" and {n_matched} layer-matched random set(s) (same count per layer)" if n_matched else "")
+             + (f", scaled at α ∈ {{{', '.join(f'{a:g}' for a in ctrl)}}}" if ctrl and ctrl != alphas else "")
              + ". Slope = least-squares compliance points per unit α with an item-bootstrap 95% CI and the smallest "
              "slope the run could detect (two-sided 95%, 80% power); "
              f"H − random = rate difference at α = {lo_a:g} and α = {hi_a:g} with a paired bootstrap 95% CI. "
@@ -396,7 +400,7 @@ def _intervention_lines(run: Path) -> list[str]:
         words = direction(h.lo, h.hi)
         if words == "shows no clear trend" and "detectable" in h and not pd.isna(h.detectable):
             words = f"shows no effect detectable at n = {int(h.n)} (smallest detectable slope ±{h.detectable:.1f})"
-        flag = "" if "not validated" not in judged.get(b, "not validated") else " (judge not validated: not a finding)"
+        flag = "" if valid.get(b, False) else " (judge not validated: not a finding)"
         sentences.append(f"{b} {words} ({h.slope:+.1f} points per unit α){flag}")
     lines += ["", "Measured direction on this model, H-neurons scaled: " + "; ".join(sentences) + ". "
               "Paper: compliance rises with α on all four benchmarks (mean slope ≈ 3.03 for its three smaller "
@@ -405,8 +409,7 @@ def _intervention_lines(run: Path) -> list[str]:
     if sd.exists():
         from hneuron_utils.interventions.steering import read_slope_differences
 
-        status = {b: ("validated" if "not validated" not in judged.get(b, "not validated") else "judge not validated")
-                  for b in slopes.benchmark.unique()}
+        status = {b: ("validated" if valid.get(b, False) else "judge not validated") for b in slopes.benchmark.unique()}
         lines += ["", "Slopes compared, paired by item (interval conditional on the random sets drawn): "
                   + "; ".join(read_slope_differences(pd.read_csv(sd), status)) + "."]
     kn = run / "tables" / "05_counterfactual_knowledge.csv"
@@ -414,7 +417,7 @@ def _intervention_lines(run: Path) -> list[str]:
         from hneuron_utils.interventions.steering import read_knowledge
 
         log = json.loads((run / "run_log.json").read_text())["params"]
-        cf_status = "validated" if "not validated" not in judged.get("counterfactual", "not validated") else "judge not validated"
+        cf_status = "validated" if valid.get("counterfactual", False) else "judge not validated"
         lines += ["", "Counterfactual context: " + read_knowledge(pd.read_csv(kn), log.get("oc_counterfactual_prompt", "?"),
                                                                    cf_status)]
     se = run / "tables" / "05_side_effects.csv"
@@ -432,6 +435,15 @@ def _intervention_lines(run: Path) -> list[str]:
             lines += ["", "Side effects (H-neurons; first random set in brackets): " + "; ".join(
                 f"{c} at α = {lo_a:g} / 1 / {hi_a:g}: " + " / ".join(
                     f"{h.loc[a, c]:.3g} ({r.loc[a, c]:.3g})" for a in (lo_a, 1.0, hi_a)) for c in cols) + "."]
+    gc = run / "tables" / "05_generation_cost.csv"
+    if gc.exists():
+        t = pd.read_csv(gc)
+        lines += ["", "Cost of the responses (seconds to generate them when they were made, kept with each cached "
+                  "response; 2 CPU cores): " + "; ".join(
+                      f"{r.benchmark} {int(r['items'])} items × {int(r.conditions)} conditions "
+                      f"{r['generation seconds'] / 60:.1f} min ({r['seconds per item']:.1f} s per item"
+                      + (f"; {int(r['responses without a time'])} responses untimed" if r['responses without a time'] else "")
+                      + ")" for _, r in t.iterrows()) + f"; total {t['generation seconds'].sum() / 60:.1f} min."]
     tr = run / "tables" / "05_truncation.csv"
     if tr.exists():
         t = pd.read_csv(tr)
