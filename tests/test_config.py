@@ -30,6 +30,15 @@ def test_misspelt_key_in_profile_fails_and_names_valid_keys(tmp_path):
     assert "modle" in msg and "Did you mean 'model'" in msg and "max_new_tokens" in msg
 
 
+def test_control_alphas_must_lie_on_the_alpha_grid(tmp_path):
+    p = tmp_path / "grid.yaml"
+    p.write_text("alphas: [0.0, 0.5, 1.0, 1.5]\n")  # the default's control grid {0, 1, 3} leaves this grid
+    with pytest.raises(config.ConfigError, match="oc_control_alphas"):
+        config.load_profile(p)
+    p.write_text("alphas: [0.0, 0.5, 1.0, 1.5]\noc_control_alphas: [0.0, 1.5]\n")
+    assert config.load_profile(p)["oc_control_alphas"] == [0.0, 1.5]
+
+
 def test_unknown_profile_lists_known():
     with pytest.raises(config.ConfigError, match="Known profiles"):
         config.load_profile("no-such-profile")

@@ -515,8 +515,12 @@ def read_slopes(slopes: pd.DataFrame, status: Mapping[str, str] | None = None) -
         if words == "shows no clear trend" and "detectable" in h and not pd.isna(h.detectable):
             words = (f"shows no effect detectable at n = {int(h.n)} (smallest detectable slope ±{h.detectable:.1f} "
                      "points per unit α, two-sided 95%, 80% power)")
+        grid = lambda rows: (f" (α {', '.join(str(rows.alphas.iloc[0]).split())})"  # noqa: E731
+                             if "alphas" in rows and len(rows) else "")
+        hr = slopes[(slopes.benchmark == b) & (slopes.neurons == "H-neurons")]
+        rr = slopes[(slopes.benchmark == b) & slopes.neurons.str.startswith("random")]
         out.append(f"{_judge_prefix(status, b)}{b}: with the H-neurons scaled, compliance {words} with α — slope {h.slope:+.1f} "
-                   f"points per unit α [{h.lo:+.1f}, {h.hi:+.1f}], n = {int(h.n)}; random sets: "
+                   f"points per unit α [{h.lo:+.1f}, {h.hi:+.1f}]{grid(hr)}, n = {int(h.n)}; random sets{grid(rr)}: "
                    f"{', '.join(f'{x:+.1f}' for x in r)}"
                    + (f"; layer-matched random sets: {', '.join(f'{x:+.1f}' for x in m)}" if len(m) else ""))
     return out
@@ -541,8 +545,9 @@ def read_slope_differences(t: pd.DataFrame, status: Mapping[str, str] | None = N
         else:
             words = (f"no difference from the {r.against} detectable (smallest detectable ±{r.detectable:.1f} "
                      "points per unit α)")
+        on = f", both on α {', '.join(str(r.alphas).split())}" if "alphas" in r and not pd.isna(r.alphas) else ""
         out.append(f"{_judge_prefix(status, r.benchmark)}{r.benchmark}: H-neuron slope minus the {r.against}' mean "
-                   f"({int(r.sets)}): {r.difference:+.1f} "
+                   f"({int(r.sets)}{on}): {r.difference:+.1f} "
                    f"[{r.lo:+.1f}, {r.hi:+.1f}] points per unit α, n = {int(r.n)} items: {words}")
     return out
 

@@ -184,7 +184,8 @@ def _expand_cache(model: Any, prefix: list[tuple[torch.Tensor, torch.Tensor]], r
         if groups is None:
             cache.update(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1), i)
         else:
-            cache.update(k.index_select(0, groups), v.index_select(0, groups), i)
+            g = groups.to(k.device)
+            cache.update(k.index_select(0, g), v.index_select(0, g), i)
     return cache
 
 
@@ -271,7 +272,8 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
     runs through its ``prefix_forward`` if it has one, else unmodified (cap it with ``max_prefix`` tokens
     where a per-row change must reach earlier positions). A per-row ``forward`` with ``prefix_groups``
     (a group id per prompt: prompts whose rows it treats alike) gets the shared prefix computed once per
-    group, through itself, so every position is computed as in the prompt's own run. ``first_sample``
+    group, through itself, so every position is computed as in the prompt's own run (a forward that keeps
+    state across calls sees this prefix call first, with one representative prompt per group). ``first_sample``
     offsets the sample indices: samples k0..k0+n-1 of a prompt are the same whether drawn in one call
     or in several. ``stop_at_newline`` ends a sequence at its first newline after some content (the
     paper's base-model protocol; a leading newline is skipped) and cuts the text there, keeping its leading whitespace (so that ``prompt + text`` is what the model

@@ -266,10 +266,11 @@ SCHEMA: tuple[Param, ...] = (
           "buy nearly all of a control's power ({0, 1, 3} keeps 93% of the 4-value grid's Σ(α−ᾱ)² at 3/4 of its "
           "conditions); the H-neuron minus random slope is fitted on this grid for both.",
           paper="— (no random sets in the paper's intervention)", check=_control_alphas),
-    Param("oc_random_draws", (int,), "Random neuron sets (same size as the H-neurons) scaled at every α.",
+    Param("oc_random_draws", (int,), "Random neuron sets (same size as the H-neurons) scaled at every α of "
+          "oc_control_alphas.",
           paper="not reported", check=_positive),
     Param("oc_layer_matched_draws", (int,), "Random neuron sets with the H-neurons' count in every layer, scaled at "
-          "every α beside the uniform draws (0 = none).", paper="not reported", check=_non_negative),
+          "every α of oc_control_alphas beside the uniform draws (0 = none).", paper="not reported", check=_non_negative),
     Param("oc_engine", (str,), "'batched' = every condition of a group of items in one decoding batch (per-row "
           "scales); 'per-condition' = one condition after another. Same cache; the tests find the same tokens in "
           "float32 (in bfloat16 the batch's composition can change a few).",
@@ -477,7 +478,11 @@ def load_profile(profile: str | Path) -> dict[str, Any]:
     values = dict(base)
     if path.resolve() != base_path.resolve():
         values.update(_read_yaml(path))
-    return validate_mapping(values)
+    out = validate_mapping(values)
+    if not set(out["oc_control_alphas"]) <= set(out["alphas"]):
+        raise ConfigError(f"{path.name}: oc_control_alphas {out['oc_control_alphas']} must be values of alphas "
+                          f"{out['alphas']} (a profile that changes alphas must set oc_control_alphas too)")
+    return out
 
 
 @dataclass(frozen=True)

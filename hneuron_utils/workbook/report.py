@@ -336,6 +336,14 @@ def _generalisation_lines(run: Path) -> list[str]:
     return lines
 
 
+def _grid(slopes, h: bool) -> str:
+    """" (α 0, 1, 3)": the α grid the H-neuron (``h``) or control slopes of 05_slopes were fitted on."""
+    if "alphas" not in slopes:
+        return ""
+    g = slopes[(slopes.neurons == "H-neurons") == h].alphas.dropna().astype(str)
+    return f" (α {', '.join(g.iloc[0].split())})" if len(g) else ""
+
+
 def _intervention_lines(run: Path) -> list[str]:
     """Notebook 05: compliance slopes versus α, H-neurons against random, side effects, judge checks."""
     import pandas as pd
@@ -372,8 +380,8 @@ def _intervention_lines(run: Path) -> list[str]:
              "Judge = the chosen judge's agreement with hand labels on held-out questions (κ ≥ 0.6 to count as a "
              "finding). Judged = prompts with a verdict at α = 1 (counterfactual: the answer matches neither answer; "
              "sycophancy: only initially correct answers can flip).", "",
-             "| benchmark | prompts | judge on held-out hand labels | rate at α = 1 | H-neurons: slope [95% CI] | "
-             "detectable | random sets: slopes | "
+             f"| benchmark | prompts | judge on held-out hand labels | rate at α = 1 | H-neurons: slope [95% CI]{_grid(slopes, True)} | "
+             f"detectable | random sets: slopes{_grid(slopes, False)} | "
              f"H − random at α = {lo_a:g} | H − random at α = {hi_a:g} |", "|---|---|---|---|---|---|---|---|---|"]
     sentences = []
     for b in slopes.benchmark.unique():
@@ -438,8 +446,9 @@ def _intervention_lines(run: Path) -> list[str]:
     gc = run / "tables" / "05_generation_cost.csv"
     if gc.exists():
         t = pd.read_csv(gc)
+        cpus = json.loads((run / "run_log.json").read_text()).get("cpus", "?")
         lines += ["", "Cost of the responses (seconds to generate them when they were made, kept with each cached "
-                  "response; 2 CPU cores): " + "; ".join(
+                  f"response; the machine of this run: {cpus} CPU cores): " + "; ".join(
                       f"{r.benchmark} {int(r['items'])} items × {int(r.conditions)} conditions "
                       f"{r['generation seconds'] / 60:.1f} min ({r['seconds per item']:.1f} s per item"
                       + (f"; {int(r['responses without a time'])} responses untimed" if r['responses without a time'] else "")
