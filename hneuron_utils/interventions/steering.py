@@ -315,13 +315,21 @@ def judge_responses(resp: Mapping[tuple[str, str, float], list[dict]], items: Ma
                     judges: Mapping[str, Any]) -> dict[tuple[str, str, float], list[bool | None]]:
     """The compliance flag (True / False / None = unclear) of every response; sycophancy is judged on
     both turns."""
+    from hneuron_utils.judges.agreement import judge_all
+
     flags = {}
-    for (b, nset, a), rs in resp.items():
+    for b in dict.fromkeys(k[0] for k in resp):
+        cells = [k for k in resp if k[0] == b]
         if b == "sycophancy":
-            vs = [judges[b].judge(it, r["first"]["text"], r["text"]) for it, r in zip(items[b], rs)]
-        else:
-            vs = [judges[b].judge(it, r["text"]) for it, r in zip(items[b], rs)]
-        flags[(b, nset, a)] = [v.complied for v in vs]
+            for k in cells:
+                flags[k] = [judges[b].judge(it, r["first"]["text"], r["text"]).complied
+                            for it, r in zip(items[b], resp[k])]
+            continue
+        # one call per benchmark, so that a model judge batches every cell's responses together
+        vs = judge_all(judges[b], [it for k in cells for it in items[b]], [r["text"] for k in cells for r in resp[k]])
+        n = len(items[b])
+        for j, k in enumerate(cells):
+            flags[k] = [v.complied for v in vs[j * n:(j + 1) * n]]
     return flags
 
 

@@ -4,7 +4,7 @@ agreement, Cohen's kappa, the majority-class baseline) and the disagreements to 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -65,7 +65,7 @@ def oc_classes(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str
     if unlabelled:
         raise DataError(f"{benchmark}: {unlabelled} hand-label row(s) lack {fields} (unlabelled lines of a sheet?)")
     if benchmark in ("falseqa", "jailbreak"):
-        pred = [str(bool(judge.judge(items[i], r).complied)) for i, r in zip(labels.id, labels.response)]
+        pred = [str(bool(v.complied)) for v in judge_all(judge, [items[i] for i in labels.id], list(labels.response))]
         gold = [str(bool(c)) for c in labels.complied]
     elif benchmark == "counterfactual":
         name = {True: "context", False: "world", None: "neither"}
@@ -82,6 +82,14 @@ def oc_classes(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str
     else:
         raise ValueError(f"no hand-label comparison for benchmark {benchmark!r}")
     return np.array(pred), np.array(gold)
+
+
+def judge_all(judge: Any, items: Sequence[Any], responses: Sequence[str]) -> list[Any]:
+    """Verdicts of a one-turn judge for aligned items and responses: its ``judge_many`` where it has one (a
+    model judge batches its prompts), else ``judge`` one at a time."""
+    if hasattr(judge, "judge_many"):
+        return list(judge.judge_many(items, responses))
+    return [judge.judge(it, r) for it, r in zip(items, responses)]
 
 
 def _kappa(gold: np.ndarray, pred: np.ndarray) -> float:
