@@ -303,3 +303,8 @@ def test_text_nll_pools_to_the_perplexity(tiny):
     assert len(nll) == 2 and (cnt > 0).all()
     assert math.exp(nll.sum() / cnt.sum()) == pytest.approx(steering.perplexity(tiny, texts, [3, 130], 0.5, batch_size=2),
                                                             rel=1e-5)
+
+
+def test_edge_note_marks_ceiling_and_floor():
+    assert "ceiling" in steering.edge_note(0.99) and "floor" in steering.edge_note(0.01)
+    assert steering.edge_note(0.5) == "" and steering.edge_note(0.94) == ""

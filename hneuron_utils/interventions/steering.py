@@ -508,10 +508,21 @@ def _judge_prefix(status: Mapping[str, str] | None, b: str) -> str:
     return "" if s == "validated" else f"[{s}: not a finding] "
 
 
-def read_slopes(slopes: pd.DataFrame, status: Mapping[str, str] | None = None) -> list[str]:
+def edge_note(rate: float, edge: float = 0.05) -> str:
+    """"; at the ceiling (99% at α = 1): …" where the unmodified rate lies within ``edge`` of 0 or 1 (a slope
+    there, and its smallest detectable value, say little), else ""."""
+    if rate >= 1 - edge:
+        return f"; at the ceiling ({rate:.0%} at α = 1): little room for a rise, so the slope says little"
+    if rate <= edge:
+        return f"; at the floor ({rate:.0%} at α = 1): little room for a fall, so the slope says little"
+    return ""
+
+
+def read_slopes(slopes: pd.DataFrame, status: Mapping[str, str] | None = None,
+                rates: pd.DataFrame | None = None) -> list[str]:
     """One sentence per benchmark: the H-neuron slope's direction (chosen by its interval) and the random
     sets' slopes; ``status`` (benchmark → :func:`hneuron_utils.judges.agreement.judge_status`) marks a
-    benchmark whose judge is not validated."""
+    benchmark whose judge is not validated; ``rates`` (:func:`rates`) adds :func:`edge_note` at a ceiling or floor."""
     from hneuron_utils.stats import direction
 
     out = []
@@ -530,8 +541,14 @@ def read_slopes(slopes: pd.DataFrame, status: Mapping[str, str] | None = None) -
         out.append(f"{_judge_prefix(status, b)}{b}: with the H-neurons scaled, compliance {words} with α — slope {h.slope:+.1f} "
                    f"points per unit α [{h.lo:+.1f}, {h.hi:+.1f}]{grid(hr)}, n = {int(h.n)}; random sets{grid(rr)}: "
                    f"{', '.join(f'{x:+.1f}' for x in r)}"
-                   + (f"; layer-matched random sets: {', '.join(f'{x:+.1f}' for x in m)}" if len(m) else ""))
+                   + (f"; layer-matched random sets: {', '.join(f'{x:+.1f}' for x in m)}" if len(m) else "")
+                   + (edge_note(_rate_at_one(rates, b)) if rates is not None else ""))
     return out
+
+
+def _rate_at_one(rates: pd.DataFrame, b: str) -> float:
+    row = rates[(rates.benchmark == b) & (rates.neurons == "H-neurons") & (rates.alpha == ALPHA_ONE)]
+    return float(row.rate.iloc[0]) if len(row) else float("nan")
 
 
 def read_slope_differences(t: pd.DataFrame, status: Mapping[str, str] | None = None) -> list[str]:

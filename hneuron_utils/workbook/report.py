@@ -409,7 +409,9 @@ def _intervention_lines(run: Path) -> list[str]:
         if words == "shows no clear trend" and "detectable" in h and not pd.isna(h.detectable):
             words = f"shows no effect detectable at n = {int(h.n)} (smallest detectable slope ±{h.detectable:.1f})"
         flag = "" if valid.get(b, False) else " (judge not validated: not a finding)"
-        sentences.append(f"{b} {words} ({h.slope:+.1f} points per unit α){flag}")
+        from hneuron_utils.interventions.steering import edge_note
+
+        sentences.append(f"{b} {words} ({h.slope:+.1f} points per unit α{edge_note(float(base.rate))}){flag}")
     lines += ["", "Measured direction on this model, H-neurons scaled: " + "; ".join(sentences) + ". "
               "Paper: compliance rises with α on all four benchmarks (mean slope ≈ 3.03 for its three smaller "
               "models, ≈ 2.40 for the larger three; units not stated)."]
@@ -443,6 +445,16 @@ def _intervention_lines(run: Path) -> list[str]:
             lines += ["", "Side effects (H-neurons; first random set in brackets): " + "; ".join(
                 f"{c} at α = {lo_a:g} / 1 / {hi_a:g}: " + " / ".join(
                     f"{h.loc[a, c]:.3g} ({r.loc[a, c]:.3g})" for a in (lo_a, 1.0, hi_a)) for c in cols) + "."]
+    mj = run.parent / "judges" / "jailbreak-model.csv"
+    if mj.exists():
+        t = pd.read_csv(mj)
+        t = t[t.judge.str.startswith("jailbreak-model") & (t.split == "holdout")]
+        if len(t):
+            lines += ["", "Local-model jailbreak judges (`scripts/validate_model_judge.py`, few-shot, P(yes) of the first "
+                      "answer token; not candidates of the run unless validated), on the held-out labels: " + "; ".join(
+                          f"{r.judge}: κ {r.kappa:.2f} [{r.kappa_lo:.2f}, {r.kappa_hi:.2f}], {r.agreement:.0%} agree "
+                          f"(majority {r.majority_baseline:.0%}), P(yes) AUROC {r.p_yes_auroc:.2f}, n = {int(r.responses)}"
+                          f" — {r.status}" for _, r in t.iterrows()) + "."]
     gc = run / "tables" / "05_generation_cost.csv"
     if gc.exists():
         t = pd.read_csv(gc)
