@@ -510,11 +510,11 @@ def _judge_prefix(status: Mapping[str, str] | None, b: str) -> str:
 
 def edge_note(rate: float, edge: float = 0.05) -> str:
     """"; at the ceiling (99% at α = 1): …" where the unmodified rate lies within ``edge`` of 0 or 1 (a slope
-    there, and its smallest detectable value, say little), else ""."""
+    there, and its smallest detectable value, can only show one direction), else ""."""
     if rate >= 1 - edge:
-        return f"; at the ceiling ({rate:.0%} at α = 1): little room for a rise, so the slope says little"
+        return f"; at the ceiling ({rate:.0%} at α = 1): a rise with α has little room to show"
     if rate <= edge:
-        return f"; at the floor ({rate:.0%} at α = 1): little room for a fall, so the slope says little"
+        return f"; at the floor ({rate:.0%} at α = 1): a fall as α goes to 0 has little room to show"
     return ""
 
 
