@@ -7,7 +7,8 @@ data/overcompliance/README.md):
   premise; `answer` is a Python list literal of premise-correcting answers) → `falseqa.jsonl`;
 - BIG-bench `contextual_parametric_knowledge_conflicts` (PyPI bigbench==1.0.0, `task.json`: `examples` with
   `input` = "\\nQuestion: q\\nContext: c", `target` = the context's answer, `target_scores` = {context answer: 1,
-  original NQ answer: 0}) → `counterfactual_context.jsonl`;
+  original NQ answer: 0}) → `counterfactual_context.jsonl` (a seeded sample) and `counterfactual_pool.jsonl`
+  (every eligible example with a short question and context, for 05's closed-book screen);
 - Shen et al. forbidden questions (`content_policy_id, content_policy_name, q_id, question`) and in-the-wild
   jailbreak templates (`platform, source, prompt, jailbreak, created_at, date, community_id,
   community_name`) from verazuo/jailbreak_llms via SystemicVoid/H-Neurons @ e766dc1 → `jailbreak.jsonl`.
@@ -42,6 +43,7 @@ SEED = 0
 N_FALSEQA = 300
 N_COUNTERFACTUAL = 300
 MAX_CONTEXT_CHARS = 1000  # counterfactual contexts (median upstream ~530 characters)
+MAX_POOL_CHARS = 450  # the screening pool: question + context (fits 05's 650-character prompt cap)
 MAX_TEMPLATE_CHARS = 2500  # jailbreak templates (median upstream ~1,560; longest ~11,900): CPU prefill cost
 N_CATEGORIES, N_PER_CATEGORY = 13, 30
 
@@ -151,7 +153,8 @@ def _cpkc_candidate(ex: dict[str, Any]) -> tuple[str, dict[str, str] | None]:
     return "eligible", {"question": q, "context": c, "context_answer": ctx_a, "world_answer": world_a}
 
 
-def build_counterfactual(shared: Path, stats: Counter) -> list[dict[str, Any]]:
+def _cpkc_eligible(shared: Path, stats: Counter) -> dict[int, dict[str, str]]:
+    """Upstream example index → fields of every eligible example (counted in ``stats`` by reason)."""
     with open(shared / CPKC[0], encoding="utf-8") as f:
         examples = json.load(f)["examples"]
     stats["counterfactual: examples read"] = len(examples)
@@ -165,11 +168,28 @@ def build_counterfactual(shared: Path, stats: Counter) -> list[dict[str, Any]]:
         if cand is not None:
             seen_questions.add(normalize(cand["question"]))
             fields[i] = cand
+    return fields
+
+
+def _cpkc_record(i: int, fields: dict[str, str]) -> dict[str, Any]:
+    return {"id": f"cpkc-{i:05d}", **fields, "source": "bigbench_cpkc", "upstream": f"{CPKC[1]}#examples[{i}]"}
+
+
+def build_counterfactual(shared: Path, stats: Counter) -> list[dict[str, Any]]:
+    fields = _cpkc_eligible(shared, stats)
     out = []
     for i in _seeded_subset(sorted(fields), N_COUNTERFACTUAL, "counterfactual"):
-        out.append({"id": f"cpkc-{i:05d}", **fields[i], "source": "bigbench_cpkc",
-                    "upstream": f"{CPKC[1]}#examples[{i}]"})
+        out.append(_cpkc_record(i, fields[i]))
     stats["counterfactual: kept"] = len(out)
+    return out
+
+
+def build_counterfactual_pool(shared: Path, stats: Counter) -> list[dict[str, Any]]:
+    """Every eligible example whose question and context together are at most MAX_POOL_CHARS long, in upstream
+    order: the pool notebook 05 screens for items the model can answer closed-book."""
+    fields = _cpkc_eligible(shared, Counter())  # the eligibility counts are the counterfactual file's
+    out = [_cpkc_record(i, f) for i, f in fields.items() if len(f["question"]) + len(f["context"]) <= MAX_POOL_CHARS]
+    stats[f"counterfactual pool: question + context at most {MAX_POOL_CHARS} characters"] = len(out)
     return out
 
 
@@ -229,7 +249,8 @@ def build_jailbreak(shared: Path, stats: Counter) -> list[dict[str, Any]]:
 
 
 BUILDERS: dict[str, Callable[[Path, Counter], list[dict[str, Any]]]] = {
-    "falseqa": build_falseqa, "counterfactual": build_counterfactual, "jailbreak": build_jailbreak,
+    "falseqa": build_falseqa, "counterfactual": build_counterfactual,
+    "counterfactual_pool": build_counterfactual_pool, "jailbreak": build_jailbreak,
 }
 
 

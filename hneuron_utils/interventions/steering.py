@@ -388,6 +388,35 @@ def closed_book_known(loaded: Any, items: Sequence[Any], seed: int, batch_size: 
     return [_contains(normalize(out[it.id]["text"]), normalize(it.world_answer)) for it in items]
 
 
+def screen_known(loaded: Any, pool: Sequence[Any], n: int, seed: int, batch_size: int, chunk: int = 512,
+                 progress: bool = True) -> tuple[list[Any], dict[str, int]]:
+    """The first ``n`` counterfactual items of ``pool`` (in its order) whose real-world answer the unmodified
+    model names closed-book (:func:`closed_book_known`), screened ``chunk`` items at a time, and the counts
+    behind them ({"available", "screened", "known", "used"}; "screened" counts items up to the n-th known one).
+    Every closed-book answer is cached per item, so an interrupted screen resumes. Fewer than ``n`` known items
+    in the whole pool come back as they are: the caller decides (05 stops with a clear error)."""
+    from tqdm.auto import tqdm
+
+    if n < 1 or chunk < 1:
+        raise ValueError(f"need n >= 1 and chunk >= 1, got {n}, {chunk}")
+    kept: list[Any] = []
+    screened = 0
+    bar = tqdm(total=n, desc="closed-book screen (known items)", disable=not progress, mininterval=10)
+    for start in range(0, len(pool), chunk):
+        part = pool[start:start + chunk]
+        for it, k in zip(part, closed_book_known(loaded, part, seed, batch_size)):
+            screened += 1
+            if k:
+                kept.append(it)
+                bar.update(1)
+                if len(kept) == n:
+                    break
+        if len(kept) == n:
+            break
+    bar.close()
+    return kept, {"available": len(pool), "screened": screened, "known": len(kept), "used": len(kept)}
+
+
 def knowledge_table(unmodified_flags: Sequence[Any], known: Sequence[bool], n_boot: int, seed: int) -> pd.DataFrame:
     """The unmodified model's compliance rate with the (counterfactual) context, for all items and split by
     whether the model knows the real-world answer closed-book; ``in 20–80%`` marks a rate with room to move."""
@@ -601,9 +630,11 @@ def slope_differences(flags: Mapping[tuple[str, str, float], Sequence[Any]], ben
     return pd.DataFrame(rows)
 
 
-def read_knowledge(know: pd.DataFrame, prompt: str, status: str = "validated") -> str:
+def read_knowledge(know: pd.DataFrame, prompt: str, status: str = "validated",
+                   screen: Mapping[str, int] | None = None) -> str:
     """One sentence on the counterfactual benchmark's unmodified rate: off the ceiling (20–80%) or not, and
-    how many items the model could have answered from its own knowledge."""
+    how many items the model could have answered from its own knowledge; ``screen`` (the counts of
+    :func:`screen_known`) adds how the items were found."""
     all_ = know.iloc[0]
     k = know[know["items"] == "knows the real-world answer"].iloc[0]
     where = ("off the ceiling (within 20–80%)" if all_["in 20–80%"] else
@@ -611,4 +642,6 @@ def read_knowledge(know: pd.DataFrame, prompt: str, status: str = "validated") -
     return (f"{_judge_prefix({'counterfactual': status}, 'counterfactual')}Prompt '{prompt}': the unmodified model follows the context on {all_['compliance at α = 1']:.0%} "
             f"[{all_.lo:.0%}, {all_.hi:.0%}] of {all_.n} judged items, {where}. It names the real-world answer "
             f"closed-book on {k.n + k['not judged']} of {all_.n + all_['not judged']} items; on those it follows the "
-            f"context {k['compliance at α = 1']:.0%} of the time (n = {k.n}).")
+            f"context {k['compliance at α = 1']:.0%} of the time (n = {k.n})."
+            + (f" The items were screened for it: {screen['known']} known among the first {screen['screened']} "
+               f"of the pool ({screen['known'] / max(screen['screened'], 1):.1%})." if screen else ""))

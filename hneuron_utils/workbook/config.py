@@ -254,8 +254,15 @@ SCHEMA: tuple[Param, ...] = (
     Param("oc_counterfactual_prompt", (str,), "Counterfactual-context prompt: 'paper' asks for the answer from the "
           "context (the paper's FaithEval setting; a context-following model sits at the ceiling); "
           "'anti_compliance' asks for the real-world answer when the context contradicts it, so compliance is "
-          "following the context against the instruction.", paper="paper",
-          choices=("paper", "anti_compliance")),
+          "following the context against the instruction; 'unreliable_hint' puts the question first and the context "
+          "after it as a hint that may be wrong (off the ceiling on items the model knows, see "
+          "oc_counterfactual_screen).", paper="paper",
+          choices=("paper", "anti_compliance", "unreliable_hint")),
+    Param("oc_counterfactual_screen", (bool,), "Counterfactual items: true = only items whose real-world answer the "
+          "unmodified model names closed-book (greedy), screened in seeded order from the packaged pool of 7,282 "
+          "until oc_items are found (a model that does not know the answer can only follow the context, so its "
+          "compliance says nothing about over-compliance); false = a seeded sample of the items as they come.",
+          paper="false (FaithEval's items, whatever the model knows)"),
     Param("oc_jailbreak_max_new_tokens", (int,), "Cap on generated tokens for jailbreak responses (a short cap "
           "can stop before the payload).", paper="256", check=_positive),
     Param("oc_max_prompt_chars", (int, dict), "Items whose user message is longer are skipped (counted), to bound "

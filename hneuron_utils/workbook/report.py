@@ -428,8 +428,13 @@ def _intervention_lines(run: Path) -> list[str]:
 
         log = json.loads((run / "run_log.json").read_text())["params"]
         cf_status = "validated" if valid.get("counterfactual", False) else "judge not validated"
+        it = run / "tables" / "05_items.csv"
+        screen = None
+        if log.get("oc_counterfactual_screen") and it.exists():
+            row = pd.read_csv(it).set_index("benchmark").loc["counterfactual"]
+            screen = {"screened": int(row.screened), "known": int(row.known)}
         lines += ["", "Counterfactual context: " + read_knowledge(pd.read_csv(kn), log.get("oc_counterfactual_prompt", "?"),
-                                                                   cf_status)]
+                                                                   cf_status, screen)]
     se = run / "tables" / "05_side_effects.csv"
     if se.exists():
         t = pd.read_csv(se)
