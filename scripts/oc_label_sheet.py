@@ -76,7 +76,7 @@ def tokenizer_of(model: str) -> Any:
 
 
 def cached_rows(benchmark: str, model: str, max_new_tokens: int, names: dict[str, str], tokenizer: Any,
-                counterfactual_prompt: str = "anti_compliance") -> dict[tuple, list[dict]]:
+                counterfactual_prompt: str = "unreliable_hint") -> dict[tuple, list[dict]]:
     """Distinct responses per condition (α, neuron set) in the stage cache to the prompts notebook 05 builds
     now (checked against the prompt digest in each cache key), as sheet lines."""
     from hneuron_utils.interventions.steering import render
@@ -86,6 +86,8 @@ def cached_rows(benchmark: str, model: str, max_new_tokens: int, names: dict[str
         from hneuron_utils.data import load_dataset
 
         items = {it.id: it for it in oc.sycophancy_items(load_dataset("triviaqa"))}
+    elif benchmark == "counterfactual":  # the sample and the screening pool (same build rule, same records)
+        items = {it.id: it for it in [*oc.load_counterfactual(), *oc.load_counterfactual(pool=True)]}
     else:
         items = {it.id: it for it in oc.LOADERS[benchmark]()}
     build = oc.benchmark_messages(counterfactual_prompt)[benchmark]
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tune-share", type=float, default=0.3, help="share of questions in the tuning split")
     ap.add_argument("--exclude", type=Path, nargs="*", default=[], help="label files whose responses to skip")
     ap.add_argument("--results", type=Path, default=None, help="a run's results folder, to name the neuron sets")
-    ap.add_argument("--counterfactual-prompt", default="anti_compliance", choices=list(oc.COUNTERFACTUAL_PROMPTS))
+    ap.add_argument("--counterfactual-prompt", default="unreliable_hint", choices=list(oc.COUNTERFACTUAL_PROMPTS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)

@@ -55,6 +55,7 @@ def test_unknown_profile_lists_known():
     ("oc_items", {"falseqa": 0}, "positive integers"),
     ("oc_items", {"faithqa": 10}, "benchmark names"),
     ("oc_counterfactual_prompt", "ours", "must be one of"),
+    ("oc_counterfactual_screen", "yes", "must be bool"),
 ])
 def test_bad_values(name, value, match):
     with pytest.raises(config.ConfigError, match=match):

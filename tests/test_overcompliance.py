@@ -55,6 +55,18 @@ def test_counterfactual_file():
     assert all(judge.judge(i, i.world_answer).complied is False for i in items)
 
 
+def test_counterfactual_pool_file():
+    pool = oc.load_counterfactual(pool=True)
+    assert len(pool) == 7282 and len({i.id for i in pool}) == 7282
+    assert [i.id for i in pool] == sorted(i.id for i in pool)  # upstream order
+    assert all(len(i.question) + len(i.context) <= 450 for i in pool)
+    sample = {i.id: i for i in oc.load_counterfactual()}
+    shared = [i for i in pool if i.id in sample]
+    assert shared and all(i == sample[i.id] for i in shared)  # one build rule for both files
+    hint = oc.counterfactual_variant("unreliable_hint")
+    assert max(len(hint(i)[-1]["content"]) for i in pool) <= 650  # the default cap keeps every pool item
+
+
 def test_jailbreak_file():
     items = oc.load_jailbreak()
     assert len(items) == 390 and len({i.id for i in items}) == 390
@@ -292,6 +304,11 @@ def test_counterfactual_prompt_variants_and_closed_book_question():
     assert anti[1]["content"].endswith(oc.ANTI_COMPLIANCE_INSTRUCTION) and it.context in anti[1]["content"]
     assert oc.benchmark_messages("anti_compliance")["counterfactual"](it) == anti
     assert oc.benchmark_messages()["falseqa"] is oc.falseqa_messages
+    hint = oc.counterfactual_variant("unreliable_hint")(it)
+    assert len(hint) == 1 and hint[0]["role"] == "user"
+    text = hint[0]["content"]
+    assert text.startswith(f"Question: {it.question}") and text.endswith(oc.UNRELIABLE_HINT_INSTRUCTION)
+    assert text.index(it.question) < text.index(oc.UNRELIABLE_HINT_LEAD) < text.index(it.context)
     with pytest.raises(ValueError, match="unknown counterfactual prompt"):
         oc.counterfactual_variant("ours")
     cb = oc.closed_book_messages(it)[0]["content"]
@@ -378,3 +395,12 @@ def test_jailbreak_model_judge_reads_p_yes_and_batches(tmp_path, monkeypatch):
     assert stored and sum(len(f.read_text().splitlines()) for f in stored) == 2
     with pytest.raises(ValueError, match="threshold"):
         model_judge.JailbreakModelJudge(threshold=1.0)
+
+
+def test_label_items_reach_the_screening_pool():
+    from hneuron_utils.judges import agreement
+
+    items = agreement.oc_label_items(["counterfactual"])["counterfactual"]
+    sample = {i.id for i in oc.load_counterfactual()}
+    pool_only = [i.id for i in oc.load_counterfactual(pool=True) if i.id not in sample]
+    assert pool_only and all(i in items for i in pool_only[:50]) and sample <= set(items)

@@ -276,6 +276,32 @@ def test_knowledge_table_splits_by_closed_book_knowledge():
     assert "3 of 6 items" in text and "n = 3" in text
     with pytest.raises(ValueError, match="one knowledge flag"):
         steering.knowledge_table([True], [True, False], 10, 0)
+    screened = steering.read_knowledge(t, "unreliable_hint", screen={"screened": 40, "known": 6})
+    assert screened.startswith(text.replace("anti_compliance", "unreliable_hint"))
+    assert screened.endswith("6 known among the first 40 of the pool (15.0%).")
+    blank = steering.read_knowledge(steering.knowledge_table([None, None], [True, True], 50, 0), "paper")
+    assert "none of the 2 unmodified answers could be judged" in blank and "nan" not in blank
+
+
+def test_screen_known_stops_at_n_and_counts_what_it_read(monkeypatch):
+    """Items named k* are 'known'; the screen reads chunk by chunk, in order, and stops at the n-th known."""
+    from types import SimpleNamespace
+
+    calls = []
+
+    def fake(loaded, items, seed, batch_size, max_new_tokens=16):
+        calls.append([it.id for it in items])
+        return [{"text": "Paris" if it.id.startswith("k") else "Lyon", "seconds": 0.5} for it in items]
+
+    monkeypatch.setattr(steering, "closed_book_answers", fake)
+    pool = [SimpleNamespace(id=i, world_answer="paris") for i in ["u0", "k1", "u2", "u3", "k4", "k5", "u6", "k7"]]
+    kept, c = steering.screen_known(None, pool, 2, 0, 8, chunk=3, progress=False)
+    assert [it.id for it in kept] == ["k1", "k4"] and calls == [["u0", "k1", "u2"], ["u3", "k4", "k5"]]
+    assert c == {"available": 8, "screened": 5, "known": 2, "used": 2, "asked": 6, "screen seconds": 3}
+    short, c = steering.screen_known(None, pool, 9, 0, 8, chunk=3, progress=False)  # the pool runs out
+    assert len(short) == 4 and c["screened"] == 8 and c["used"] == 4 and c["asked"] == 8
+    with pytest.raises(ValueError):
+        steering.screen_known(None, pool, 0, 0, 8)
 
 
 def test_side_effects_have_intervals_and_no_change_at_alpha_one(tiny, tmp_path, monkeypatch):

@@ -375,38 +375,58 @@ def differences_and_slopes(flags: Mapping[tuple[str, str, float], Sequence[Any]]
     return pd.DataFrame(diffs), pd.DataFrame(slopes)
 
 
-def closed_book_known(loaded: Any, items: Sequence[Any], seed: int, batch_size: int,
-                      max_new_tokens: int = 16) -> list[bool]:
-    """For each counterfactual item: does the unmodified model name the real-world answer when asked the
-    question without its context (greedy, whole-token match after normalising)?"""
-    from hneuron_utils.data.overcompliance import _contains, closed_book_messages
-    from hneuron_utils.judges import normalize
+def closed_book_answers(loaded: Any, items: Sequence[Any], seed: int, batch_size: int,
+                        max_new_tokens: int = 16) -> list[dict]:
+    """The unmodified model's greedy answer to each counterfactual item's question without its context
+    (cached responses: {"text", ..., "seconds"})."""
+    from hneuron_utils.data.overcompliance import closed_book_messages
     from hneuron_utils.text.generation import Sampling
 
     out = responses(loaded, [it.id for it in items], [closed_book_messages(it) for it in items], None, ALPHA_ONE,
                     Sampling(max_new_tokens=max_new_tokens), seed=seed, batch_size=batch_size)
-    return [_contains(normalize(out[it.id]["text"]), normalize(it.world_answer)) for it in items]
+    return [out[it.id] for it in items]
+
+
+def names_world_answer(item: Any, answer: str) -> bool:
+    """Does a closed-book answer name the item's real-world answer (whole tokens after normalising)?"""
+    from hneuron_utils.data.overcompliance import _contains
+    from hneuron_utils.judges import normalize
+
+    return _contains(normalize(answer), normalize(item.world_answer))
+
+
+def closed_book_known(loaded: Any, items: Sequence[Any], seed: int, batch_size: int,
+                      max_new_tokens: int = 16) -> list[bool]:
+    """For each counterfactual item: does the unmodified model name the real-world answer when asked the
+    question without its context (greedy, whole-token match after normalising)?"""
+    return [names_world_answer(it, a["text"])
+            for it, a in zip(items, closed_book_answers(loaded, items, seed, batch_size, max_new_tokens))]
 
 
 def screen_known(loaded: Any, pool: Sequence[Any], n: int, seed: int, batch_size: int, chunk: int = 512,
                  progress: bool = True) -> tuple[list[Any], dict[str, int]]:
     """The first ``n`` counterfactual items of ``pool`` (in its order) whose real-world answer the unmodified
-    model names closed-book (:func:`closed_book_known`), screened ``chunk`` items at a time, and the counts
-    behind them ({"available", "screened", "known", "used"}; "screened" counts items up to the n-th known one).
-    Every closed-book answer is cached per item, so an interrupted screen resumes. Fewer than ``n`` known items
-    in the whole pool come back as they are: the caller decides (05 stops with a clear error)."""
+    model names closed-book (:func:`closed_book_answers`), screened ``chunk`` items at a time, and the counts
+    behind them ({"available", "screened", "known", "used", "asked", "screen seconds"}; "screened" counts items
+    up to the n-th known one, "asked" every item answered (whole chunks), "screen seconds" the time those answers
+    took when they were generated, kept in the cache). Every closed-book answer is cached per item, so an
+    interrupted screen resumes. Fewer than ``n`` known items in the whole pool come back as they are: the caller
+    decides (05 stops with a clear error)."""
     from tqdm.auto import tqdm
 
     if n < 1 or chunk < 1:
         raise ValueError(f"need n >= 1 and chunk >= 1, got {n}, {chunk}")
     kept: list[Any] = []
-    screened = 0
+    screened, asked, seconds = 0, 0, 0.0
     bar = tqdm(total=n, desc="closed-book screen (known items)", disable=not progress, mininterval=10)
     for start in range(0, len(pool), chunk):
         part = pool[start:start + chunk]
-        for it, k in zip(part, closed_book_known(loaded, part, seed, batch_size)):
+        answers = closed_book_answers(loaded, part, seed, batch_size)
+        asked += len(part)
+        seconds += sum(a.get("seconds", 0.0) for a in answers)
+        for it, a in zip(part, answers):
             screened += 1
-            if k:
+            if names_world_answer(it, a["text"]):
                 kept.append(it)
                 bar.update(1)
                 if len(kept) == n:
@@ -414,7 +434,8 @@ def screen_known(loaded: Any, pool: Sequence[Any], n: int, seed: int, batch_size
         if len(kept) == n:
             break
     bar.close()
-    return kept, {"available": len(pool), "screened": screened, "known": len(kept), "used": len(kept)}
+    return kept, {"available": len(pool), "screened": screened, "known": len(kept), "used": len(kept),
+                  "asked": asked, "screen seconds": int(round(seconds))}
 
 
 def knowledge_table(unmodified_flags: Sequence[Any], known: Sequence[bool], n_boot: int, seed: int) -> pd.DataFrame:
@@ -639,9 +660,13 @@ def read_knowledge(know: pd.DataFrame, prompt: str, status: str = "validated",
     k = know[know["items"] == "knows the real-world answer"].iloc[0]
     where = ("off the ceiling (within 20–80%)" if all_["in 20–80%"] else
              "outside 20–80%, so a rise with α has little room to show")
-    return (f"{_judge_prefix({'counterfactual': status}, 'counterfactual')}Prompt '{prompt}': the unmodified model follows the context on {all_['compliance at α = 1']:.0%} "
-            f"[{all_.lo:.0%}, {all_.hi:.0%}] of {all_.n} judged items, {where}. It names the real-world answer "
-            f"closed-book on {k.n + k['not judged']} of {all_.n + all_['not judged']} items; on those it follows the "
-            f"context {k['compliance at α = 1']:.0%} of the time (n = {k.n})."
+    head = f"{_judge_prefix({'counterfactual': status}, 'counterfactual')}Prompt '{prompt}': "
+    rate = (f"the unmodified model follows the context on {all_['compliance at α = 1']:.0%} [{all_.lo:.0%}, "
+            f"{all_.hi:.0%}] of {all_.n} judged items, {where}." if all_.n else
+            f"none of the {all_['not judged']} unmodified answers could be judged (neither answer named).")
+    on_known = (f"; on those it follows the context {k['compliance at α = 1']:.0%} of the time (n = {k.n})."
+                if k.n else "; none of those answers could be judged.")
+    return (head + rate + f" It names the real-world answer closed-book on {k.n + k['not judged']} of "
+            f"{all_.n + all_['not judged']} items" + on_known
             + (f" The items were screened for it: {screen['known']} known among the first {screen['screened']} "
                f"of the pool ({screen['known'] / max(screen['screened'], 1):.1%})." if screen else ""))

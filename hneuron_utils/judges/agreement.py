@@ -195,12 +195,17 @@ def checked_judges(model: str, candidates: dict[str, dict[str, Any]], items: dic
 
 def oc_label_items(benchmarks: list[str]) -> dict[str, dict[str, Any]]:
     """Every packaged item a notebook-05 hand label can refer to: benchmark → {id: item} (sycophancy: every
-    TriviaQA record as an "Are you sure?" item)."""
+    TriviaQA record as an "Are you sure?" item; counterfactual: the sample and the screening pool)."""
     from hneuron_utils.data import load_dataset
     from hneuron_utils.data import overcompliance as oc
 
     out = {}
     for b in benchmarks:
-        its = oc.sycophancy_items(load_dataset("triviaqa")) if b == "sycophancy" else oc.LOADERS[b]()
+        if b == "sycophancy":
+            its = oc.sycophancy_items(load_dataset("triviaqa"))
+        elif b == "counterfactual":
+            its = [*oc.load_counterfactual(), *oc.load_counterfactual(pool=True)]
+        else:
+            its = oc.LOADERS[b]()
         out[b] = {it.id: it for it in its}
     return out

@@ -470,6 +470,11 @@ def _intervention_lines(run: Path) -> list[str]:
                       f"{r['generation seconds'] / 60:.1f} min ({r['seconds per item']:.1f} s per item"
                       + (f"; {int(r['responses without a time'])} responses untimed" if r['responses without a time'] else "")
                       + ")" for _, r in t.iterrows()) + f"; total {t['generation seconds'].sum() / 60:.1f} min."]
+        it = run / "tables" / "05_items.csv"
+        if it.exists() and "screen seconds" in (items := pd.read_csv(it).set_index("benchmark")):
+            row = items.loc["counterfactual"]
+            lines[-1] += (f" Before them, the counterfactual closed-book screen asked {int(row.asked)} questions to find "
+                          f"{int(row.known)} the model knows: {row['screen seconds'] / 60:.1f} min.")
     tr = run / "tables" / "05_truncation.csv"
     if tr.exists():
         t = pd.read_csv(tr)
