@@ -54,7 +54,15 @@ def test_results_block_lists_earlier_runs_of_a_notebook(tmp_path):
     assert "| `abc` | 16.8 min (`def`) |" in report.results_block(tmp_path)
     line = report.time_line(tmp_path)
     assert "adds up to **17 min**" in line and "latest runs add up to 2 min" in line
-    assert "`04` 17 min (1 of 1 notebooks measured this way" in line
+    assert "`04` 17 min (commit def) (1 of 1 notebooks measured this way" in line and "failed" not in line
+    log["notebooks"]["04_generalisation.ipynb"].update(status="failed", seconds_until_failure=4320.0,
+                                                       git_commit="ghi", **{"stage cache": "empty (…)"})
+    (tmp_path / "run_log.json").write_text(json.dumps(log))
+    assert report.time_line(tmp_path).endswith("predates the notebook's current settings: `04` at commit ghi failed "
+                                               "after 72 min.")
+    log["notebooks"]["04_generalisation.ipynb"].update(status="ok")  # a later success clears it
+    (tmp_path / "run_log.json").write_text(json.dumps(log))
+    assert "failed" not in report.time_line(tmp_path)
 
 
 def test_update_readme_rewrites_both_generated_blocks(tmp_path):

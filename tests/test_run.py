@@ -51,6 +51,7 @@ def test_failed_rerun_keeps_the_last_good_entry_notebook_and_parameters(tmp_path
         run.run("smoke", run_name="hist", log_output=False, overrides={"seed": 13}, notebook_files=[nb])
     log = json.loads((out / "run_log.json").read_text())
     assert log["notebooks"]["07_toy.ipynb"]["status"] == "failed"
+    assert log["notebooks"]["07_toy.ipynb"]["seconds_until_failure"] > 0
     assert log["notebooks"]["07_toy.ipynb"]["params"]["seed"] == 13
     assert [e["status"] for e in log["earlier"]] == ["ok"]          # the good entry moved, not erased
     assert log["params"]["seed"] == 0                                # the run's parameters are the good run's

@@ -677,9 +677,28 @@ def time_line(run: Path) -> str:
            f"runs add up to {total / 60:.0f} min.")
     if fresh:
         out += (" Measured from an empty stage cache (`python -m hneuron_utils.workbook.run --fresh-stages`): "
-                + ", ".join(f"`{n.split('_')[0]}` {e['seconds'] / 60:.0f} min" for n, e in sorted(fresh.items()))
+                + ", ".join(f"`{n.split('_')[0]}` {e['seconds'] / 60:.0f} min (commit {e.get('git_commit', '?')})"
+                            for n, e in sorted(fresh.items()))
                 + f" ({len(fresh)} of {len(log['notebooks'])} notebooks measured this way; see the last column of the "
                   "table below).")
+    later = [f"`{n.split('_')[0]}` at commit {e.get('git_commit', '?')} failed after "
+             + (f"{e['seconds_until_failure'] / 60:.0f} min" if e.get("seconds_until_failure") else "an unrecorded time")
+             for n, e in failed_fresh(log).items()]
+    if later:
+        out += (" A later empty-cache run failed, so the time above predates the notebook's current settings: "
+                + ", ".join(later) + ".")
+    return out
+
+
+def failed_fresh(log: dict) -> dict[str, dict]:
+    """Per notebook, an empty-cache run that failed after its latest successful one: {notebook: entry}."""
+    out: dict[str, dict] = {}
+    for e in log.get("earlier", []) + [{"notebook": n, **e} for n, e in log["notebooks"].items()]:
+        if str(e.get("stage cache", "")).startswith("empty"):
+            if e.get("status") == "ok":
+                out.pop(e["notebook"], None)
+            else:
+                out[e["notebook"]] = e
     return out
 
 

@@ -171,13 +171,15 @@ def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = 
         if fresh is not None:
             os.environ["HNEURON_CACHE"] = str(fresh)
             entry["stage cache"] = FRESH_NOTE
+        t0 = time.perf_counter()
         try:
             secs = run_notebook(nb, scratch, params, kernel, log_output=log_output)
         except NotebookFailed as e:
             failed = out_dir / f"{nb.stem}.failed.ipynb"
             if scratch.exists():
                 os.replace(scratch, failed)
-            entry.update(status="failed", error=str(e).replace(str(scratch), str(failed)),
+            entry.update(status="failed", seconds_until_failure=round(time.perf_counter() - t0, 1),
+                         error=str(e).replace(str(scratch), str(failed)),
                          executed_notebook=failed.name, params=params, overrides=overrides or {})
             _record(log, nb.name, entry)
             log_path.write_text(json.dumps(log, indent=1, default=str))
