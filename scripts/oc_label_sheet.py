@@ -82,14 +82,9 @@ def cached_rows(benchmark: str, model: str, max_new_tokens: int, names: dict[str
     from hneuron_utils.interventions.steering import render
     from hneuron_utils.workbook.stages import digest
 
-    if benchmark == "sycophancy":
-        from hneuron_utils.data import load_dataset
+    from hneuron_utils.judges.agreement import oc_label_items
 
-        items = {it.id: it for it in oc.sycophancy_items(load_dataset("triviaqa"))}
-    elif benchmark == "counterfactual":  # the sample and the screening pool (same build rule, same records)
-        items = {it.id: it for it in [*oc.load_counterfactual(), *oc.load_counterfactual(pool=True)]}
-    else:
-        items = {it.id: it for it in oc.LOADERS[benchmark]()}
+    items = oc_label_items([benchmark])[benchmark]  # the items a label can refer to, as notebook 05 reads them
     build = oc.benchmark_messages(counterfactual_prompt)[benchmark]
 
     def key(item_id: str, messages: list) -> str:

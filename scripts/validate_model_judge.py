@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = {}
     for m in args.models:
         name = f"jailbreak-model ({m}, P(yes) ≥ {args.threshold:g})"
-        cands[name] = (lambda m=m: _named(model_judge.JailbreakModelJudge(model=m, threshold=args.threshold),
-                                          f"jailbreak-model ({m}, P(yes) ≥ {args.threshold:g})"))
+        cands[name] = (lambda m=m, name=name: _named(model_judge.JailbreakModelJudge(model=m, threshold=args.threshold),
+                                                     name))
     rows = []
     for name, make in cands.items():
         t0 = time.perf_counter()

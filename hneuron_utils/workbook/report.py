@@ -344,6 +344,19 @@ def _grid(slopes, h: bool) -> str:
     return f" (α {', '.join(g.iloc[0].split())})" if len(g) else ""
 
 
+def _screen_row(run: Path) -> pd.Series | None:
+    """Notebook 05's counts of the counterfactual closed-book screen (``05_items.csv``), if it ran one."""
+    import pandas as pd
+
+    it = run / "tables" / "05_items.csv"
+    if not it.exists():
+        return None
+    t = pd.read_csv(it).set_index("benchmark")
+    if "screen seconds" not in t or "counterfactual" not in t.index or pd.isna(t.loc["counterfactual", "known"]):
+        return None
+    return t.loc["counterfactual"]
+
+
 def _intervention_lines(run: Path) -> list[str]:
     """Notebook 05: compliance slopes versus α, H-neurons against random, side effects, judge checks."""
     import pandas as pd
@@ -428,11 +441,8 @@ def _intervention_lines(run: Path) -> list[str]:
 
         log = json.loads((run / "run_log.json").read_text())["params"]
         cf_status = "validated" if valid.get("counterfactual", False) else "judge not validated"
-        it = run / "tables" / "05_items.csv"
-        screen = None
-        if log.get("oc_counterfactual_screen") and it.exists():
-            row = pd.read_csv(it).set_index("benchmark").loc["counterfactual"]
-            screen = {"screened": int(row.screened), "known": int(row.known)}
+        row = _screen_row(run) if log.get("oc_counterfactual_screen") else None
+        screen = None if row is None else {"screened": int(row.screened), "known": int(row.known)}
         lines += ["", "Counterfactual context: " + read_knowledge(pd.read_csv(kn), log.get("oc_counterfactual_prompt", "?"),
                                                                    cf_status, screen)]
     se = run / "tables" / "05_side_effects.csv"
@@ -470,9 +480,7 @@ def _intervention_lines(run: Path) -> list[str]:
                       f"{r['generation seconds'] / 60:.1f} min ({r['seconds per item']:.1f} s per item"
                       + (f"; {int(r['responses without a time'])} responses untimed" if r['responses without a time'] else "")
                       + ")" for _, r in t.iterrows()) + f"; total {t['generation seconds'].sum() / 60:.1f} min."]
-        it = run / "tables" / "05_items.csv"
-        if it.exists() and "screen seconds" in (items := pd.read_csv(it).set_index("benchmark")):
-            row = items.loc["counterfactual"]
+        if (row := _screen_row(run)) is not None:
             lines[-1] += (f" Before them, the counterfactual closed-book screen asked {int(row.asked)} questions to find "
                           f"{int(row.known)} the model knows: {row['screen seconds'] / 60:.1f} min.")
     tr = run / "tables" / "05_truncation.csv"
