@@ -121,6 +121,19 @@ def rate_with_ci(flags: Iterable[bool | int | float | None], n_boot: int = 2000,
     return RateCI(float(x.mean()), float(lo), float(hi), len(x), int(x.sum()), excluded)
 
 
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for ``k`` successes of ``n``: it never collapses to a point at 0 or n."""
+    if n < 1 or not 0 <= k <= n or not 0 < level < 1:
+        raise ValueError(f"need 0 <= k <= n, n >= 1 and 0 < level < 1, got k={k}, n={n}, level={level}")
+    from scipy.stats import norm
+
+    z = float(norm.ppf((1 + level) / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)
+
+
 def paired_difference(h_flags: Sequence[Any], random_flags: Sequence[Sequence[Any]], n_boot: int, seed: int,
                       level: float = 0.95) -> dict[str, float]:
     """Rate(H) − mean over draws of rate(random), with a percentile bootstrap over items (the same items

@@ -81,3 +81,14 @@ def test_transfer_baselines_apply_unchanged_and_skip_one_class_sets():
     assert set(m[m.set == "two"].method) >= {"H-neurons", "random neurons (mean of draws)", "answer length (tokens)"}
     assert m[m.set == "one"].method.str.startswith("(not scored").all()
     assert set(dd.set) == {"two"}
+
+
+def test_wilson_interval_never_collapses_and_matches_known_values():
+    lo, hi = S.wilson_interval(0, 50)
+    assert lo == 0.0 and 0.07 < hi < 0.072  # 0 of 50: [0, 7.1%], not "[0, 0]"
+    lo, hi = S.wilson_interval(50, 50)
+    assert hi == 1.0 and 0.928 < lo < 0.93
+    lo, hi = S.wilson_interval(3, 10)  # the textbook value: 0.108 .. 0.603
+    assert abs(lo - 0.1078) < 1e-3 and abs(hi - 0.6032) < 1e-3
+    with pytest.raises(ValueError):
+        S.wilson_interval(3, 0)

@@ -56,6 +56,8 @@ def test_unknown_profile_lists_known():
     ("oc_items", {"faithqa": 10}, "benchmark names"),
     ("oc_counterfactual_prompt", "ours", "must be one of"),
     ("oc_counterfactual_screen", "yes", "must be bool"),
+    ("ft_train_layers", "last", "a positive integer or 'h_layers'"),
+    ("ft_train_layers", 0, "must be > 0"),
 ])
 def test_bad_values(name, value, match):
     with pytest.raises(config.ConfigError, match=match):
@@ -121,3 +123,11 @@ def test_origin_overrides_are_validated():
         validate_value("origin_overrides", {"pool_size": -1})
     with pytest.raises(ConfigError):
         validate_value("sft_freeze", ["embeddings", "everything"])
+
+
+def test_smoke_profile_does_not_depend_on_bfloat16_kernels():
+    """bfloat16 matmul kernels differ by processor and change the smoke run's samples and H-neurons; the smoke
+    profile runs in float32 and trains the layers its own H-neurons fall in."""
+    prof = config.load_profile("smoke")
+    assert prof["dtype"] == "float32" and prof["ft_train_layers"] == "h_layers"
+    config.validate_value("ft_train_layers", "h_layers")

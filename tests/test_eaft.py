@@ -327,3 +327,13 @@ def test_answer_rows_carry_the_rules_outcome():
     r = forgetting.answer_rows(m, {"known": recs})
     assert r.iloc[0].to_dict() == {"model": "SFT", "set": "known", "id": "q1", "question": "Capital of France?",
                                    "answers": ["Paris"], "response": "No idea.", "rule": "no answer"}
+
+
+def test_train_layer_indices_last_k_or_the_h_neurons_layers():
+    assert forgetting.train_layer_indices(3, n_layers=10, h_flat=[], d_ff=4) == (7, 8, 9)
+    # H-neurons at layers 5, 1, 5 (flat index // d_ff): each layer once, in order
+    assert forgetting.train_layer_indices("h_layers", n_layers=10, h_flat=[21, 5, 22], d_ff=4) == (1, 5)
+    with pytest.raises(ValueError, match="found no H-neurons"):
+        forgetting.train_layer_indices("h_layers", n_layers=10, h_flat=[], d_ff=4)
+    with pytest.raises(ValueError, match="1..10"):
+        forgetting.train_layer_indices(11, n_layers=10, h_flat=[], d_ff=4)

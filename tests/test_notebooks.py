@@ -100,6 +100,37 @@ def test_smoke_profile_runs_every_notebook():
         assert "Loading weights" not in text and "without encryption" not in text, p.name
 
 
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+@pytest.mark.notebooks
+@pytest.mark.real_model
+@pytest.mark.network
+def test_smoke_dataset_and_probe_run_under_avx2_kernels(monkeypatch):
+    """01–03 of the smoke profile with oneDNN, ATen and MKL capped at AVX2 — on a machine with AVX-512 or AMX,
+    other kernels than the main smoke run's — on an empty stage cache. Only what must hold on any processor
+    is asserted: the notebooks run, both classes are filled, 03 writes its H-neurons. Which questions and
+    neurons come out may differ between kernels and is not asserted."""
+    import pandas as pd
+
+    from hneuron_utils.workbook import repro
+
+    for var, value in AVX2_ONLY.items():
+        monkeypatch.setenv(var, value)
+    with repro.isolated_stage_cache("hneuron-avx2-"):
+        log = run.run("smoke", only=["00", "01", "02", "03"], run_name="smoke-avx2", log_output=False,
+                      overrides={"figures_dir": None})
+    assert all(v["status"] == "ok" for v in log["notebooks"].values()) and len(log["notebooks"]) == 4
+    assert {k: log["kernels"][k] for k in AVX2_ONLY} == AVX2_ONLY  # the kernels' settings reached the run log
+    out = project_root() / "results" / "smoke-avx2" / "data"
+    prof = config.load_profile("smoke")
+    examples = pd.read_json(out / "01_examples.jsonl", lines=True)
+    assert examples.groupby(["split", "class"]).size().to_dict() == {
+        (s, c): prof[f"n_{s}_per_class"] for s in ("train", "test") for c in ("faithful", "hallucinated")}
+    hn = pd.read_csv(out / "03_h_neurons.csv")
+    assert len(hn) >= 1 and (hn.coefficient > 0).all()
+
+
 def test_no_reference_to_files_outside_the_repository():
     import re
 

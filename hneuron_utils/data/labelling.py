@@ -178,6 +178,13 @@ def most_frequent(texts: Sequence[str]) -> int:
     return next(i for i, t in enumerate(texts) if counts[t] == best)
 
 
+def walk_order(records: Sequence[QARecord], seed: int) -> list[QARecord]:
+    """The seeded order in which :func:`label_pool` looks at a pool's questions."""
+    order = list(records)
+    random.Random(seed).shuffle(order)
+    return order
+
+
 def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rule, sampling: Sampling,
                target_per_class: int, seed: int, batch_size: int, screen: bool = True, check_size: int = 0,
                chunk_size: int = 250, hallucinated_pass_rate: float = 0.8, screen_max_new_tokens: int | None = None,
@@ -195,8 +202,7 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
     """
     from tqdm import tqdm
 
-    order = list(records)
-    random.Random(seed).shuffle(order)
+    order = walk_order(records, seed)
     check = {r.id for r in order[:check_size]}
     rows: list[dict] = []
     found = Counter()
@@ -251,17 +257,8 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
         for r in chunk:
             row = info[r.id]
             if row["sampled"]:
-                texts = [x["text"] for x in samples[r.id]]
-                verdicts = [judge.judge(r.question, t, r.answers) for t in texts]
-                n_correct = sum(v.correct for v in verdicts)
-                n_refused = sum(v.refusal for v in verdicts)
-                n_empty = sum(not t for t in texts)
-                n_bad = sum(disqualifies(judge, v, t) for v, t in zip(verdicts, texts)) - n_empty
-                label = rule.label(n_correct, n_bad, n_empty) if len(texts) == rule.n_samples \
-                    else ("dropped" if n_bad or n_empty else "stopped early")
-                row.update(samples=texts, stopped=[x["stopped"] for x in samples[r.id]], n_drawn=len(texts),
-                           n_correct=n_correct, n_refused=n_refused, n_empty=n_empty, label=label)
-                found[label] += 1
+                row.update(judge_samples(judge, rule, r, samples[r.id]))
+                found[row["label"]] += 1
             else:
                 row.update(label="not sampled")
             rows.append(row)
@@ -271,6 +268,21 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
             break
     bar.close()
     return pd.DataFrame(rows)
+
+
+def judge_samples(judge: Judge, rule: Rule, record: QARecord, samples: Sequence[dict]) -> dict[str, Any]:
+    """One question's drawn samples judged and labelled by the consistency rule: the texts, how many are
+    correct, refused or empty, and the label ('stopped early' when fewer than K were drawn and none
+    disqualifies the question)."""
+    texts = [x["text"] for x in samples]
+    verdicts = [judge.judge(record.question, t, record.answers) for t in texts]
+    n_correct = sum(v.correct for v in verdicts)
+    n_empty = sum(not t for t in texts)
+    n_bad = sum(disqualifies(judge, v, t) for v, t in zip(verdicts, texts)) - n_empty
+    label = rule.label(n_correct, n_bad, n_empty) if len(texts) == rule.n_samples \
+        else ("dropped" if n_bad or n_empty else "stopped early")
+    return {"samples": texts, "stopped": [x["stopped"] for x in samples], "n_drawn": len(texts),
+            "n_correct": n_correct, "n_refused": sum(v.refusal for v in verdicts), "n_empty": n_empty, "label": label}
 
 
 def example_row(row: Any, lab: str, split_name: str, judge: Judge) -> dict[str, Any]:

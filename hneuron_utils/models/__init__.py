@@ -34,7 +34,7 @@ def known_names() -> list[str]:
     return assets.known_names() + [TINY]
 
 
-def _cpu_supports_bf16() -> bool:
+def cpu_supports_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -56,7 +56,7 @@ def resolve_dtype(dtype: str = "auto", device: torch.device | str = "cpu") -> to
     if dtype == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if _cpu_supports_bf16() else torch.float32
+        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
     if dtype not in ("bfloat16", "float32", "float16"):
         raise ModelError(f"Unknown dtype '{dtype}'; use auto, bfloat16, float32 or float16")
     return getattr(torch, dtype)

@@ -459,16 +459,26 @@ def qa_sets(looked: pd.DataFrame, dataset_ids: set[str], records: Sequence[Any],
     return out[0], out[1]
 
 
-def tune_config(cfg: Any, pairs: Sequence[Pair], loss: str, n_layers: int) -> Any:
+def train_layer_indices(spec: int | str, *, n_layers: int, h_flat: Sequence[int], d_ff: int) -> tuple[int, ...]:
+    """The layers whose MLPs a tuning trains: ``spec`` = k → the last k layers; ``'h_layers'`` → every layer
+    holding an H-neuron (flat index // d_ff), in order."""
+    if spec == "h_layers":
+        if not len(h_flat):
+            raise ValueError("ft_train_layers = 'h_layers', but notebook 03 found no H-neurons")
+        return tuple(sorted({int(f) // d_ff for f in h_flat}))
+    if not isinstance(spec, int) or isinstance(spec, bool) or not 0 < spec <= n_layers:
+        raise ValueError(f"ft_train_layers = {spec!r}: need 'h_layers' or an integer in 1..{n_layers} (the model's layers)")
+    return tuple(range(n_layers - spec, n_layers))
+
+
+def tune_config(cfg: Any, pairs: Sequence[Pair], loss: str, *, train_layers: Sequence[int]) -> Any:
     """The tuning of notebook 08 under ``loss`` (everything else the same for both losses)."""
     from hneuron_utils.training import sft
 
-    if cfg.ft_train_layers > n_layers:
-        raise ValueError(f"ft_train_layers = {cfg.ft_train_layers}, but the model has {n_layers} layers")
     return sft.TuneConfig(base_model=cfg.model, steps=cfg.ft_steps, batch_size=cfg.ft_batch_size, lr=float(cfg.ft_lr),
                           warmup_steps=cfg.ft_warmup_steps, max_tokens=cfg.ft_max_tokens, freeze=(), seed=cfg.seed,
                           data_digest=sft.digest_pairs(pairs), loss=loss, eaft_alpha=float(cfg.eaft_alpha),
-                          eaft_topk=cfg.eaft_topk, train_layers=tuple(range(n_layers - cfg.ft_train_layers, n_layers)))
+                          eaft_topk=cfg.eaft_topk, train_layers=tuple(train_layers))
 
 
 def measure(loaded: Any, held_out: Sequence[Any], known: Sequence[Any], unknown: Sequence[Any], passages: Sequence[str],

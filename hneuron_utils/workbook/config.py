@@ -52,6 +52,12 @@ def _probability(v: Any) -> str | None:
 _NUM = (int, float)
 
 
+def _train_layers(v: Any) -> str | None:
+    if isinstance(v, str):
+        return None if v == "h_layers" else "must be a positive integer or 'h_layers'"
+    return _positive(v)
+
+
 def _gen_datasets(v: Any) -> str | None:
     known = ("nq_open", "biomed", "nonexist", "nonexist_paper")
     if not v or len(set(v)) != len(v) or not all(isinstance(x, str) and x in known for x in v):
@@ -377,8 +383,10 @@ SCHEMA: tuple[Param, ...] = (
     Param("ft_warmup_steps", (int,), "Warm-up steps of the learning rate.", paper="—", check=_positive),
     Param("ft_max_tokens", (int,), "Tokens per tuning conversation at most (longer ones are cut).", paper="—",
           check=_positive),
-    Param("ft_train_layers", (int,), "The last this many layers have their MLPs (gate, up, down) trained; all "
-          "else frozen.", paper="all parameters (full fine-tuning)", check=_positive),
+    Param("ft_train_layers", (int, str), "Whose MLPs (gate, up, down) are trained, all else frozen: an integer k = "
+          "the last k layers; 'h_layers' = every layer that holds one of notebook 03's H-neurons (so the drift "
+          "test always has H-neurons to test, whichever layers a run's set falls in).",
+          paper="all parameters (full fine-tuning)", check=_train_layers),
     Param("ft_letter_check_items", (int,), "Held-out items answered greedily in full by each model, to check that "
           "the most likely first-token letter is the option the answer names.", paper="—", check=_positive),
     Param("ft_qa_items", (int,), "TriviaQA questions of each general-knowledge set: ones the model answered "

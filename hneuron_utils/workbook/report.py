@@ -603,6 +603,11 @@ def _monitor_lines(run: Path) -> list[str]:
     return lines
 
 
+
+def _trained_layers_words(spec: int | str) -> str:
+    """ft_train_layers in words: 'its last 9 layers' or 'the layers holding H-neurons'."""
+    return "the layers holding H-neurons" if spec == "h_layers" else f"its last {spec} layers"
+
 def _finetune_lines(run: Path) -> list[str]:
     """Notebook 08: SFT versus EAFT — the tunings, learning and forgetting, the H-neurons' drift, the detector."""
     import json
@@ -619,7 +624,7 @@ def _finetune_lines(run: Path) -> list[str]:
     p = json.loads((run / "run_log.json").read_text())["params"]
     head = (f"**Entropy-adaptive vs plain fine-tuning (`08_eaft_vs_sft`)**: the default model tuned twice on "
             f"{p['ft_steps']} × {p['ft_batch_size']} medical multiple-choice conversations (the MLPs of "
-            f"its last {p['ft_train_layers']} layers; lr {p['ft_lr']}), once with plain cross-entropy (SFT) "
+            f"{_trained_layers_words(p['ft_train_layers'])}; lr {p['ft_lr']}), once with plain cross-entropy (SFT) "
             f"and once with EAFT (α = {p['eaft_alpha']}, top-{p['eaft_topk']} entropy); everything else the same.")
     if (t / "08_tuning.csv").exists():
         secs = pd.read_csv(t / "08_tuning.csv").groupby("loss").seconds.max()

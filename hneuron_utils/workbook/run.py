@@ -151,9 +151,10 @@ def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = 
     prof = config.profile_path(profile)
     prof_shown = str(prof.relative_to(project_root())) if prof.is_relative_to(project_root()) else str(prof)
     from hneuron_utils.models import resolve_device, resolve_dtype
+    from hneuron_utils.workbook import env
 
     this_run = {"profile": prof_shown, "overrides": overrides or {}, "params": params, "versions": _versions(),
-                "cpus": os.cpu_count(),
+                "cpus": os.cpu_count(), "kernels": env.kernels(),
                 "resolved_dtype": str(resolve_dtype(params["dtype"], resolve_device(params["device"]))).replace("torch.", "")}
     if not partial:  # a partial run keeps the full run's start and commit; each notebook records its own
         this_run.update({"git_commit": _git_commit(), "started": dt.datetime.now().isoformat(timespec="seconds")})
