@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from hneuron_utils.workbook import env, repro
-from hneuron_utils.workbook.paths import cache_root
+from hneuron_utils.workbook.paths import MODEL_DIRS, cache_root
 
 
 def test_redraw_summary_counts_differences_with_intervals():
@@ -30,8 +30,8 @@ def test_isolated_stage_cache_is_empty_shares_models_and_restores(tmp_path, monk
     monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
     (tmp_path / "stages").mkdir()
     with repro.isolated_stage_cache() as c:
-        assert cache_root() == c.resolve() and sorted(p.name for p in c.iterdir()) == ["models"]
-        assert (c / "models").resolve() == (tmp_path / "models").resolve()
+        assert cache_root() == c.resolve() and sorted(p.name for p in c.iterdir()) == sorted(MODEL_DIRS)
+        assert all((c / d).resolve() == (tmp_path / d).resolve() for d in MODEL_DIRS)
     assert os.environ["HNEURON_CACHE"] == str(tmp_path) and not c.exists()
 
 

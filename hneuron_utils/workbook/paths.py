@@ -14,6 +14,18 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+MODEL_DIRS = ("gguf", "models", "locks")
+"""Folders of the cache that hold model files, not stages: an empty stage cache links them."""
+
+
+def link_model_dirs(stage_cache: Path) -> None:
+    """Link the real cache's model folders (:data:`MODEL_DIRS`) into an empty stage cache."""
+    root = cache_root()
+    for sub in MODEL_DIRS:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        (stage_cache / sub).symlink_to(root / sub)
+
+
 def cache_root() -> Path:
     """Cache for model assets and expensive stages: ``$HNEURON_CACHE``, else ``~/.cache/hneuron``."""
     env = os.environ.get("HNEURON_CACHE")

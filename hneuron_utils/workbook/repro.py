@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from hneuron_utils.workbook import env
-from hneuron_utils.workbook.paths import cache_root, run_dir
+from hneuron_utils.workbook.paths import link_model_dirs, run_dir
 from hneuron_utils.probes.probe import jaccard
 
 
@@ -46,10 +46,9 @@ def compare_runs(a: Path, b: Path) -> dict[str, float]:
 
 @contextlib.contextmanager
 def isolated_stage_cache(prefix: str = "hneuron-isolated-"):
-    """An empty temporary stage cache that shares the model files of the real one; removed afterwards."""
+    """An empty temporary stage cache that shares the model files of the real one (:data:`~hneuron_utils.workbook.paths.MODEL_DIRS`); removed afterwards."""
     stage_cache = Path(tempfile.mkdtemp(prefix=prefix))
-    (cache_root() / "models").mkdir(parents=True, exist_ok=True)
-    (stage_cache / "models").symlink_to(cache_root() / "models")
+    link_model_dirs(stage_cache)
     old = os.environ.get("HNEURON_CACHE")
     os.environ["HNEURON_CACHE"] = str(stage_cache)
     try:

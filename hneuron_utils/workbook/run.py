@@ -216,13 +216,11 @@ def fresh_stage_cache(run_out: Path, notebook: str = "") -> Path:
     stage a notebook computes lands in it; :func:`merge_fresh` moves them into the real cache afterwards."""
     import tempfile
 
-    from hneuron_utils.workbook.paths import cache_root
+    from hneuron_utils.workbook.paths import cache_root, link_model_dirs
 
     root = cache_root()
     fresh = Path(tempfile.mkdtemp(prefix="fresh-stages-", dir=root.parent if root.parent.exists() else None))
-    for sub in ("gguf", "models", "locks"):  # model files are not stages: a download lands in the real cache
-        (root / sub).mkdir(parents=True, exist_ok=True)
-        (fresh / sub).symlink_to(root / sub)
+    link_model_dirs(fresh)  # model files are not stages: a download lands in the real cache
     rec = run_out / "data" / "02_features.json"
     if rec.exists() and notebook[:2] not in ("00", "01", "02"):  # 02 makes them: its own run must not find them
         key = json.loads(rec.read_text())["key"]
