@@ -100,6 +100,38 @@ def test_smoke_profile_runs_every_notebook():
         assert "Loading weights" not in text and "without encryption" not in text, p.name
 
 
+@pytest.mark.notebooks
+@pytest.mark.real_model
+@pytest.mark.network
+def test_cett_through_the_ndif_trace_gives_the_smoke_runs_features_and_h_neurons(tmp_path, monkeypatch):
+    """02–03 again on the smoke run's own dataset with activations_backend 'ndif-local': every CETT trace
+    serialised as for NDIF and run here with the workbook's modules hidden (nnsight's remote="local"). Same
+    machine, same kernels: the features agree within their float16 storage and the H-neuron set is the same."""
+    import pandas as pd
+    import torch
+
+    from hneuron_utils.features import cett
+    from hneuron_utils.probes.probe import jaccard
+    from hneuron_utils.workbook import repro
+
+    src = project_root() / "results" / "smoke"
+    if not (src / "data" / "03_h_neurons.csv").exists():
+        pytest.skip("needs the smoke run (test_smoke_profile_runs_every_notebook) first")
+    record = json.loads((src / "data" / "02_features.json").read_text())
+    _, ans_local, _ = cett.load_features(cett.features_dir(record))
+    dst = repro.rerun_probe("smoke", profile="smoke", suffix="ndif-local", stage_cache=tmp_path / "stages",
+                            overrides={"activations_backend": "ndif-local"})
+    remote_record = json.loads((dst / "data" / "02_features.json").read_text())
+    assert remote_record["key"] != record["key"]  # its own stages: the remote path really ran
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path / "stages"))
+    _, ans_remote, _ = cett.load_features(cett.features_dir(remote_record))
+    big = ans_local.float() >= 1e-3
+    rel = ((ans_remote.float() - ans_local.float()).abs()[big] / ans_local.float()[big])
+    assert float(rel.max()) < 5e-3, float(rel.max())  # float16 storage: 2**-11 relative, plus rounding paths
+    h_local, h_remote = (pd.read_csv(r / "data" / "03_h_neurons.csv").flat_index for r in (src, dst))
+    assert jaccard(h_local, h_remote) == 1.0
+
+
 AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 

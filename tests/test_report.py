@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 
 from hneuron_utils.workbook import report
@@ -65,7 +66,7 @@ def test_results_block_lists_earlier_runs_of_a_notebook(tmp_path):
     assert "failed" not in report.time_line(tmp_path)
 
 
-def test_update_readme_rewrites_both_generated_blocks(tmp_path):
+def test_update_readme_rewrites_every_generated_block(tmp_path):
     import json
 
     log = {"profile": "p.yaml", "params": {"run_name": "r", "dtype": "auto", "seed": 0, "model": "m"},
@@ -73,10 +74,18 @@ def test_update_readme_rewrites_both_generated_blocks(tmp_path):
            "notebooks": {"00_setup.ipynb": {"status": "ok", "seconds": 60.0, "started": "t2"}}}
     (tmp_path / "run_log.json").write_text(json.dumps(log))
     readme = tmp_path / "README.md"
-    readme.write_text(f"top\n{report.TIME_BEGIN}\nold\n{report.TIME_END}\nmiddle\n{report.BEGIN}\nold\n{report.END}\n")
+    readme.write_text(f"top\n{report.TIME_BEGIN}\nold\n{report.TIME_END}\nmiddle\n{report.BEGIN}\nold\n{report.END}\n"
+                      f"{report.REDRAW_BEGIN}\nold\n{report.REDRAW_END}\n")
+    (tmp_path / "tables").mkdir()
+    pd.DataFrame([{"outcome": "greedy screen: correct/wrong flips", "differ": 3, "n": 200, "share": 0.015, "lo": 0.005,
+                   "hi": 0.043, "dtype": "float32", "cpu capability (torch)": "AVX2",
+                   "native bf16 (avx512_bf16/amx)": "False", "ONEDNN_MAX_CPU_ISA": float("nan"),
+                   "run's commit": "abc"}]).to_csv(tmp_path / "tables" / "01_redraw_x_summary.csv", index=False)
     assert report.update_readme(tmp_path, readme) and not report.update_readme(tmp_path, readme)
     assert report.readme_block(readme, report.TIME_BEGIN, report.TIME_END) == report.time_line(tmp_path)
     assert report.readme_block(readme) == report.results_block(tmp_path)
+    redraw = report.readme_block(readme, report.REDRAW_BEGIN, report.REDRAW_END)
+    assert "float32 on a CPU with torch capability AVX2" in redraw and "flips 3 of 200 (2% [0, 4])" in redraw
     readme.write_text("no blocks")
     with pytest.raises(ValueError, match="no generated block"):
         report.update_readme(tmp_path, readme)

@@ -16,8 +16,14 @@ import torch
 
 @torch.no_grad()
 def down_proj_column_norms(loaded) -> torch.Tensor:
-    """‖W_down[:, j]‖₂ for every layer and neuron, as float32 [n_layers, d_ff]."""
-    return torch.stack([loaded.down_proj_module(i).weight.float().norm(dim=0) for i in range(loaded.n_layers)])
+    """‖W_down[:, j]‖₂ for every layer and neuron, as float32 [n_layers, d_ff]. For a model whose traces run
+    remotely (``loaded.remote``), the weights are read where they live, inside a one-token trace."""
+    if not getattr(loaded, "remote", False):
+        return torch.stack([loaded.down_proj_module(i).weight.float().norm(dim=0) for i in range(loaded.n_layers)])
+    mods, lm = [loaded.down_proj(i) for i in range(loaded.n_layers)], loaded.lm
+    with lm.trace(loaded.tokenizer.eos_token, remote=loaded.remote):
+        norms = torch.stack([m.weight.float().norm(dim=0) for m in mods]).save()
+    return norms.cpu()
 
 
 @torch.no_grad()
@@ -44,33 +50,53 @@ def _reduce(loaded, ids, am, pos, ans, oth, n_oth, norms, eps, cache=None, signa
     ``n_oth`` is each row's total count of other tokens (including any cached prefix). With
     ``signals``, the same trace also returns each layer's output (the residual stream) averaged over the
     answer tokens, [B, L, d], and the last layer's output at every position that predicts an answer
-    token (row-major over (row, position)), [n_predicting, d]; else those two are None."""
-    a_layers: list = []
-    o_layers: list = []
-    r_layers: list = []
-    last: list = []
+    token (row-major over (row, position)), [n_predicting, d]; else those two are None.
+
+    The trace body touches only torch and the model's modules (no workbook code), and returns only what it
+    saves, so the same body runs remotely on NDIF when ``loaded.remote`` says so (the reduction happens
+    there; only [B, L, d_ff] sums come back, in float16). A remote model's last-layer states come back as the model's
+    own answer-token confidence instead (see :func:`answer_confidence`), since its head is not here."""
+    n_layers, remote, lm = loaded.n_layers, getattr(loaded, "remote", False), loaded.lm
+    mods = [loaded.down_proj(layer) for layer in range(n_layers)]
+    outs = [loaded.layer(layer) for layer in range(n_layers)] if signals else []
     n_ans = ans.sum(1, keepdim=True).clamp_min(1)
     w_res = (ans / n_ans)[..., None]                                  # [B, T, 1]
     predicting = torch.zeros_like(ans, dtype=torch.bool)
     predicting[:, :-1] = ans[:, 1:].bool()                            # position t predicts answer token t+1
     kw = {"past_key_values": cache, "use_cache": True} if cache is not None else {}
-    with loaded.lm.trace({"input_ids": ids, "attention_mask": am, "position_ids": pos}, logits_to_keep=1, **kw):
-        for layer in range(loaded.n_layers):
-            z = loaded.down_proj(layer).input
-            h = loaded.down_proj(layer).output
+    if remote:
+        kw["remote"] = remote
+    keep = 0 if (signals and remote) else 1                           # remote confidence needs every logit
+    targets = ids[:, 1:][ans[:, 1:].bool()]                           # the answer tokens, in `predicting` order
+    with lm.trace({"input_ids": ids, "attention_mask": am, "position_ids": pos}, logits_to_keep=keep, **kw):
+        a_layers, o_layers, r_layers = [], [], []
+        for layer in range(n_layers):
+            z = mods[layer].input
+            h = mods[layer].output
             hn = h.float().norm(dim=-1).clamp_min(eps)                    # [B, T]
             w = torch.stack([ans / (hn * n_ans), oth / (hn * n_oth)], 1)  # [B, 2, T]
             r = torch.bmm(w, z.float().abs()) * norms[layer]              # [B, 2, F]
-            a_layers.append(r[:, 0].cpu())
-            o_layers.append(r[:, 1].cpu())
+            a_layers.append(r[:, 0])
+            o_layers.append(r[:, 1])
             if signals:
-                out = loaded.layer(layer).output
+                out = outs[layer].output
                 out = out[0] if isinstance(out, tuple) else out
-                r_layers.append((out.float() * w_res).sum(1).cpu())      # [B, d]
-                if layer == loaded.n_layers - 1:
-                    last.append(out[predicting].cpu())
-    resid = torch.stack(r_layers, 1) if signals else None
-    return torch.stack(a_layers, 1), torch.stack(o_layers, 1), resid, (last[0] if signals else None)
+                r_layers.append((out.float() * w_res).sum(1))            # [B, d]
+                if layer == n_layers - 1 and not remote:
+                    last = out[predicting].save()
+        if signals and remote:  # the answer tokens' log-probabilities and entropies, [n_predicting, 2]
+            logp = torch.log_softmax(lm.output.logits[predicting].float(), -1)
+            last = torch.stack([logp.gather(1, targets[:, None])[:, 0], -(logp.exp() * logp).sum(-1)], 1).save()
+        a_all = torch.stack(a_layers, 1)
+        o_all = torch.stack(o_layers, 1)
+        if remote:  # what comes back is the bulk of a remote run: float16, as the stage cache stores it anyway
+            a_all, o_all = a_all.half(), o_all.half()
+        a_all, o_all = a_all.save(), o_all.save()
+        resid = torch.stack(r_layers, 1).save() if signals else None
+    if not signals:
+        last = None
+    return (a_all.float().cpu(), o_all.float().cpu(), (resid.cpu() if signals else None),
+            (last.cpu() if signals else None))
 
 
 CONFIDENCE = ("logprob_mean", "logprob_min", "entropy_mean")
@@ -94,6 +120,13 @@ def answer_confidence(loaded, last_states: torch.Tensor, targets: torch.Tensor, 
     logp = torch.log_softmax(logits, -1)
     tok = logp.gather(1, targets.to(logp.device)[:, None])[:, 0].cpu()
     ent = -(logp.exp() * logp).sum(-1).cpu()
+    return confidence_per_row(tok, ent, rows, n_rows)
+
+
+def confidence_per_row(tok: torch.Tensor, ent: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Per row: mean and minimum of its answer tokens' log-probabilities ``tok`` and the mean of the entropies
+    ``ent`` (one value per answer token; ``rows`` names each token's row), [n_rows, 3] (:data:`CONFIDENCE`);
+    NaN for a row without answer tokens."""
     out = torch.full((n_rows, 3), float("nan"))
     for r in range(n_rows):
         m = rows == r
@@ -117,6 +150,9 @@ def extract(loaded, examples: list, batch_size: int = 16, progress: bool = True,
     With ``with_signals`` the same pass also returns a dict of baseline signals (notebook 03's
     baselines): ``resid`` [N, n_layers, d_model], each layer's output averaged over the answer tokens,
     and ``confidence`` [N, 3], the model's own :func:`answer_confidence`.
+
+    For a model whose traces run remotely (``loaded.remote``: NDIF, or nnsight's in-process simulation of
+    it), every batch is one remote trace, without the shared prefix.
     """
     from tqdm import tqdm
 
@@ -130,6 +166,8 @@ def extract(loaded, examples: list, batch_size: int = 16, progress: bool = True,
     if n == 0:
         return (ans_out, oth_out, sig) if with_signals else (ans_out, oth_out)
     dev = loaded.device
+    # a remote trace cannot take this process's key/value cache: no shared prefix there
+    share_prefix = share_prefix and not getattr(loaded, "remote", False)
     P = _common_prefix([ex.input_ids.tolist() for ex in examples]) if share_prefix and n > 1 else 0
     # never cache an answer token, nor the token that predicts the first one
     P = max(0, min([P] + [int(ex.answer.nonzero()[0]) - 1 for ex in examples]))
@@ -165,7 +203,9 @@ def extract(loaded, examples: list, batch_size: int = 16, progress: bool = True,
             sig["resid"][idx] = resid
             ab = ans.bool().cpu()
             rows = torch.arange(len(idx))[:, None].expand_as(ab)[ab]
-            sig["confidence"][idx] = answer_confidence(loaded, last, ids.cpu()[ab], rows, len(idx))
+            sig["confidence"][idx] = (confidence_per_row(last[:, 0], last[:, 1], rows, len(idx))
+                                      if getattr(loaded, "remote", False)  # computed in the remote trace
+                                      else answer_confidence(loaded, last, ids.cpu()[ab], rows, len(idx)))
     return (ans_out, oth_out, sig) if with_signals else (ans_out, oth_out)
 
 

@@ -75,6 +75,7 @@ class LoadedModel:
     layers_path: str
     load_seconds: float = 0.0
     info: dict = field(default_factory=dict)
+    remote: bool | str = False  # where its traces run: False = here; True = NDIF; "local" = nnsight's simulation
 
     @property
     def hf(self) -> torch.nn.Module:

@@ -37,11 +37,22 @@ from hneuron_utils.text import generation, tokens
 from hneuron_utils.workbook import paths
 
 
-def matmul_rate(dtype: torch.dtype = torch.bfloat16, n: int = 2048, reps: int = 10) -> float:
-    """Measured dense matmul rate of this CPU in FLOP/s."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
+def matmul_rate(dtype: torch.dtype = torch.bfloat16, n: int = 2048, reps: int = 10, budget_s: float = 2.0) -> float:
+    """Measured dense matmul rate of this CPU in FLOP/s: ``reps`` products of two n × n matrices after a
+    warm-up, fewer (at least one, on smaller matrices if one product exceeds it) where they would take more
+    than ``budget_s`` — a CPU without native bfloat16 emulates it some twenty times slower than float32, and
+    2048² × 10 would then take minutes."""
+    size = min(n, 256)
+    while True:  # grow the matrices from 256 while a product 8 times larger still fits the budget
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        t = time.perf_counter()
+        a @ b  # warm-up, and the time of one product
+        one = time.perf_counter() - t
+        if size >= n or 8 * one > budget_s / 4:
+            break
+        size *= 2
+    n = size
+    reps = max(1, min(reps, int(budget_s / max(one, 1e-9))))
     t = time.perf_counter()
     for _ in range(reps):
         a @ b

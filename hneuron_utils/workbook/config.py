@@ -160,6 +160,23 @@ SCHEMA: tuple[Param, ...] = (
     Param("dtype", (str,), "Weights and activations dtype; 'auto' = bfloat16 where the hardware supports it.",
           choices=("auto", "bfloat16", "float32", "float16")),
     Param("device", (str,), "'auto' = cuda if available, else cpu.", choices=("auto", "cpu", "cuda")),
+    # --- beyond one machine: where activations are read and samples drawn ----------------------
+    Param("activations_backend", (str,), "Where the CETT passes run (02's extraction, 03's suppression check): "
+          "'local' = this machine; 'ndif' = nnsight's remote service NDIF (`trace(..., remote=True)`, key from "
+          "NDIF_API_KEY; only hosted models; the per-neuron reduction runs there and only reduced features come "
+          "back); 'ndif-local' = the same serialised trace run in this process with the workbook's modules "
+          "hidden (nnsight's `remote=\"local\"`): a check, offline, that the remote trace runs.",
+          paper="local GPUs", choices=("local", "ndif", "ndif-local")),
+    Param("sampling_backend", (str,), "Where 01's and 04's answers are sampled: 'local' = this machine; 'openai' = "
+          "an OpenAI-compatible server (vLLM's `vllm serve`, `transformers serve`, llama.cpp's server) through its "
+          "completions endpoint, the chat template applied here so the prompt text is the local path's.",
+          paper="vLLM (the official code samples with it)", choices=("local", "openai")),
+    Param("sampling_base_url", (str,), "With sampling_backend 'openai': the server's base URL, e.g. "
+          "http://127.0.0.1:8000/v1.", paper="—", nullable=True),
+    Param("sampling_served_model", (str,), "With sampling_backend 'openai': the name the server serves the model "
+          "under (null = the `model` parameter).", paper="—", nullable=True),
+    Param("sampling_concurrency", (int,), "With sampling_backend 'openai': requests in flight at once (a vLLM "
+          "server batches them).", paper="—", check=_positive),
     # --- 00 tour ---------------------------------------------------------------------------
     Param("tour_question", (str,), "The question asked in the tour's one chat turn."),
     Param("tour_layer", (int,), "Layer whose down_proj input the tour reads (-1 = the middle layer)."),

@@ -45,10 +45,17 @@ def compare_runs(a: Path, b: Path) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def isolated_stage_cache(prefix: str = "hneuron-isolated-"):
-    """An empty temporary stage cache that shares the model files of the real one (:data:`~hneuron_utils.workbook.paths.MODEL_DIRS`); removed afterwards."""
-    stage_cache = Path(tempfile.mkdtemp(prefix=prefix))
-    link_model_dirs(stage_cache)
+def isolated_stage_cache(prefix: str = "hneuron-isolated-", keep: Path | None = None):
+    """An empty temporary stage cache that shares the model files of the real one
+    (:data:`~hneuron_utils.workbook.paths.MODEL_DIRS`); removed afterwards. With ``keep``, that folder is the
+    stage cache instead, made if missing and kept, so an interrupted measurement resumes from it."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        if not (keep / "models").exists():
+            link_model_dirs(keep)
+    stage_cache = keep if keep is not None else Path(tempfile.mkdtemp(prefix=prefix))
+    if keep is None:
+        link_model_dirs(stage_cache)
     old = os.environ.get("HNEURON_CACHE")
     os.environ["HNEURON_CACHE"] = str(stage_cache)
     try:
@@ -58,10 +65,12 @@ def isolated_stage_cache(prefix: str = "hneuron-isolated-"):
             os.environ.pop("HNEURON_CACHE")
         else:
             os.environ["HNEURON_CACHE"] = old
-        shutil.rmtree(stage_cache, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(stage_cache, ignore_errors=True)
 
 
-def redraw_outcomes(params: dict, looked: pd.DataFrame, n_greedy: int, n_sampled: int, dtype: str) -> pd.DataFrame:
+def redraw_outcomes(params: dict, looked: pd.DataFrame, n_greedy: int, n_sampled: int, dtype: str,
+                    stage_cache: Path | None = None) -> pd.DataFrame:
     """Notebook 01's greedy screen for the first ``n_greedy`` questions of the run's walk and its K samples
     for the first ``n_sampled`` of those, redrawn here on an empty stage cache; one row per question with the
     run's outcome beside the redrawn one."""
@@ -85,7 +94,7 @@ def redraw_outcomes(params: dict, looked: pd.DataFrame, n_greedy: int, n_sampled
     sampling = Sampling(do_sample=True, temperature=params["temperature"], top_k=params["top_k"],
                         top_p=params["top_p"], max_new_tokens=params["max_new_tokens"])
     judge = judges.RuleJudge()
-    with isolated_stage_cache("hneuron-redraw-"):
+    with isolated_stage_cache("hneuron-redraw-", keep=stage_cache):
         loaded = models.load_model(params["model"], dtype=dtype, device="cpu")
         greedy = labelling.greedy_answers(loaded, order, params["screen_max_new_tokens"], params["gen_batch_size"],
                                           progress=False)
@@ -126,6 +135,22 @@ def redraw_summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def rerun_probe(run: str, *, profile: str, suffix: str, overrides: dict | None = None,
+                stage_cache: Path | None = None) -> Path:
+    """Notebooks 02–03 again on ``run``'s own 01 dataset, from an empty stage cache (a temporary one, or
+    ``stage_cache``, kept), with ``overrides``; into ``results/<run>-<suffix>/``, which is returned."""
+    from hneuron_utils.workbook import run as runner
+
+    src, dst = run_dir(run), run_dir(f"{run}-{suffix}")
+    for sub in ("data", "tables"):
+        (dst / sub).mkdir(parents=True, exist_ok=True)
+    for f in ("01_examples.jsonl", "01_looked.jsonl"):
+        shutil.copy2(src / "data" / f, dst / "data" / f)
+    with isolated_stage_cache(f"hneuron-{suffix}-", keep=stage_cache):
+        runner.run(profile, only=["02", "03"], run_name=dst.name, overrides={"figures_dir": None, **(overrides or {})})
+    return dst
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hneuron_utils.workbook.repro", description=__doc__.split("\n")[0])
     ap.add_argument("--run", default="default", help="the run whose 01 dataset and 03 result are checked")
@@ -135,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="instead: redraw 01's greedy screen of the run's first N questions on this machine")
     ap.add_argument("--sampled", type=int, default=100, help="with --dataset: redraw the K samples of this many")
     ap.add_argument("--dtype", default="bfloat16", help="with --dataset: the model's dtype here")
+    ap.add_argument("--stage-cache", type=Path, default=None,
+                    help="with --dataset: an empty (or this measurement's own) stage cache folder to keep, so an "
+                         "interrupted redraw resumes; default: a temporary one, removed afterwards")
     args = ap.parse_args(argv)
     from hneuron_utils.workbook import config
 
@@ -145,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         params = config.load_profile(args.profile or args.run)
         ran = json.loads((src / "run_log.json").read_text())["notebooks"]["01_build_dataset.ipynb"]
         table = redraw_outcomes(params, pd.read_json(src / "data" / "01_looked.jsonl", lines=True), args.dataset,
-                                args.sampled, args.dtype)
+                                args.sampled, args.dtype, stage_cache=args.stage_cache)
         summary = redraw_summary(table).assign(dtype=args.dtype, **env.kernels(),
                                                **{"run's commit": ran.get("git_commit", "")})
         tag = "".join(ch for ch in f"{args.dtype}-{env.kernels()['cpu capability (torch)']}-"
@@ -154,17 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         summary.to_csv(src / "tables" / f"01_redraw_{tag}_summary.csv", index=False)
         print(summary.round(3).to_string(index=False))
         return 0
-    from hneuron_utils.workbook import run as runner
-
     src = run_dir(args.run)
-    dst = run_dir(f"{args.run}-repro")
-    for sub in ("data", "tables"):
-        (dst / sub).mkdir(parents=True, exist_ok=True)
-    for f in ("01_examples.jsonl", "01_looked.jsonl"):
-        shutil.copy2(src / "data" / f, dst / "data" / f)
-    with isolated_stage_cache("hneuron-repro-"):
-        runner.run(args.profile or args.run, only=["02", "03"], run_name=dst.name,
-                   overrides={"cett_batch_size": args.batch_size, "figures_dir": None})
+    dst = rerun_probe(args.run, profile=args.profile or args.run, suffix="repro",
+                      overrides={"cett_batch_size": args.batch_size})
     row = compare_runs(src, dst) | {"cett_batch_size (re-run)": args.batch_size}
     pd.DataFrame([row]).to_csv(src / "tables" / "03_cross_run.csv", index=False)
     print(pd.Series(row).to_string())
