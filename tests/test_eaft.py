@@ -88,7 +88,7 @@ def test_the_new_tuning_fields_leave_notebook_06s_cache_key_alone(tmp_path, monk
     monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
     cfg, _ = _cfg()
     old_key = {"stage": "sft", "version": 1, **{k: v for k, v in dataclasses.asdict(cfg).items()
-                                                  if k not in ("loss", "eaft_alpha", "eaft_topk", "train_layers")}}
+                                                  if k not in ("loss", "eaft_alpha", "eaft_topk", "train_layers", "autocast")}}
     from hneuron_utils.workbook.stages import stage_dir
 
     assert sft.tuned_dir(cfg) == stage_dir("sft", old_key)
@@ -337,3 +337,14 @@ def test_train_layer_indices_last_k_or_the_h_neurons_layers():
         forgetting.train_layer_indices("h_layers", n_layers=10, h_flat=[], d_ff=4)
     with pytest.raises(ValueError, match="1..10"):
         forgetting.train_layer_indices(11, n_layers=10, h_flat=[], d_ff=4)
+
+
+def test_autocast_field_keeps_the_bfloat16_cache_key_and_float32_gets_its_own(tmp_path, monkeypatch):
+    """Tunings made in bfloat16 autocast keep their cache keys; a float32 tuning (a CPU without native
+    bfloat16) is another computation and gets another key."""
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
+    cfg, _ = _cfg()
+    assert cfg.autocast == "bfloat16"
+    assert sft.tuned_dir(cfg) == sft.tuned_dir(dataclasses.replace(cfg, autocast="bfloat16"))
+    assert sft.tuned_dir(dataclasses.replace(cfg, autocast="float32")) != sft.tuned_dir(cfg)
+    assert sft.autocast_dtype() == ("bfloat16" if models.resolve_dtype("auto") == torch.bfloat16 else "float32")

@@ -478,7 +478,7 @@ def tune_config(cfg: Any, pairs: Sequence[Pair], loss: str, *, train_layers: Seq
     return sft.TuneConfig(base_model=cfg.model, steps=cfg.ft_steps, batch_size=cfg.ft_batch_size, lr=float(cfg.ft_lr),
                           warmup_steps=cfg.ft_warmup_steps, max_tokens=cfg.ft_max_tokens, freeze=(), seed=cfg.seed,
                           data_digest=sft.digest_pairs(pairs), loss=loss, eaft_alpha=float(cfg.eaft_alpha),
-                          eaft_topk=cfg.eaft_topk, train_layers=tuple(train_layers))
+                          eaft_topk=cfg.eaft_topk, train_layers=tuple(train_layers), autocast=sft.autocast_dtype())
 
 
 def measure(loaded: Any, held_out: Sequence[Any], known: Sequence[Any], unknown: Sequence[Any], passages: Sequence[str],

@@ -114,7 +114,8 @@ def make_pair(cfg: Any) -> tuple[str, dict | None, dict]:
     tune_cfg = sft.TuneConfig(base_model=cfg.base_model, steps=cfg.sft_steps, batch_size=cfg.sft_batch_size,
                               lr=float(cfg.sft_lr), warmup_steps=cfg.sft_warmup_steps, max_tokens=cfg.sft_max_tokens,
                               freeze=tuple(cfg.sft_freeze), seed=cfg.seed, data_digest=sft.digest_pairs(pairs),
-                              loss=cfg.tune_loss, eaft_alpha=float(cfg.eaft_alpha), eaft_topk=cfg.eaft_topk)
+                              loss=cfg.tune_loss, eaft_alpha=float(cfg.eaft_alpha), eaft_topk=cfg.eaft_topk,
+                              autocast=sft.autocast_dtype())
     out = sft.tuned_dir(tune_cfg)
     record = sft.tune(tune_cfg, pairs, out, checkpoint_every=cfg.sft_checkpoint_every)
     return str(out), record, {"counts": counts, "examples": pairs[:3], "losses": out / "losses.csv"}

@@ -9,8 +9,8 @@ fine-tuning of a base model (default ``gemma-3-270m``) in the chat format, on
 - simple instructions generated here (arithmetic, spelling, counting, ordering), answered exactly,
 
 all disjoint from every question a notebook evaluates on (:func:`evaluated_questions`, checked by
-normalised text). Only the response tokens carry the loss. Training runs in bfloat16 autocast over
-float32 master weights, and the tuned model is saved in float32, so the weight drift notebook 06 measures
+normalised text). Only the response tokens carry the loss. Training runs in bfloat16 autocast (where the
+machine computes bfloat16 natively; in float32 elsewhere: :func:`autocast_dtype`) over float32 master weights, and the tuned model is saved in float32, so the weight drift notebook 06 measures
 is the training's and not bfloat16 rounding. The run is cached by its configuration and resumes from its
 last checkpoint.
 """
@@ -62,6 +62,17 @@ class TuneConfig:
     eaft_alpha: float = 1.0
     eaft_topk: int = 20
     train_layers: tuple[int, ...] = ()  # non-empty: train only these layers' MLPs (freeze is then ignored)
+    autocast: str = "bfloat16"      # the forward's autocast dtype; "float32" = none (see :func:`autocast_dtype`)
+
+
+def autocast_dtype() -> str:
+    """The tuning's autocast: bfloat16 where this machine computes it natively (a CPU with AVX512-BF16 or AMX,
+    a GPU), else float32 — a CPU without native bfloat16 emulates it some twenty times slower than float32."""
+    import torch
+
+    from hneuron_utils.models import resolve_dtype
+
+    return "bfloat16" if resolve_dtype("auto") == torch.bfloat16 else "float32"
 
 
 def evaluated_questions() -> set[str]:
@@ -326,7 +337,7 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
         batch = _batch([encoded[i] for i in order[step * cfg.batch_size:(step + 1) * cfg.batch_size]], pad)
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16"):
             logits, target = response_logits(model, batch)
             loss, ce, w = token_objective(logits, target, cfg.loss, cfg.eaft_alpha, cfg.eaft_topk)
             if step == start == 0:  # the head-at-labels loss must be the model's own loss
@@ -382,4 +393,4 @@ def tuned_dir(cfg: TuneConfig) -> Path:
     return stage_dir("sft", {"stage": "sft", "version": 1 if plain else 2, **key})
 
 
-_LATER_FIELDS = ("loss", "eaft_alpha", "eaft_topk", "train_layers")
+_LATER_FIELDS = ("loss", "eaft_alpha", "eaft_topk", "train_layers", "autocast")
