@@ -1,4 +1,4 @@
-"""Write a sheet of real notebook-08 TriviaQA answers (untuned, SFT, EAFT) for hand labelling.
+"""Write a sheet of real notebook-08 TriviaQA answers (untuned, SFT, EAFT) for reference labelling.
 
     python scripts/finetune_label_sheet.py --run default --per-cell 20 --seed 11 --out /tmp/sheet08.jsonl
 

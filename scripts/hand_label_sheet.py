@@ -1,4 +1,4 @@
-"""Write a sheet of real model responses to NonExist questions for hand labelling.
+"""Write a sheet of real model responses to NonExist questions for reference labelling.
 
     python scripts/hand_label_sheet.py --model qwen2.5-coder-1.5b-instruct --questions 40 --samples 2 \
         --out /tmp/sheet.jsonl

@@ -1,4 +1,4 @@
-"""Write a sheet of real notebook-09 trial responses for hand labelling.
+"""Write a sheet of real notebook-09 trial responses for reference labelling.
 
     python scripts/introspection_label_sheet.py --run default --n 150 --seed 21 --out /tmp/sheet09.jsonl
 

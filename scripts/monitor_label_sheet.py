@@ -1,4 +1,4 @@
-"""Write a sheet of real notebook-07 long-form answers for hand labelling.
+"""Write a sheet of real notebook-07 long-form answers for reference labelling.
 
     python scripts/monitor_label_sheet.py --stage streams --first 192 --n 130 --seed 7 --out /tmp/sheet.jsonl
     python scripts/monitor_label_sheet.py --stage guarded --min-resamples 1 --n 40 --seed 8 --out /tmp/sheet_guarded.jsonl

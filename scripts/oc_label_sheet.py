@@ -1,4 +1,4 @@
-"""Write a sheet of real notebook-05 responses for hand labelling.
+"""Write a sheet of real notebook-05 responses for reference labelling.
 
     python scripts/oc_label_sheet.py --benchmark falseqa --n 210 --max-new-tokens 48 --out /tmp/falseqa_sheet.jsonl
 

@@ -1,4 +1,4 @@
-"""Check the local-model jailbreak judge against the hand labels, the way notebook 05 checks its candidates.
+"""Check the local-model jailbreak judge against the reference labels, the way notebook 05 checks its candidates.
 
     python scripts/validate_model_judge.py [--models qwen2.5-coder-1.5b-instruct ...] [--threshold 0.5]
 

@@ -307,7 +307,7 @@ def test_judge_agreement_counts_both_calls_per_model():
         "question": ["Capital of France?"] * 4,
         "answers": [["Paris"]] * 4,
         "response": ["Paris", "Lyon", "I don't know.", "It is Paris."],
-        "label": ["correct", "wrong", "no answer", "wrong"]})  # the last: a hand label the rule disagrees with
+        "label": ["correct", "wrong", "no answer", "wrong"]})  # the last: a reference label the rule disagrees with
     assert forgetting.rule_outcome("Capital of France?", "Lyon", ["Paris"]) == "wrong"
     assert forgetting.rule_outcome("Capital of France?", "I don't know.", ["Paris"]) == "no answer"
     t = forgetting.judge_agreement(labels).set_index(["answers", "call"])

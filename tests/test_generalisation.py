@@ -109,10 +109,10 @@ def test_set_summary_says_why_a_set_is_small():
 
 
 def test_hand_labels_file_is_valid_and_the_judge_agrees_with_it():
-    """The committed hand labels (real default-model responses): the judge must agree on ≥ 90%."""
+    """The committed reference labels (real default-model responses): the judge must agree on ≥ 90%."""
     path = project_root() / "data" / "labels" / "nonexist_abstention.jsonl"
     if not path.exists():
-        pytest.skip("no hand labels committed yet")
+        pytest.skip("no reference labels committed yet")
     df = A.read_hand_labels(path)
     assert len(df) >= 60 and df.faithful.map(type).eq(bool).all()
     assert A.judge_agreement(AbstentionJudge(), df)["agreement"] >= 0.9
@@ -219,7 +219,7 @@ def test_agreement_by_prompt_and_its_verdicts():
     assert t.prompt.tolist() == ["abstention allowed", "paper", "all"] and t.responses.tolist() == [3, 2, 5]
     assert "NOT validated" in G.read_judge(t, "paper") and "one class" in G.read_judge(t, "paper")
     assert "→ validated" in G.read_judge(t, "abstention allowed") and "κ = 1.00" in G.read_judge(t, "abstention allowed")
-    assert "no hand labels" in G.read_judge(t, "other")
+    assert "no reference labels" in G.read_judge(t, "other")
     wrong = pd.DataFrame(rows).assign(faithful=lambda d: ~d.faithful.astype(bool))
     assert "NOT validated" in G.read_judge(G.agreement_by_prompt(AbstentionJudge(), wrong), "abstention allowed")
 

@@ -246,7 +246,7 @@ def test_judge_agreement_reruns_the_rules_on_the_labelled_text():
                            "coherent": [True, False, True, True]})
     a = analysis.judge_agreement(labels, concepts).set_index(["responses", "judge"])
     assert a.loc[("all", "names"), "agreement"] == 1.0 and a.loc[("all", "coherent"), "kappa"] == 1.0
-    assert a.loc[("all", "claims"), "agreement"] == 0.75  # the hand label reads a claim in "something feels odd"
+    assert a.loc[("all", "claims"), "agreement"] == 0.75  # the reference label reads a claim in "something feels odd"
     assert a.loc[("all", "claims"), "majority_baseline"] == 0.5
     assert a.loc[("all", "claims"), "kappa"] < 0.6 <= a.loc[("all", "names"), "kappa"]
     with pytest.raises(ValueError, match="unknown concept"):

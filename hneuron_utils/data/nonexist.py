@@ -379,7 +379,7 @@ class AbstentionJudge:
     other clause of it gives an answer (see :func:`_guesses`); any concrete answer is a hallucination.
     ``refusal`` = an abstention phrase occurred at all, so "abstain, then guess" ("I don't have
     information, but it may be made by Pfizer") has refusal=True, correct=False. ``answers`` is ignored
-    (it holds the ``<abstain>`` sentinel). A rule judge: validate it on hand-labelled responses."""
+    (it holds the ``<abstain>`` sentinel). A rule judge: validate it on reference-labelled responses."""
 
     name = "abstention"
     abstention_is_faithful = True  # labelling: an abstaining sample does not disqualify its question

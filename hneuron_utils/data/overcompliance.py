@@ -18,7 +18,7 @@ it samples the packaged ``triviaqa`` dataset.
 Judges are rules (no GPT-4o here). Each returns a :class:`ComplianceVerdict` with ``complied`` (True,
 False, or None = "cannot tell", which :func:`rate_with_ci` counts separately) and a ``reason``; an LLM
 judge can replace any of them by offering the same ``judge(item, response)`` method. The rules decide
-fuzzy things (premise accepted? harmful?) and must be validated against hand labels: notebook 05 compares
+fuzzy things (premise accepted? harmful?) and must be validated against reference labels: notebook 05 compares
 the candidates of :data:`JUDGE_CANDIDATES` with ``data/labels/`` (tune and held-out splits) before any
 rate is read. Their known failure modes are listed in each class docstring.
 """
@@ -671,7 +671,7 @@ JUDGE_CANDIDATES: dict[str, dict[str, Callable[[], Any]]] = {
     "sycophancy": {"sycophancy-rule": SycophancyJudge, "sycophancy-reaffirm": SycophancyReaffirmJudge},
     "jailbreak": {"jailbreak-rule": JailbreakJudge, "jailbreak-content": JailbreakContentJudge},
 }
-"""Every judge of each benchmark that notebook 05 checks against hand labels; it uses the one with the
+"""Every judge of each benchmark that notebook 05 checks against reference labels; it uses the one with the
 highest κ on the labels' tuning split and reports κ on the held-out split (first listed wins ties)."""
 
 

@@ -1,5 +1,5 @@
 """Notebook 09's numbers: rates per layer × strength for every condition, paired differences against the
-controls, the coherence rule, the judges against hand labels, and readings whose words follow the intervals."""
+controls, the coherence rule, the judges against reference labels, and readings whose words follow the intervals."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def smallest_detectable(n: int, level: float = 0.95, power: float = 0.8) -> floa
     return float(grid[np.argmax(binom.sf(k - 1, n, grid) >= power)])
 
 
-# --------------------------------------------------------------------------- the judges against hand labels
+# --------------------------------------------------------------------------- the judges against reference labels
 
 LABEL_COLUMNS = ("claims", "names", "coherent")
 
@@ -122,13 +122,13 @@ def rule_verdicts(rows: pd.DataFrame, concepts: Sequence[Any]) -> pd.DataFrame:
 
 
 def judge_agreement(labels: pd.DataFrame, concepts: Sequence[Any]) -> pd.DataFrame:
-    """Each rule judge against the hand labels (columns ``claims``, ``names``, ``coherent`` of
+    """Each rule judge against the reference labels (columns ``claims``, ``names``, ``coherent`` of
     ``labels``, with ``response``, ``word`` and ``condition``): agreement, Cohen's κ, the majority baseline
-    (the share of the more common hand label), n and the hand-label positive count; over all labels and
+    (the share of the more common reference label), n and the reference-label positive count; over all labels and
     per condition. The rules are re-run on the labelled text, so the table does not depend on the run."""
     missing = labels[list(LABEL_COLUMNS)].isna().any(axis=1)
     if missing.any():
-        raise ValueError(f"{int(missing.sum())} hand-label rows lack a label (rows {labels.index[missing][:5].tolist()})")
+        raise ValueError(f"{int(missing.sum())} reference-label rows lack a label (rows {labels.index[missing][:5].tolist()})")
     rule = rule_verdicts(labels, concepts)
     rows = []
     for what, idx in [("all", labels.index), *((f"condition {c}", g.index) for c, g in labels.groupby("condition"))]:
@@ -280,7 +280,7 @@ def read_confidence(aurocs: pd.DataFrame, alphas: pd.DataFrame, versus: pd.DataF
 
 def read_judges(agreement: pd.DataFrame, threshold: float = 0.6) -> list[str]:
     a = agreement[agreement.responses == "all"]
-    return [f"Rule judge '{r['judge']}' vs {r['n']} hand labels ({r['hand positive']} positive by hand): agreement "
+    return [f"Rule judge '{r['judge']}' vs {r['n']} reference labels ({r['hand positive']} positive in the reference labels): agreement "
             f"{_pct(r['agreement'])} (majority baseline {_pct(r['majority_baseline'])}), κ = {r['kappa']:.2f} "
             f"[{r['kappa lo']:.2f}, {r['kappa hi']:.2f}]"
             + ("" if r["kappa"] >= threshold else f": not validated (κ below {threshold})") + "."

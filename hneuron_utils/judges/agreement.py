@@ -1,4 +1,4 @@
-"""Judges checked against people: agreement of a rule judge with hand labels of real responses (counts,
+"""Judges checked against people: agreement of a rule judge with reference labels of real responses (counts,
 agreement, Cohen's kappa, the majority-class baseline) and the disagreements to read."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from hneuron_utils.stats import cohen_kappa
 
 
 def judge_agreement(judge: Judge, labelled: pd.DataFrame) -> dict[str, Any]:
-    """Agreement of a judge's ``correct`` verdict with hand labels (column ``faithful``: bool) on rows
+    """Agreement of a judge's ``correct`` verdict with reference labels (column ``faithful``: bool) on rows
     with ``question`` and ``response``: counts, agreement and Cohen's kappa."""
     if labelled.empty:
-        raise ValueError("no hand-labelled rows")
+        raise ValueError("no reference-labelled rows")
     pred = np.array([judge.judge(q, r, ()).correct for q, r in zip(labelled.question, labelled.response)])
     gold = labelled.faithful.astype(bool).to_numpy()
     agree = float((pred == gold).mean())
@@ -31,9 +31,9 @@ def judge_agreement(judge: Judge, labelled: pd.DataFrame) -> dict[str, Any]:
 
 
 def read_hand_labels(path: Path) -> pd.DataFrame:
-    """A hand-label file (JSONL: id, model, question, response, faithful, note)."""
+    """A reference-label file (JSONL: id, model, question, response, faithful, note)."""
     if not path.is_file():
-        raise FileNotFoundError(f"hand labels {path} not found")
+        raise FileNotFoundError(f"reference labels {path} not found")
     df = pd.read_json(path, lines=True)
     missing = {"question", "response", "faithful", "model"} - set(df.columns)
     if missing:
@@ -42,14 +42,14 @@ def read_hand_labels(path: Path) -> pd.DataFrame:
 
 
 def disagreements(judge: Judge, labelled: pd.DataFrame) -> pd.DataFrame:
-    """Hand-labelled rows where the judge's verdict differs from the hand label."""
+    """Reference-labelled rows where the judge's verdict differs from the reference label."""
     keep = [judge.judge(q, r).correct != bool(f) for q, r, f in zip(labelled.question, labelled.response, labelled.faithful)]
     return labelled[keep]
 
 
 OC_LABEL_FILES: dict[str, str] = {"falseqa": "falseqa_premise.jsonl", "jailbreak": "jailbreak_refusal.jsonl",
                                   "sycophancy": "sycophancy_flip.jsonl", "counterfactual": "counterfactual_follows.jsonl"}
-"""Notebook 05's hand-label file of each benchmark, under ``data/labels/``."""
+"""Notebook 05's reference-label file of each benchmark, under ``data/labels/``."""
 
 KAPPA_TARGET = 0.6
 """The κ a judge needs on labels it was not developed on before its rates are read as findings."""
@@ -63,7 +63,7 @@ def oc_classes(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str
               "sycophancy": ["first_correct", "final_correct"]}.get(benchmark, [])
     unlabelled = int(labels[fields].isna().any(axis=1).sum()) if fields and set(fields) <= set(labels) else len(labels)
     if unlabelled:
-        raise DataError(f"{benchmark}: {unlabelled} hand-label row(s) lack {fields} (unlabelled lines of a sheet?)")
+        raise DataError(f"{benchmark}: {unlabelled} reference-label row(s) lack {fields} (unlabelled lines of a sheet?)")
     if benchmark in ("falseqa", "jailbreak"):
         pred = [str(bool(v.complied)) for v in judge_all(judge, [items[i] for i in labels.id], list(labels.response))]
         gold = [str(bool(c)) for c in labels.complied]
@@ -80,7 +80,7 @@ def oc_classes(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str
             pred.append(state(v.first_correct, v.final_correct))
         gold = [state(bool(a), bool(b)) for a, b in zip(labels.first_correct, labels.final_correct)]
     else:
-        raise ValueError(f"no hand-label comparison for benchmark {benchmark!r}")
+        raise ValueError(f"no reference-label comparison for benchmark {benchmark!r}")
     return np.array(pred), np.array(gold)
 
 
@@ -100,11 +100,11 @@ def _kappa(gold: np.ndarray, pred: np.ndarray) -> float:
 
 def oc_agreement(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str, Any], n_boot: int = 1000,
                  seed: int = 0) -> dict[str, Any]:
-    """Agreement of a notebook-05 judge with hand labels: responses, distinct questions, agreement,
+    """Agreement of a notebook-05 judge with reference labels: responses, distinct questions, agreement,
     Cohen's κ (over the classes of :func:`oc_classes`) with a 95% bootstrap interval that resamples
     questions (responses to one question are not independent), and the majority-class baseline."""
     if labels.empty:
-        raise ValueError(f"no hand labels for {benchmark}")
+        raise ValueError(f"no reference labels for {benchmark}")
     pred, gold = oc_classes(benchmark, labels, judge, items)
     shares = pd.Series(gold).value_counts(normalize=True)
     qids = labels.id.to_numpy()
@@ -122,7 +122,7 @@ def oc_agreement(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[s
             "majority_baseline": float(shares.max()), "majority_class": str(shares.idxmax())}
 
 
-NO_HOLDOUT = "judge not validated (no held-out hand labels)"
+NO_HOLDOUT = "judge not validated (no held-out reference labels)"
 
 
 def judge_status(kappa: float, target: float = KAPPA_TARGET) -> str:
@@ -182,7 +182,7 @@ def choose_judges(table: pd.DataFrame, candidates: dict[str, dict[str, Any]]) ->
 def checked_judges(model: str, candidates: dict[str, dict[str, Any]], items: dict[str, dict[str, Any]],
                    labels_dir: Path) -> tuple[pd.DataFrame, dict[str, str], dict[str, str]]:
     """:func:`oc_judge_table` with a ``chosen`` column, each benchmark's chosen judge (:func:`choose_judges`)
-    and its status (:func:`judge_status` of its held-out κ, or "judge not validated (no hand labels)")."""
+    and its status (:func:`judge_status` of its held-out κ, or "judge not validated (no reference labels)")."""
     t = oc_judge_table(model, candidates, items, labels_dir)
     chosen = choose_judges(t, candidates)
     t = t.assign(chosen=[chosen.get(b) == j for b, j in zip(t.benchmark, t.judge)])
@@ -194,7 +194,7 @@ def checked_judges(model: str, candidates: dict[str, dict[str, Any]], items: dic
 
 
 def oc_label_items(benchmarks: list[str]) -> dict[str, dict[str, Any]]:
-    """Every packaged item a notebook-05 hand label can refer to: benchmark → {id: item} (sycophancy: every
+    """Every packaged item a notebook-05 reference label can refer to: benchmark → {id: item} (sycophancy: every
     TriviaQA record as an "Are you sure?" item; counterfactual: the sample and the screening pool)."""
     from hneuron_utils.data import load_dataset
     from hneuron_utils.data import overcompliance as oc

@@ -1,4 +1,4 @@
-"""Notebook 07's tables and their readings: the outcome judge against hand labels, the precision check,
+"""Notebook 07's tables and their readings: the outcome judge against reference labels, the precision check,
 the Final AUC, the early-detection curve, the abstaining and resampling guards, and the dashboard trace.
 Every sentence a reader sees is computed here from a table's intervals."""
 
@@ -51,9 +51,9 @@ def outcome_counts(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_outcome_labels(path: Path) -> pd.DataFrame:
-    """Hand labels of long-form answers (JSONL: id, question, answers, response, label ∈ OUTCOMES)."""
+    """Reference labels of long-form answers (JSONL: id, question, answers, response, label ∈ OUTCOMES)."""
     if not path.is_file():
-        raise FileNotFoundError(f"hand labels {path} not found (see data/labels/README.md)")
+        raise FileNotFoundError(f"reference labels {path} not found (see data/labels/README.md)")
     df = pd.read_json(path, lines=True)
     missing = {"id", "question", "answers", "response", "label"} - set(df.columns)
     if missing:
@@ -66,7 +66,7 @@ def read_outcome_labels(path: Path) -> pd.DataFrame:
 
 
 def outcome_agreement(labels: pd.DataFrame) -> pd.DataFrame:
-    """The rule against the hand labels, on hallucinated (wrong) versus not — counts, agreement, Cohen's κ,
+    """The rule against the reference labels, on hallucinated (wrong) versus not — counts, agreement, Cohen's κ,
     majority baseline — and the three-way agreement: over all labels, then per condition the answers were
     drawn from (unguarded answers; sentences resampled by a guard), when the labels say."""
     groups = [("all", labels)]
@@ -85,7 +85,7 @@ def outcome_agreement(labels: pd.DataFrame) -> pd.DataFrame:
 
 
 def outcome_disagreements(labels: pd.DataFrame) -> pd.DataFrame:
-    """Hand-labelled answers where the rule's outcome differs from the hand label."""
+    """Reference-labelled answers where the rule's outcome differs from the reference label."""
     return labels[labels.label != labels.rule]
 
 
@@ -97,7 +97,7 @@ def read_agreement(a: pd.DataFrame) -> str:
                  else "fair" if k > 0.2 else "slight or none")
         parts.append(f"{r.answers} ({int(r.responses)} answers): agreement {r['agreement (wrong vs not)']:.0%} "
                      f"(majority baseline {r['majority baseline']:.0%}), Cohen's κ = {k:.2f} ({words})")
-    return "The outcome rule against hand labels, on wrong versus not — " + "; ".join(parts) + "."
+    return "The outcome rule against reference labels, on wrong versus not — " + "; ".join(parts) + "."
 
 
 # --------------------------------------------------------------------------- precision and overhead

@@ -3,7 +3,7 @@ notebooks 01–03 never looked at, generated with the monitor reading every toke
 
 The outcome is a rule on the answer sentence (the first sentence): *correct* when it contains a usable gold
 alias (the rule judge of notebook 01), *no answer* when it refuses, else *wrong* (= hallucinated). The
-rule is validated against hand labels in the notebook. Step (sentence) labels do not exist for these
+rule is validated against reference labels in the notebook. Step (sentence) labels do not exist for these
 answers, so every step of a stream carries the stream's outcome (the cumulative label of the streaming
 paper, with onset at the first step) — a stated deviation."""
 

@@ -480,7 +480,7 @@ def check_datasets(datasets: Sequence[str], nonexist_system_prompt: str | None) 
 
 
 def labels_for(labels: pd.DataFrame, system: str | None) -> pd.DataFrame:
-    """The hand labels that validate a run: those drawn under the paper's prompt, and those drawn under
+    """The reference labels that validate a run: those drawn under the paper's prompt, and those drawn under
     exactly the run's system turn (labels made under another turn say nothing about this one)."""
     if "system" not in labels:
         return labels
@@ -514,7 +514,7 @@ def read_shift(shift: Mapping[str, float]) -> str:
 
 
 def agreement_by_prompt(judge: Judge, labels: pd.DataFrame) -> pd.DataFrame:
-    """The judge against hand labels, per prompt the responses were drawn under (column ``prompt``;
+    """The judge against reference labels, per prompt the responses were drawn under (column ``prompt``;
     missing = the paper's) and over all of them: responses, counts per class, agreement, Cohen's κ (NaN
     where one class is absent: then agreement says nothing a constant judge would not) and the
     majority-class baseline."""
@@ -527,16 +527,16 @@ def agreement_by_prompt(judge: Judge, labels: pd.DataFrame) -> pd.DataFrame:
 
 def read_judge(table: pd.DataFrame, prompt: str, min_kappa: float = 0.6) -> str:
     """One sentence on whether the abstention judge is validated for responses under ``prompt``: κ at
-    least ``min_kappa`` with both classes among the hand labels."""
+    least ``min_kappa`` with both classes among the reference labels."""
     row = table[table.prompt == prompt]
     if row.empty:
-        return f"no hand labels under the {prompt!r} prompt: the judge is NOT validated there"
+        return f"no reference labels under the {prompt!r} prompt: the judge is NOT validated there"
     r = row.iloc[0]
     if min(r["hand: faithful"], r["hand: hallucinated"]) == 0:
-        return (f"{prompt}: {r.responses} hand labels, all of one class — agreement {r.agreement:.0%} equals what a "
+        return (f"{prompt}: {r.responses} reference labels, all of one class — agreement {r.agreement:.0%} equals what a "
                 "constant judge scores; the judge is NOT validated there")
     kappa = r["Cohen's kappa"]
     verdict = "validated" if kappa >= min_kappa else "NOT validated"
-    return (f"{prompt}: agreement {r.agreement:.0%} on {r.responses} hand labels ({r['hand: faithful']} abstain, "
+    return (f"{prompt}: agreement {r.agreement:.0%} on {r.responses} reference labels ({r['hand: faithful']} abstain, "
             f"{r['hand: hallucinated']} invent), κ = {kappa:.2f}, majority baseline {r['majority baseline']:.0%}"
             f" → {verdict} (κ ≥ {min_kappa} needed)")

@@ -625,7 +625,7 @@ def read_reidentify(table: pd.DataFrame, bootstrap_jaccard: float | None) -> lis
     return out
 
 
-# --------------------------------------------------------------------------- the rule judge against hand labels
+# --------------------------------------------------------------------------- the rule judge against reference labels
 
 OUTCOMES = ("correct", "wrong", "no answer")
 
@@ -653,7 +653,7 @@ def answer_rows(measured: Mapping[str, Mapping[str, Any]], sets: Mapping[str, Se
 
 
 def judge_agreement(labels: pd.DataFrame) -> pd.DataFrame:
-    """The rule judge against hand labels (``label`` ∈ :data:`OUTCOMES`) on the two calls notebook 08 counts —
+    """The rule judge against reference labels (``label`` ∈ :data:`OUTCOMES`) on the two calls notebook 08 counts —
     correct vs not (forgetting) and wrong vs not (the hallucination rate) — with Cohen's κ and the majority
     baseline, over all labels and per model."""
     from hneuron_utils.stats import cohen_kappa
@@ -679,6 +679,6 @@ def read_judge_agreement(table: pd.DataFrame) -> list[str]:
     out = []
     for _, r in table[table.answers == "all"].iterrows():
         kappa = r["Cohen's kappa"]
-        out.append(f"rule judge vs hand labels, {r.call}: agreement {r.agreement:.0%} on {int(r.responses)} answers "
+        out.append(f"rule judge vs reference labels, {r.call}: agreement {r.agreement:.0%} on {int(r.responses)} answers "
                    f"(majority baseline {r['majority baseline']:.0%}), κ = {kappa:.2f}")
     return out

@@ -1,4 +1,4 @@
-"""The README's results block, generated from a run's committed outputs (never typed by hand).
+"""The README's results block, generated from a run's committed outputs (never typed in).
 
     python -m hneuron_utils.workbook.report [--run results/default] [--update-readme]
 """
@@ -190,7 +190,7 @@ def _kappa_words(a: "Any") -> str:
         return ""
     maj = float(a["majority baseline"])
     if not math.isfinite(kappa):
-        return (f"; majority-class baseline {maj:.1%}, Cohen's κ undefined: every hand label is one class, so this "
+        return (f"; majority-class baseline {maj:.1%}, Cohen's κ undefined: every reference label is one class, so this "
                 "check cannot tell the judge from a constant")
     return f"; Cohen's κ {kappa:.2f} (majority-class baseline {maj:.1%})"
 
@@ -324,11 +324,11 @@ def _generalisation_lines(run: Path) -> list[str]:
         if "prompt" in a:
             from hneuron_utils.probes.generalisation import read_judge
 
-            lines += ["", "NonExist abstention judge vs hand labels of real responses (`04_judge_agreement.csv`): "
+            lines += ["", "NonExist abstention judge vs reference labels of real responses (`04_judge_agreement.csv`): "
                       + "; ".join(read_judge(a, p) for p in a.prompt if p != "all") + "."]
         else:
             a = pd.read_csv(ag, index_col=0).iloc[:, 0]
-            lines += ["", f"NonExist abstention judge vs hand labels of {int(float(a['responses']))} real responses "
+            lines += ["", f"NonExist abstention judge vs reference labels of {int(float(a['responses']))} real responses "
                       f"({int(float(a['hand: faithful']))} abstaining): agreement {float(a['agreement']):.1%}"
                       + _kappa_words(a) + "."]
     lines += ["", "Paper (Table 1, accuracy, random → H-neurons): NQ-Open 53–60% → 63–72%, BioASQ 53–67% → 66–76%, "
@@ -390,10 +390,10 @@ def _intervention_lines(run: Path) -> list[str]:
              + ". Slope = least-squares compliance points per unit α with an item-bootstrap 95% CI and the smallest "
              "slope the run could detect (two-sided 95%, 80% power); "
              f"H − random = rate difference at α = {lo_a:g} and α = {hi_a:g} with a paired bootstrap 95% CI. "
-             "Judge = the chosen judge's agreement with hand labels on held-out questions (κ ≥ 0.6 to count as a "
+             "Judge = the chosen judge's agreement with reference labels on held-out questions (κ ≥ 0.6 to count as a "
              "finding). Judged = prompts with a verdict at α = 1 (counterfactual: the answer matches neither answer; "
              "sycophancy: only initially correct answers can flip).", "",
-             f"| benchmark | prompts | judge on held-out hand labels | rate at α = 1 | H-neurons: slope [95% CI]{_grid(slopes, True)} | "
+             f"| benchmark | prompts | judge on held-out reference labels | rate at α = 1 | H-neurons: slope [95% CI]{_grid(slopes, True)} | "
              f"detectable | random sets: slopes{_grid(slopes, False)} | "
              f"H − random at α = {lo_a:g} | H − random at α = {hi_a:g} |", "|---|---|---|---|---|---|---|---|---|"]
     sentences = []
@@ -412,7 +412,7 @@ def _intervention_lines(run: Path) -> list[str]:
             return f"{100 * x.difference:+.0f} [{100 * x.lo:+.0f}, {100 * x.hi:+.0f}]"
 
         det = f"±{h.detectable:.1f}" if "detectable" in h and not pd.isna(h.detectable) else "—"
-        lines.append(f"| {b} | {prompts} ({int(base['n'])} judged) | {judged.get(b, 'no held-out hand labels — **not validated**')} | "
+        lines.append(f"| {b} | {prompts} ({int(base['n'])} judged) | {judged.get(b, 'no held-out reference labels — **not validated**')} | "
                      f"{100 * base.rate:.0f}% [{100 * base.lo:.0f}, {100 * base.hi:.0f}] | "
                      f"{h.slope:+.1f} [{h.lo:+.1f}, {h.hi:+.1f}] | {det} | "
                      f"{', '.join(f'{x:+.1f}' for x in rs)}"
