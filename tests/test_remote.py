@@ -66,3 +66,12 @@ def test_ndif_unreachable_is_a_clear_error_within_seconds(monkeypatch):
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="activations_backend"):
         remote.load_for_activations("tiny-random", backend="cloud")
+
+
+def test_for_cett_takes_the_backend(tiny):
+    from hneuron_utils import models
+
+    assert models.for_cett(tiny, "tiny-random", "auto", backend="local") is tiny
+    assert models.for_cett(tiny, "tiny-random", "auto", backend="ndif-local").remote == "local"
+    with pytest.raises(ValueError, match="activations_backend"):
+        models.for_cett(tiny, "tiny-random", "auto", backend="cloud")

@@ -232,10 +232,52 @@ def load_model(name: str, dtype: str = "auto", device: str = "auto") -> LoadedMo
                        layers_path=layers_path, load_seconds=time.perf_counter() - t0, info=info)
 
 
-def for_cett(loaded: Any, name: str, cett_dtype: str, device: str = "auto") -> Any:
+def load_tokenizer(name: str) -> Any:
+    """The tokenizer of ``name`` (any name :func:`load_model` accepts) without its weights, left-padded
+    with a pad token as :func:`load_model` sets them: the prompts' side of a model that a server runs
+    (``sampling_backend: openai``). A registry model's comes from a converted copy already in the cache
+    (any dtype), else straight from its GGUF (fetched if needed, not converted)."""
+    from transformers import AutoTokenizer
+
+    if name == TINY:
+        from hneuron_utils.models import tiny
+
+        tok = tiny.build_tokenizer()
+    elif name in assets.REGISTRY:
+        done = [d for d in (assets.model_dir(name, t) for t in ("bfloat16", "float32", "float16"))
+                if (d / assets.MANIFEST).exists()]
+        if done:
+            tok = AutoTokenizer.from_pretrained(done[0], local_files_only=True)
+        else:
+            src = assets.fetch_gguf(name)
+            tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    elif Path(name).expanduser().is_dir() or _looks_like_hub_id(name):
+        try:
+            tok = AutoTokenizer.from_pretrained(name)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"Could not load the tokenizer of '{name}' as a Hugging Face model id or local "
+                             f"directory: {e}") from e
+    else:
+        raise ModelError(f"Unknown model name '{name}'. Known names: {', '.join(known_names())}; "
+                         "or pass a Hugging Face model id (org/name) or a local directory.")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def for_cett(loaded: Any, name: str, cett_dtype: str, device: str = "auto", backend: str = "local") -> Any:
     """The model to run the CETT pass with: ``loaded`` itself when it already has ``cett_dtype`` (or
     ``cett_dtype`` is "auto"), else ``name`` loaded again in ``cett_dtype`` — so that classifiers see
-    features of the precision they were trained on (notebook 02's)."""
-    if cett_dtype in ("auto", str(loaded.dtype).replace("torch.", "")):
-        return loaded
-    return load_model(name, dtype=cett_dtype, device=device)
+    features of the precision they were trained on (notebook 02's). ``backend`` (the ``activations_backend``
+    parameter): 'ndif' = ``name`` on NDIF instead; 'ndif-local' = that model with its traces run through
+    nnsight's simulation of NDIF (:mod:`hneuron_utils.models.remote`)."""
+    from hneuron_utils.models import remote
+
+    if backend == "ndif":
+        return remote.load_ndif(name)
+    if backend not in remote.BACKENDS:
+        raise ValueError(f"activations_backend must be one of {remote.BACKENDS}, got {backend!r}")
+    m = loaded if cett_dtype in ("auto", str(loaded.dtype).replace("torch.", "")) else \
+        load_model(name, dtype=cett_dtype, device=device)
+    return remote.simulated(m) if backend == "ndif-local" else m
