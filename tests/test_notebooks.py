@@ -100,6 +100,10 @@ def test_smoke_profile_runs_every_notebook():
         assert "Loading weights" not in text and "without encryption" not in text, p.name
 
 
+LIGHT_03 = {"random_draws": 2, "n_bootstrap": 20, "stability_boots": 1}
+"""For 03's re-runs in these tests: fewer random draws and resamples (the H-neuron set does not depend on them)."""
+
+
 @pytest.mark.notebooks
 @pytest.mark.real_model
 @pytest.mark.network
@@ -120,7 +124,7 @@ def test_cett_through_the_ndif_trace_gives_the_smoke_runs_features_and_h_neurons
     record = json.loads((src / "data" / "02_features.json").read_text())
     _, ans_local, _ = cett.load_features(cett.features_dir(record))
     dst = repro.rerun_probe("smoke", profile="smoke", suffix="ndif-local", stage_cache=tmp_path / "stages",
-                            overrides={"activations_backend": "ndif-local"})
+                            overrides={"activations_backend": "ndif-local", **LIGHT_03})
     remote_record = json.loads((dst / "data" / "02_features.json").read_text())
     assert remote_record["key"] != record["key"]  # its own stages: the remote path really ran
     monkeypatch.setenv("HNEURON_CACHE", str(tmp_path / "stages"))
@@ -151,7 +155,7 @@ def test_smoke_dataset_and_probe_run_under_avx2_kernels(monkeypatch):
         monkeypatch.setenv(var, value)
     with repro.isolated_stage_cache("hneuron-avx2-"):
         log = run.run("smoke", only=["00", "01", "02", "03"], run_name="smoke-avx2", log_output=False,
-                      overrides={"figures_dir": None})
+                      overrides={"figures_dir": None, **LIGHT_03})
     assert all(v["status"] == "ok" for v in log["notebooks"].values()) and len(log["notebooks"]) == 4
     assert {k: log["kernels"][k] for k in AVX2_ONLY} == AVX2_ONLY  # the kernels' settings reached the run log
     out = project_root() / "results" / "smoke-avx2" / "data"
