@@ -280,6 +280,13 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
     saw). Returns, for
     each prompt in input order, its list of :class:`Sample`.
     """
+    from hneuron_utils.text.serving import ServedModel
+
+    if isinstance(loaded, ServedModel):  # sampling_backend 'openai': one request per sample, to the server
+        if forward is not None or stop_at_newline:
+            raise ValueError("forward and stop_at_newline need the local model: a served model only samples")
+        return loaded.sample(prompts, n_samples, sampling, seed=seed,
+                             keys=keys or [str(i) for i in range(len(prompts))], first_sample=first_sample)
     from tqdm import tqdm
 
     if n_samples < 1 or batch_size < 1:
