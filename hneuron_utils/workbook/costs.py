@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -101,14 +100,9 @@ def markdown(table: pd.DataFrame, seq_tokens: float) -> str:
 
 
 def update_readme(table: pd.DataFrame, seq_tokens: float) -> bool:
-    readme = project_root() / "README.md"
-    text = readme.read_text()
-    pat = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if not pat.search(text):
-        raise ValueError(f"{readme} has no generated block ({BEGIN} ... {END})")
-    new = pat.sub(lambda _: f"{BEGIN}\n{markdown(table, seq_tokens)}\n{END}", text)
-    readme.write_text(new)
-    return new != text
+    from hneuron_utils.workbook.report import write_blocks
+
+    return write_blocks(project_root() / "README.md", [(BEGIN, END, markdown(table, seq_tokens))])
 
 
 def main(argv: list[str] | None = None) -> int:

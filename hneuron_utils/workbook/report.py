@@ -741,11 +741,17 @@ def redraw_lines(run: Path) -> str:
 def update_readme(run: Path, readme: Path | None = None) -> bool:
     """Rewrite the README's results block, its time line near the top and the redraw measurements; return
     True if any changed."""
-    readme = readme or project_root() / "README.md"
+    return write_blocks(readme or project_root() / "README.md",
+                        [(BEGIN, END, results_block(run)), (TIME_BEGIN, TIME_END, time_line(run)),
+                         (REDRAW_BEGIN, REDRAW_END, redraw_lines(run))])
+
+
+def write_blocks(readme: Path, blocks: list[tuple[str, str, str]]) -> bool:
+    """Replace each generated block (begin marker, end marker, new body) of ``readme``; True if any changed.
+    A block whose markers are missing raises (the README must keep them)."""
     text = readme.read_text()
     new = text
-    for begin, end, body in ((BEGIN, END, results_block(run)), (TIME_BEGIN, TIME_END, time_line(run)),
-                             (REDRAW_BEGIN, REDRAW_END, redraw_lines(run))):
+    for begin, end, body in blocks:
         pat = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
         if not pat.search(new):
             raise ValueError(f"{readme} has no generated block ({begin} ... {end})")
