@@ -424,3 +424,18 @@ def test_load_tokenizer_from_the_gguf_equals_the_converted_copys(monkeypatch):
     assert qa_prompt(from_gguf, "Who wrote Hamlet?") == p and from_gguf(p)["input_ids"] == converted(p)["input_ids"]
     assert (from_gguf.pad_token, from_gguf.padding_side) == (converted.pad_token, "left")
     assert models.stop_token_ids(from_gguf) == models.stop_token_ids(converted)
+
+
+def test_sampler_for_picks_the_backend_and_for_cett_loads_a_served_models_weights_here():
+    from hneuron_utils import models
+
+    local = serving.sampler_for(backend="local", model="tiny-random", dtype="float32", device="cpu")
+    assert isinstance(local, models.LoadedModel)
+    with pytest.raises(ValueError, match="sampling_base_url"):
+        serving.sampler_for(backend="openai", model="tiny-random", dtype="float32", device="cpu")
+    with pytest.raises(ValueError, match="sampling_backend"):
+        serving.sampler_for(backend="grpc", model="tiny-random", dtype="float32", device="cpu")
+    served = serving.ServedModel(base_url="http://127.0.0.1:9/v1", served_model="x", name="tiny-random",
+                                 tokenizer=local.tokenizer)
+    cett_model = models.for_cett(served, "tiny-random", "float32", device="cpu")
+    assert isinstance(cett_model, models.LoadedModel) and cett_model.name == "tiny-random"

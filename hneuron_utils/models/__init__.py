@@ -278,6 +278,10 @@ def for_cett(loaded: Any, name: str, cett_dtype: str, device: str = "auto", back
         return remote.load_ndif(name)
     if backend not in remote.BACKENDS:
         raise ValueError(f"activations_backend must be one of {remote.BACKENDS}, got {backend!r}")
-    m = loaded if cett_dtype in ("auto", str(loaded.dtype).replace("torch.", "")) else \
-        load_model(name, dtype=cett_dtype, device=device)
+    if not isinstance(loaded, LoadedModel):  # a model a server samples (sampling_backend 'openai'): load it here
+        m = load_model(name, dtype=cett_dtype, device=device)
+    elif cett_dtype in ("auto", str(loaded.dtype).replace("torch.", "")):
+        m = loaded
+    else:
+        m = load_model(name, dtype=cett_dtype, device=device)
     return remote.simulated(m) if backend == "ndif-local" else m

@@ -311,3 +311,20 @@ def served_model_for(*, model: str, base_url: str | None, served_model: str | No
                          f"http://127.0.0.1:8000/v1): {START_HINT}")
     return ServedModel(base_url=base_url, served_model=served_model or model, tokenizer=tokenizer, name=model,
                        concurrency=concurrency)
+
+
+def sampler_for(*, backend: str, model: str, dtype: str, device: str, base_url: str | None = None,
+                served_model: str | None = None, concurrency: int = 8) -> Any:
+    """What draws a notebook's answers under the ``sampling_backend`` parameter: the local model ('local'),
+    or the model behind an OpenAI-compatible server ('openai': only its tokenizer is loaded here, to build
+    the prompts; the server is checked, and its dialect negotiated, before anything is sampled)."""
+    from hneuron_utils import models
+
+    if backend == "local":
+        return models.load_model(model, dtype=dtype, device=device)
+    if backend != "openai":
+        raise ValueError(f"sampling_backend must be 'local' or 'openai', got {backend!r}")
+    served = served_model_for(model=model, base_url=base_url, served_model=served_model, concurrency=concurrency,
+                              tokenizer=models.load_tokenizer(model))
+    served.check()
+    return served
