@@ -85,7 +85,7 @@ def test_update_readme_rewrites_every_generated_block(tmp_path):
     assert report.readme_block(readme, report.TIME_BEGIN, report.TIME_END) == report.time_line(tmp_path)
     assert report.readme_block(readme) == report.results_block(tmp_path)
     redraw = report.readme_block(readme, report.REDRAW_BEGIN, report.REDRAW_END)
-    assert "float32 on a CPU with torch capability AVX2" in redraw and "flips 3 of 200 (2% [0, 4])" in redraw
+    assert "float32 on a CPU with torch capability AVX2" in redraw and "flips 3 of 200 (1.5% [0.5, 4.3])" in redraw
     readme.write_text("no blocks")
     with pytest.raises(ValueError, match="no generated block"):
         report.update_readme(tmp_path, readme)

@@ -730,7 +730,7 @@ def redraw_lines(run: Path) -> str:
         r0 = t.iloc[0]
         commit = r0["run's commit"]
         isa = f", ONEDNN_MAX_CPU_ISA={r0['ONEDNN_MAX_CPU_ISA']}" if isinstance(r0.get("ONEDNN_MAX_CPU_ISA"), str) else ""
-        parts = [f"{what} {int(r.differ)} of {int(r.n)} ({100 * r.share:.0f}% [{100 * r.lo:.0f}, {100 * r.hi:.0f}])"
+        parts = [f"{what} {int(r.differ)} of {int(r.n)} ({100 * r.share:.1f}% [{100 * r.lo:.1f}, {100 * r.hi:.1f}])"
                  for what, r in t.iterrows() if r.n > 0]
         out.append(f"  - {r0['dtype']} on a CPU with torch capability {r0['cpu capability (torch)']} (native bfloat16: "
                    f"{r0['native bf16 (avx512_bf16/amx)']}{isa}), against the run's 01 (commit {commit}, "
