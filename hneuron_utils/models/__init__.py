@@ -278,7 +278,7 @@ def for_cett(loaded: Any, name: str, cett_dtype: str, device: str = "auto", back
         return remote.load_ndif(name)
     if backend not in remote.BACKENDS:
         raise ValueError(f"activations_backend must be one of {remote.BACKENDS}, got {backend!r}")
-    if not isinstance(loaded, LoadedModel):  # a model a server samples (sampling_backend 'openai'): load it here
+    if not isinstance(loaded, LoadedModel):  # none loaded yet, or one a server samples (sampling_backend 'openai')
         m = load_model(name, dtype=cett_dtype, device=device)
     elif cett_dtype in ("auto", str(loaded.dtype).replace("torch.", "")):
         m = loaded

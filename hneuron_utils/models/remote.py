@@ -21,7 +21,7 @@ import dataclasses
 import os
 from typing import Any
 
-from hneuron_utils.models import LoadedModel, ModelError, _looks_like_hub_id, find_layers_path, load_model
+from hneuron_utils.models import LoadedModel, ModelError, _looks_like_hub_id, find_layers_path
 
 BACKENDS = ("local", "ndif", "ndif-local")
 
@@ -95,13 +95,11 @@ def load_ndif(name: str) -> LoadedModel:
 
 
 def load_for_activations(name: str, *, backend: str, dtype: str = "auto", device: str = "auto") -> Any:
-    """The model the CETT passes use under ``backend`` (see the module's docstring)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"activations_backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "ndif":
-        return load_ndif(name)
-    loaded = load_model(name, dtype=dtype, device=device)
-    return simulated(loaded) if backend == "ndif-local" else loaded
+    """The model the CETT passes use under ``backend`` (see the module's docstring), loaded in ``dtype``:
+    :func:`~hneuron_utils.models.for_cett` with no model loaded yet."""
+    from hneuron_utils.models import for_cett
+
+    return for_cett(None, name, dtype, device=device, backend=backend)
 
 
 def simulated(loaded: LoadedModel) -> LoadedModel:

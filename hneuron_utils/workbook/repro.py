@@ -49,13 +49,14 @@ def isolated_stage_cache(prefix: str = "hneuron-isolated-", keep: Path | None = 
     """An empty temporary stage cache that shares the model files of the real one
     (:data:`~hneuron_utils.workbook.paths.MODEL_DIRS`); removed afterwards. With ``keep``, that folder is the
     stage cache instead, made if missing and kept, so an interrupted measurement resumes from it."""
-    if keep is not None:
+    if keep is None:
+        stage_cache = Path(tempfile.mkdtemp(prefix=prefix))
+        link_model_dirs(stage_cache)
+    else:
+        stage_cache = keep
         keep.mkdir(parents=True, exist_ok=True)
         if not (keep / "models").exists():
             link_model_dirs(keep)
-    stage_cache = keep if keep is not None else Path(tempfile.mkdtemp(prefix=prefix))
-    if keep is None:
-        link_model_dirs(stage_cache)
     old = os.environ.get("HNEURON_CACHE")
     os.environ["HNEURON_CACHE"] = str(stage_cache)
     try:
