@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hneuron_utils.workbook.paths import run_dir
+    from hneuron_utils.paths import run_dir
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", default="default")

@@ -42,7 +42,7 @@ def draw(trials: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     from hneuron_utils.introspection.trials import load_concepts
-    from hneuron_utils.workbook.paths import run_dir
+    from hneuron_utils.paths import run_dir
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", default="default")

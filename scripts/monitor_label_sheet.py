@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from hneuron_utils import data  # noqa: E402
-from hneuron_utils.workbook.stages import cache_root  # noqa: E402
+from hneuron_utils.cache import cache_root  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hneuron_utils.data import overcompliance as oc  # noqa: E402
-from hneuron_utils.workbook.stages import cache_root  # noqa: E402
+from hneuron_utils.cache import cache_root  # noqa: E402
 
 LABEL_FIELD = {"falseqa": "complied", "jailbreak": "complied", "counterfactual": "follows"}
 
@@ -49,7 +49,7 @@ def set_names(results: Path) -> dict[str, str]:
     from hneuron_utils.interventions import steering
     from hneuron_utils.probes import probe
     from hneuron_utils.workbook import config
-    from hneuron_utils.workbook.stages import digest
+    from hneuron_utils.cache import digest
 
     cfg = config.load_profile("default")
     hn = pd.read_csv(results / "data" / "03_h_neurons.csv")
@@ -80,7 +80,7 @@ def cached_rows(benchmark: str, model: str, max_new_tokens: int, names: dict[str
     """Distinct responses per condition (α, neuron set) in the stage cache to the prompts notebook 05 builds
     now (checked against the prompt digest in each cache key), as sheet lines."""
     from hneuron_utils.interventions.steering import render
-    from hneuron_utils.workbook.stages import digest
+    from hneuron_utils.cache import digest
 
     from hneuron_utils.judges.agreement import oc_label_items
 

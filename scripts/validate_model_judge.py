@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hneuron_utils.data import overcompliance as oc
     from hneuron_utils.judges import agreement, model_judge
-    from hneuron_utils.workbook.paths import project_root
+    from hneuron_utils.paths import project_root
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["qwen2.5-coder-1.5b-instruct"])

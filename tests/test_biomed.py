@@ -11,7 +11,7 @@ import pytest
 
 from hneuron_utils.data import biomed
 from hneuron_utils import data
-from hneuron_utils.workbook.paths import project_root
+from hneuron_utils.paths import project_root
 
 SHARED = project_root().parent / "shared" / "data"
 SHARED_BIOASQ = SHARED / "bioasq" / "bioasq13b_factoid.jsonl"

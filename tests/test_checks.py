@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from hneuron_utils.workbook import checks
+from hneuron_utils import checks
 from hneuron_utils.probes import probe
-from hneuron_utils.workbook.checks import SampleSizeError
+from hneuron_utils.checks import SampleSizeError
 
 
 def test_require_counts_names_found_needed_and_parameter():

@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from hneuron_utils.workbook import config
-from hneuron_utils.workbook.paths import project_root
+from hneuron_utils.paths import project_root
 
 
 def test_default_profile_names_every_parameter():

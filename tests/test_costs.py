@@ -1,7 +1,7 @@
 """The paper-scale cost table: its arithmetic and that the README shows what it computes."""
 
 from hneuron_utils.workbook import config, costs
-from hneuron_utils.workbook.paths import project_root
+from hneuron_utils.paths import project_root
 
 
 def test_stage_costs_follow_the_profile_and_the_shape():

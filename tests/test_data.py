@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from hneuron_utils import data
-from hneuron_utils.workbook.paths import project_root
+from hneuron_utils.paths import project_root
 
 
 @pytest.mark.parametrize("name,n", [("triviaqa", 8837), ("nq_open", 3610)])

@@ -89,7 +89,7 @@ def test_the_new_tuning_fields_leave_notebook_06s_cache_key_alone(tmp_path, monk
     cfg, _ = _cfg()
     old_key = {"stage": "sft", "version": 1, **{k: v for k, v in dataclasses.asdict(cfg).items()
                                                   if k not in ("loss", "eaft_alpha", "eaft_topk", "train_layers", "autocast")}}
-    from hneuron_utils.workbook.stages import stage_dir
+    from hneuron_utils.cache import stage_dir
 
     assert sft.tuned_dir(cfg) == stage_dir("sft", old_key)
     assert sft.tuned_dir(dataclasses.replace(cfg, loss="eaft")) != sft.tuned_dir(cfg)

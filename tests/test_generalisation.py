@@ -11,7 +11,7 @@ from hneuron_utils.probes import generalisation as G, probe
 from hneuron_utils.data import DataError
 from hneuron_utils.judges import RuleJudge, agreement as A
 from hneuron_utils.data.nonexist import ABSTAIN_ANSWER, AbstentionJudge
-from hneuron_utils.workbook.paths import project_root
+from hneuron_utils.paths import project_root
 
 SHARED_BIOASQ = project_root().parent / "shared" / "data" / "bioasq" / "bioasq13b_factoid.jsonl"
 

@@ -14,7 +14,7 @@ import pytest
 from hneuron_utils import data
 from hneuron_utils.data import medmc
 from hneuron_utils.data.medmc import LETTERS, MC_INSTRUCTION, MCItem, mc_choice, mc_prompt, mc_target
-from hneuron_utils.workbook.paths import project_root
+from hneuron_utils.paths import project_root
 
 SHARED = project_root().parent / "shared" / "data"
 BUILD = project_root() / "scripts" / "build_medmc.py"

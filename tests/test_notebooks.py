@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from hneuron_utils.workbook import config, run
-from hneuron_utils.workbook.paths import project_root
+from hneuron_utils.paths import project_root
 
 NOTEBOOKS = run.notebooks()
 
@@ -87,7 +87,7 @@ def test_smoke_profile_runs_every_notebook():
     # run of 01 on its tuned model), so no borderline count on some CPU can empty a class
     import pandas as pd
 
-    from hneuron_utils.workbook import checks
+    from hneuron_utils import checks
 
     prof = config.load_profile("smoke")
     need = prof["n_train_per_class"] + prof["n_test_per_class"]

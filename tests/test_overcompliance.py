@@ -14,7 +14,7 @@ import pytest
 from hneuron_utils import stats
 from hneuron_utils.data import DataError, overcompliance as oc
 from hneuron_utils.judges import normalize, REFUSAL_PHRASES
-from hneuron_utils.workbook.paths import project_root
+from hneuron_utils.paths import project_root
 
 SHARED = project_root().parent / "shared" / "data"
 BUILD = project_root() / "scripts" / "build_overcompliance.py"

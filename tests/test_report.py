@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from hneuron_utils.workbook import report
-from hneuron_utils.workbook.paths import project_root
+from hneuron_utils.paths import project_root
 
 RUN = project_root() / "results" / "default"
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from hneuron_utils.workbook import env, repro
-from hneuron_utils.workbook.paths import MODEL_DIRS, cache_root
+from hneuron_utils.paths import MODEL_DIRS, cache_root
 
 
 def test_redraw_summary_counts_differences_with_intervals():

@@ -311,7 +311,7 @@ def test_notebook_01_builds_its_dataset_from_a_served_model():
     import pandas as pd
 
     from hneuron_utils.workbook import repro, run
-    from hneuron_utils.workbook.paths import run_dir
+    from hneuron_utils.paths import run_dir
 
     with FakeServer("transformers", model="tiny-random", answer=trivia_answerer()) as fake, \
             repro.isolated_stage_cache("hneuron-serving-nb-"):

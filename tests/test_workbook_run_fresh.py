@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from hneuron_utils.workbook import run as R
-from hneuron_utils.workbook.stages import JsonlStore
+from hneuron_utils.cache import JsonlStore
 
 
 def test_fresh_cache_links_models_and_02s_features_then_merges(tmp_path, monkeypatch):

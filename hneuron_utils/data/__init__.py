@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from hneuron_utils.workbook.paths import project_root
+from hneuron_utils.paths import project_root
 
 
 class DataError(ValueError):

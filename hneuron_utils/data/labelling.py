@@ -20,7 +20,7 @@ import pandas as pd
 from hneuron_utils.data import QARecord
 from hneuron_utils.text.generation import PAPER_SUFFIX, Sampling, question_prompt, sample_many
 from hneuron_utils.judges import Judge, normalize, usable_aliases, Verdict
-from hneuron_utils.workbook.stages import cached_map
+from hneuron_utils.cache import cached_map
 
 LEAK_POLICIES = ("drop_aliases", "drop_questions", "keep")
 FAITHFUL, HALLUCINATED = 0, 1  # probe labels: 1 = hallucinated
@@ -130,7 +130,7 @@ def sampled_answers(loaded: Any, records: Sequence[QARecord], sampling: Sampling
     The cache holds, per question, the samples drawn so far (a prefix of its K); asking for more
     draws only the missing ones, which are the same as if all had been drawn at once.
     """
-    from hneuron_utils.workbook.stages import JsonlStore, stage_dir
+    from hneuron_utils.cache import JsonlStore, stage_dir
 
     upto = n_samples if upto is None else upto
     if not 0 < upto <= n_samples:
@@ -459,7 +459,7 @@ def known_records(loaded: Any, looked: pd.DataFrame, exclude: set[str], needed: 
     none in the dataset), stopping with :class:`SampleSizeError` (naming ``what`` and the ``parameters``
     that set the size) when the pool has fewer. Returns (records, where they came from)."""
     from hneuron_utils.data import load_dataset
-    from hneuron_utils.workbook.checks import require_items
+    from hneuron_utils.checks import require_items
 
     ids, counts = greedy_correct_outside(loaded, looked, exclude, needed, judge, batch_size, max_new_tokens, seed)
     by_id = {r.id: r for r in load_dataset("triviaqa")}

@@ -25,7 +25,7 @@ from typing import Collection, Iterable, Sequence
 
 from hneuron_utils.data import data_dir, DataError, DATASETS, load_dataset, QARecord
 from hneuron_utils.judges import is_refusal, normalize, Verdict
-from hneuron_utils.workbook.stages import digest
+from hneuron_utils.cache import digest
 
 SOURCE = "nonexist"
 ABSTAIN_ANSWER = "<abstain>"

@@ -240,7 +240,7 @@ def extract_reference(hf_model, layers, examples: list) -> tuple[torch.Tensor, t
 def features_key(loaded, examples: list, ids: list[str]) -> dict:
     """Everything that changes the features: the model, and every example's tokens and answer mask."""
     from hneuron_utils.data.labelling import model_key
-    from hneuron_utils.workbook.stages import digest
+    from hneuron_utils.cache import digest
 
     content = [(i, ex.input_ids.tolist(), ex.answer.nonzero().flatten().tolist()) for i, ex in zip(ids, examples)]
     return {"stage": "cett", "version": 3, "model": model_key(loaded), "examples": digest(content, 32), "n": len(ids)}
@@ -258,7 +258,7 @@ def extract_cached(loaded, examples: list, ids: list[str], batch_size: int = 16,
 
     from tqdm import tqdm
 
-    from hneuron_utils.workbook.stages import stage_dir
+    from hneuron_utils.cache import stage_dir
 
     key = features_key(loaded, examples, ids)
     d = stage_dir("cett", key)
@@ -311,7 +311,7 @@ def load_signals(cache_dir) -> tuple[list[str], torch.Tensor, torch.Tensor]:
 
 def features_dir(record: dict):
     """The stage folder named by a ``02_features.json`` record (its stage key, not a machine's path)."""
-    from hneuron_utils.workbook.paths import cache_root
+    from hneuron_utils.paths import cache_root
 
     d = cache_root() / "stages" / "cett" / record["key"]
     if not any(d.glob("shard_*.pt")):

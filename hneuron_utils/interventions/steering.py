@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hneuron_utils.workbook.stages import cached_map, digest
+from hneuron_utils.cache import cached_map, digest
 
 Messages = list[dict[str, str]]
 
@@ -84,7 +84,7 @@ def responses_batched(loaded: Any, ids: Sequence[str], conversations: Mapping[st
     ``conversations`` gives each condition its own conversations (the second turn of sycophancy differs).
     ``share_prefix``: the prompts' common prefix is prefilled once per condition (exact; False for the bench)."""
     from hneuron_utils.interventions import generate_conditions
-    from hneuron_utils.workbook.stages import JsonlStore, stage_dir
+    from hneuron_utils.cache import JsonlStore, stage_dir
 
     if len(set(ids)) != len(ids) or any(len(conversations[c]) != len(ids) for c in conds):
         raise ValueError("ids must be distinct and every condition needs a conversation for each")

@@ -68,7 +68,7 @@ def replies(loaded: Any, ids: Sequence[str], conversations: Sequence[list[dict[s
     from hneuron_utils.interventions import scaled_forward, unmodified
     from hneuron_utils.interventions.steering import render
     from hneuron_utils.text.generation import Sampling, sample_many
-    from hneuron_utils.workbook.stages import cached_map, digest
+    from hneuron_utils.cache import cached_map, digest
 
     tok = loaded.tokenizer
     yes, no = _first_token_ids(tok, ["Yes", "yes"]), _first_token_ids(tok, ["No", "no"])

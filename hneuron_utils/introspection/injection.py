@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from hneuron_utils.workbook.stages import digest, stage_dir
+from hneuron_utils.cache import digest, stage_dir
 
 CONCEPT_PROMPT = "Tell me about {word}."
 

@@ -201,7 +201,7 @@ def run_trials(loaded: Any, trials: pd.DataFrame, vectors: Any, seed: int, max_n
     Adds ``response``, ``stopped`` and ``n_tokens``."""
     from hneuron_utils.data.labelling import model_key
     from hneuron_utils.introspection.injection import assistant_start, injected_generate
-    from hneuron_utils.workbook.stages import cached_map, digest
+    from hneuron_utils.cache import cached_map, digest
 
     tok = loaded.tokenizer
     rendered = {k: assistant_start(tok, detection_messages(k)) for k in sorted(set(trials.k[trials.k > 0]))}

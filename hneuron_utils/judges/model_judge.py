@@ -90,7 +90,7 @@ class JailbreakModelJudge:
     def p_yes(self, questions: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         """P(yes) of every (question, response) pair (cached per prompt; duplicates computed once)."""
         from hneuron_utils.introspection.confidence import replies
-        from hneuron_utils.workbook.stages import digest
+        from hneuron_utils.cache import digest
 
         if len(questions) != len(responses):
             raise ValueError("questions and responses must align")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from hneuron_utils.workbook.paths import cache_root
+from hneuron_utils.paths import cache_root
 
 
 class AssetError(RuntimeError):

@@ -19,7 +19,7 @@ import torch
 from hneuron_utils.data import QARecord
 from hneuron_utils.judges import RuleJudge, is_refusal
 from hneuron_utils.monitor.live import Stream, monitored_sample
-from hneuron_utils.workbook.stages import digest, stage_dir
+from hneuron_utils.cache import digest, stage_dir
 
 LONGFORM_SUFFIX = " Give the answer in your first sentence, then explain it in two or three short sentences."
 OUTCOMES = ("correct", "wrong", "no answer")

@@ -118,7 +118,7 @@ def fit_l1(X: np.ndarray, y: np.ndarray, C: float, seed: int, tol: float = L1_TO
 
     from sklearn.exceptions import ConvergenceWarning
 
-    from hneuron_utils.workbook.checks import class_counts, require_counts
+    from hneuron_utils.checks import class_counts, require_counts
 
     require_counts("L1 probe fit (rows per label)", class_counts(y, {0: "label 0", 1: "label 1"}), 1,
                    ("n_train_per_class", "the 01 rule"))

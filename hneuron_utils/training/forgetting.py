@@ -77,12 +77,12 @@ def mc_scores(loaded: Any, items: Sequence[Any], batch_size: int, progress: bool
     from hneuron_utils.data.labelling import model_key
     from hneuron_utils.data.medmc import mc_prompt
     from hneuron_utils.text.generation import chat_prompt
-    from hneuron_utils.workbook.stages import cached_map
+    from hneuron_utils.cache import cached_map
 
     by_id = {it.id: it for it in items}
     letters = letter_ids(loaded.tokenizer)
     from hneuron_utils.data.medmc import MC_INSTRUCTION
-    from hneuron_utils.workbook.stages import digest
+    from hneuron_utils.cache import digest
 
     content = [(it.id, it.question, list(it.options)) for it in items]  # what the prompts are made of
     key = {"stage": "mc_letters", "version": 1, "model": model_key(loaded), "instruction": MC_INSTRUCTION,
@@ -133,7 +133,7 @@ def token_table(loaded: Any, pairs: Sequence[Pair], max_tokens: int, batch_size:
     the model, the pairs, ``max_tokens`` and ``k``."""
     from hneuron_utils.data.labelling import model_key
     from hneuron_utils.training.sft import digest_pairs
-    from hneuron_utils.workbook.stages import stage_dir
+    from hneuron_utils.cache import stage_dir
 
     key = {"stage": "conflict_tokens", "version": 1, "model": model_key(loaded), "pairs": digest_pairs(pairs),
            "max_tokens": max_tokens, "k": k}

@@ -173,7 +173,7 @@ def build_pairs(n_qa: int, n_instructions: int, seed: int) -> tuple[list[Pair], 
 
 def digest_pairs(pairs: Sequence[Pair]) -> str:
     """A short digest of the tuning set (part of the tuning run's cache key)."""
-    from hneuron_utils.workbook.stages import digest
+    from hneuron_utils.cache import digest
 
     return digest([list(p) for p in pairs], 16)
 
@@ -380,7 +380,7 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
 
 def tuned_dir(cfg: TuneConfig) -> Path:
     """Where the tuned model of ``cfg`` lives (a stage folder keyed by the whole config)."""
-    from hneuron_utils.workbook.stages import stage_dir
+    from hneuron_utils.cache import stage_dir
 
     key = asdict(cfg)
     later = [f for f in dataclasses.fields(TuneConfig) if f.name in _LATER_FIELDS]

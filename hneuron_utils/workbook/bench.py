@@ -34,7 +34,7 @@ import torch
 from hneuron_utils.features import cett
 from hneuron_utils import data, judges, models
 from hneuron_utils.text import generation, tokens
-from hneuron_utils.workbook import paths
+from hneuron_utils import paths
 
 
 def matmul_rate(dtype: torch.dtype = torch.bfloat16, n: int = 2048, reps: int = 10, budget_s: float = 2.0) -> float:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from hneuron_utils.workbook.paths import project_root
+from hneuron_utils.paths import project_root
 
 
 class ConfigError(ValueError):

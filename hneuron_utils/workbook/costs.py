@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from hneuron_utils.workbook import config
-from hneuron_utils.workbook.paths import project_root, run_dir
+from hneuron_utils.paths import project_root, run_dir
 
 
 @dataclass(frozen=True)

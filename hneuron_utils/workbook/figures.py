@@ -20,7 +20,7 @@ matplotlib.use("Agg") if "ipykernel" not in sys.modules else None
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hneuron_utils.workbook.paths import figures_dir, project_root  # noqa: E402
+from hneuron_utils.paths import figures_dir, project_root  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
-from hneuron_utils.workbook import paths
+from hneuron_utils import paths
 
 
 class Notebook:

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from hneuron_utils.workbook import env
-from hneuron_utils.workbook.paths import link_model_dirs, run_dir
+from hneuron_utils.paths import link_model_dirs, run_dir
 from hneuron_utils.probes.probe import jaccard
 
 
@@ -47,7 +47,7 @@ def compare_runs(a: Path, b: Path) -> dict[str, float]:
 @contextlib.contextmanager
 def isolated_stage_cache(prefix: str = "hneuron-isolated-", keep: Path | None = None):
     """An empty temporary stage cache that shares the model files of the real one
-    (:data:`~hneuron_utils.workbook.paths.MODEL_DIRS`); removed afterwards. With ``keep``, that folder is the
+    (:data:`~hneuron_utils.paths.MODEL_DIRS`); removed afterwards. With ``keep``, that folder is the
     stage cache instead, made if missing and kept, so an interrupted measurement resumes from it."""
     if keep is None:
         stage_cache = Path(tempfile.mkdtemp(prefix=prefix))

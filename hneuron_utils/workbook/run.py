@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hneuron_utils.workbook import config
-from hneuron_utils.workbook.paths import project_root, run_dir
+from hneuron_utils.paths import project_root, run_dir
 
 KERNEL_NAME = "hneurons"
 
@@ -216,7 +216,7 @@ def fresh_stage_cache(run_out: Path, notebook: str = "") -> Path:
     stage a notebook computes lands in it; :func:`merge_fresh` moves them into the real cache afterwards."""
     import tempfile
 
-    from hneuron_utils.workbook.paths import cache_root, link_model_dirs
+    from hneuron_utils.paths import cache_root, link_model_dirs
 
     root = cache_root()
     fresh = Path(tempfile.mkdtemp(prefix="fresh-stages-", dir=root.parent if root.parent.exists() else None))
@@ -233,7 +233,7 @@ def fresh_stage_cache(run_out: Path, notebook: str = "") -> Path:
 
 def _merge_jsonl(src: Path, dst: Path) -> int:
     """Append to the item store ``dst`` the items of ``src`` it lacks (or holds fewer samples of)."""
-    from hneuron_utils.workbook.stages import JsonlStore
+    from hneuron_utils.cache import JsonlStore
 
     have, new = JsonlStore(dst), JsonlStore(src)
     add, conflicts = {}, 0
@@ -261,7 +261,7 @@ def merge_fresh(fresh: Path) -> int:
     item stores (``*.jsonl``) gain the items they lack. Returns how many folders or files were merged."""
     import shutil
 
-    from hneuron_utils.workbook.paths import cache_root
+    from hneuron_utils.paths import cache_root
 
     merged = 0
     stages = fresh / "stages"

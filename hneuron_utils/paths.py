@@ -11,7 +11,7 @@ def project_root() -> Path:
     env = os.environ.get("HNEURON_ROOT")
     if env:
         return Path(env).resolve()
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 MODEL_DIRS = ("gguf", "models", "locks")

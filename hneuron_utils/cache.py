@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from hneuron_utils.workbook.paths import cache_root
+from hneuron_utils.paths import cache_root
 
 
 def digest(obj: Any, n: int = 16) -> str:
