@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 METRICS: tuple[str, ...] = ("accuracy", "auroc")
 
@@ -287,3 +288,22 @@ def cohen_kappa(pred: Sequence[bool], gold: Sequence[bool]) -> float:
     agree = float((pred == gold).mean())
     pe = gold.mean() * pred.mean() + (1 - gold.mean()) * (1 - pred.mean())
     return float((agree - pe) / (1 - pe)) if pe < 1 else float("nan")
+
+def paired_auroc(y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str, n_boot: int, seed: int) -> pd.DataFrame:
+    """AUROC of each score with a bootstrap interval, and its paired difference from ``reference`` (the
+    same examples resampled for both)."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    idx = [i for i in (rng.integers(0, len(y), len(y)) for _ in range(n_boot)) if 0 < y[i].sum() < len(i)]
+    ref = np.array([_auroc(y[i], scores[reference][i]) for i in idx])
+    rows = []
+    for name, s in scores.items():
+        b = np.array([_auroc(y[i], s[i]) for i in idx])
+        row = {"model": name, "auroc": _auroc(y, s), "auroc lo": np.quantile(b, 0.025), "auroc hi": np.quantile(b, 0.975),
+               "n faithful": int((y == 0).sum()), "n hallucinated": int((y == 1).sum())}
+        if name != reference:
+            d = b - ref
+            row.update({"change": row["auroc"] - _auroc(y, scores[reference]), "change lo": np.quantile(d, 0.025),
+                        "change hi": np.quantile(d, 0.975)})
+        rows.append(row)
+    return pd.DataFrame(rows)

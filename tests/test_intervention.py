@@ -163,7 +163,7 @@ def test_row_scaled_shared_prefix_is_computed_per_condition(tiny, monkeypatch):
         g.per_row, g.prefix_groups = True, f.prefix_groups
         return g
 
-    monkeypatch.setattr(interventions, "row_scaled_forward", spy)
+    monkeypatch.setattr(interventions.scaling, "row_scaled_forward", spy)
     args = ([prompts[p] for p, _ in rows], conds, [c for _, c in rows], s)
     shared = interventions.generate_conditions(tiny, *args, batch_size=5)
     assert seen == [len(conds)]

@@ -298,7 +298,8 @@ def test_figures_draw_from_saved_tables(tmp_path):
 
 def test_replies_match_the_scaled_path_and_read_p_yes_from_the_prefill(tiny, tmp_path, monkeypatch):
     from hneuron_utils import interventions
-    from hneuron_utils.interventions.steering import render
+    from hneuron_utils.text.generation import render
+    from hneuron_utils.text.replies import first_token_ids
     from hneuron_utils.text.generation import Sampling
 
     monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
@@ -309,8 +310,8 @@ def test_replies_match_the_scaled_path_and_read_p_yes_from_the_prefill(tiny, tmp
     prompts = [render(tiny.tokenizer, c) for c in convs]
     ref = interventions.generate_scaled(tiny, prompts, flat, 0.0, Sampling(max_new_tokens=4))
     assert [got[i]["text"] for i in "abc"] == [r[0].text for r in ref]
-    yes = confidence._first_token_ids(tiny.tokenizer, ["Yes", "yes"])
-    no = confidence._first_token_ids(tiny.tokenizer, ["No", "no"])
+    yes = first_token_ids(tiny.tokenizer, ["Yes", "yes"])
+    no = first_token_ids(tiny.tokenizer, ["No", "no"])
     with interventions.scaled(tiny, interventions.by_layer(flat, tiny.d_ff), 0.0), torch.no_grad():
         for i, p in zip("abc", prompts):
             probs = torch.softmax(tiny.hf(input_ids=torch.tensor([tiny.tokenizer(p, add_special_tokens=False)["input_ids"]])).logits[0, -1], -1)

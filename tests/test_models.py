@@ -87,7 +87,7 @@ def test_loading_shows_no_weight_loading_bar(tmp_path, capsys):
     tok = tiny.build_tokenizer()
     tiny.build_model(tok, dtype=torch.float32).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
-    models._load_hf(str(tmp_path), torch.float32, torch.device("cpu"))
+    models.loading._load_hf(str(tmp_path), torch.float32, torch.device("cpu"))
     err = capsys.readouterr().err
     assert "Loading weights" not in err
     from transformers.utils import logging as hf_logging

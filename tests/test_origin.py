@@ -1,17 +1,19 @@
-"""Notebook 06's glue: the tuned run's parameters and the backward-transfer pools."""
+"""The origin analysis: the tuned model's identification run and the backward-transfer pools."""
 
 import pytest
 
 from hneuron_utils.workbook import config
 from hneuron_utils.training import origin
+from hneuron_utils.workbook import subruns
 
 
-def test_tuned_run_params_apply_overrides_and_set_the_model():
-    p = origin.tuned_run_params("smoke", {"pool_size": 123}, "/some/tuned/model", "smoke-origin")
+def test_identification_params_apply_overrides_and_set_the_model():
+    p = subruns.identification_params("smoke", overrides={"pool_size": 123}, model="/some/tuned/model",
+                                      run_name="smoke-origin")
     assert p["pool_size"] == 123 and p["model"] == "/some/tuned/model" and p["run_name"] == "smoke-origin"
     assert p["figures_dir"] is None and p["n_samples"] == config.load_profile("smoke")["n_samples"]
     with pytest.raises(config.ConfigError):
-        origin.tuned_run_params("smoke", {"pool_size": 0}, "m", "r")
+        subruns.identification_params("smoke", overrides={"pool_size": 0}, model="m", run_name="r")
 
 
 def test_triviaqa_transfer_pool_excludes_the_probes_examples():

@@ -31,7 +31,7 @@ def test_simulated_remote_extraction_equals_the_local_pass(tiny):
 
 
 def test_a_simulated_model_has_its_own_stage_cache_key(tiny):
-    from hneuron_utils.data.labelling import model_key
+    from hneuron_utils.models import model_key
 
     assert model_key(remote.simulated(tiny)) != model_key(tiny)
 

@@ -255,7 +255,7 @@ def test_a_wrong_url_says_what_to_do_and_caches_nothing(tok):
 
 
 def test_served_model_for_needs_a_base_url_and_names_the_cache_key(tok):
-    from hneuron_utils.data.labelling import model_key
+    from hneuron_utils.models import model_key
 
     with pytest.raises(ValueError, match="sampling_base_url"):
         serving.served_model_for(model="m", base_url=None, served_model=None, concurrency=2, tokenizer=tok)

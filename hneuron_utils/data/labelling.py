@@ -1,4 +1,4 @@
-"""Notebook 01's machinery: sample answers, judge them, keep consistent questions, split, count.
+"""Labelling questions by consistency: sample answers, judge them, keep consistent questions, split, count.
 
 The paper's protocol (the paper and its official code): K samples per TriviaQA question; all K correct → faithful, all K wrong
 (and none refusing) → hallucinated; the most frequent response is the example's response. Every
@@ -21,6 +21,7 @@ from hneuron_utils.data import QARecord
 from hneuron_utils.text.generation import PAPER_SUFFIX, Sampling, question_prompt, sample_many
 from hneuron_utils.judges import Judge, normalize, usable_aliases, Verdict
 from hneuron_utils.cache import cached_map
+from hneuron_utils.models.loading import model_key  # noqa: F401  (re-exported: a stage key names the model)
 
 LEAK_POLICIES = ("drop_aliases", "drop_questions", "keep")
 FAITHFUL, HALLUCINATED = 0, 1  # probe labels: 1 = hallucinated
@@ -84,12 +85,6 @@ def apply_leak_policy(records: Sequence[QARecord], policy: str) -> tuple[list[QA
     return out, {"questions": len(records), "with a leaked alias": leaked, "dropped": dropped, "kept": len(out)}
 
 
-def model_key(loaded: Any) -> dict[str, Any]:
-    """What identifies a model's outputs in stage keys: its name, architecture, dtype, size and, for a
-    registry model, the sha256 of its weights file (the content, never the cache folder, so that a stage
-    cache or a committed result made on another machine is found again)."""
-    d = loaded.describe()
-    return {k: d.get(k) for k in ("model", "source", "architecture", "dtype", "parameters", "weights_sha256")}
 
 
 def _style_key(style: str, system: str | None = None) -> dict[str, str]:

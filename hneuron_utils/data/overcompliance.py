@@ -1,4 +1,4 @@
-"""Over-compliance benchmarks for notebook 05: loaders, chat prompts and rule judges.
+"""Over-compliance benchmarks: loaders, chat prompts and rule judges.
 
 Four benchmarks (the paper's impact claim):
 

@@ -239,7 +239,7 @@ def extract_reference(hf_model, layers, examples: list) -> tuple[torch.Tensor, t
 
 def features_key(loaded, examples: list, ids: list[str]) -> dict:
     """Everything that changes the features: the model, and every example's tokens and answer mask."""
-    from hneuron_utils.data.labelling import model_key
+    from hneuron_utils.models import model_key
     from hneuron_utils.cache import digest
 
     content = [(i, ex.input_ids.tolist(), ex.answer.nonzero().flatten().tolist()) for i, ex in zip(ids, examples)]

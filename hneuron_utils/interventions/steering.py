@@ -1,4 +1,4 @@
-"""Notebook 05's machinery: responses under neuron scaling (cached per condition), side effects, and the
+"""Steering by neuron scaling: responses under neuron scaling (cached per condition), side effects, and the
 statistics of compliance versus α.
 
 A *condition* is a neuron set (the H-neurons, one random draw, or none) and a scale α. Responses are
@@ -18,21 +18,16 @@ import pandas as pd
 import torch
 
 from hneuron_utils.cache import cached_map, digest
+from hneuron_utils.text.generation import render  # noqa: F401  (re-exported: the prompts of every condition)
 
 Messages = list[dict[str, str]]
 
-
-def render(tokenizer: Any, messages: Messages) -> str:
-    """A conversation rendered with the model's chat template, ready for the assistant's turn."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("This tokenizer has no chat template (a base model?): notebook 05 needs a chat model")
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def _steer_key(loaded: Any, flat_neurons: Sequence[int] | None, alpha: float, sampling: Any, seed: int) -> dict:
     """The cache key of one condition's responses (the neurons themselves, not their name)."""
     from hneuron_utils.interventions import unmodified
-    from hneuron_utils.data.labelling import model_key
+    from hneuron_utils.models import model_key
 
     plain = unmodified(flat_neurons, alpha)
     return {"stage": "steer", "model": model_key(loaded), "sampling": vars(sampling), "seed": seed,

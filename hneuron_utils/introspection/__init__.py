@@ -1,4 +1,4 @@
-"""Notebook 09: concept injection and introspection (after Lindsey 2025), with controls, and the H-neuron link.
+"""Concept injection and introspection (after Lindsey 2025), with controls, and the H-neuron link.
 
 - :mod:`.injection` — concept vectors, the per-row residual-stream injection through nnsight, a hook reference;
 - :mod:`.trials` — the detection and neutral prompts, the grid of conditions, the rule judges, cached trials;

@@ -1,4 +1,4 @@
-"""Notebook 09's numbers: rates per layer × strength for every condition, paired differences against the
+"""Introspection statistics: rates per layer × strength for every condition, paired differences against the
 controls, the coherence rule, the judges against reference labels, and readings whose words follow the intervals."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Notebook 09's H-neuron link: does the model's *stated* confidence in its own answer track whether the
+"""Stated confidence and the H-neurons: does the model's *stated* confidence in its own answer track whether the
 answer is right, and does scaling the H-neurons move it?
 
 Design: a held-out TriviaQA question is answered by the unmodified model (greedy, the paper's prompt, notebook
@@ -53,58 +53,22 @@ def parse_confidence(text: str) -> float | None:
     return None
 
 
-def _first_token_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
-    return sorted({tokenizer.encode(w, add_special_tokens=False)[0] for w in words})
-
-
 def replies(loaded: Any, ids: Sequence[str], conversations: Sequence[list[dict[str, str]]],
             flat_neurons: Sequence[int] | None, alpha: float, max_new_tokens: int, batch_size: int, seed: int = 0
             ) -> dict[str, dict]:
     """Greedy reply to each conversation with ``flat_neurons`` scaled by ``alpha`` through nnsight (None or α = 1:
-    unmodified), and from the same pass P(yes): the first token's probability of "Yes"/"yes" over those of
-    "Yes"/"yes" and "No"/"no", with ``yes_no_mass`` (their total probability: is the format followed?).
-    Cached per item, keyed by the model, the neurons, α, the decoding length and the rendered prompt."""
-    from hneuron_utils.data.labelling import model_key
+    unmodified), and from the same pass P(yes) and ``yes_no_mass``
+    (:func:`hneuron_utils.text.replies.yes_no_replies`; cached per item, keyed by the neurons and α too)."""
+    from hneuron_utils.cache import digest
     from hneuron_utils.interventions import scaled_forward, unmodified
-    from hneuron_utils.interventions.steering import render
-    from hneuron_utils.text.generation import Sampling, sample_many
-    from hneuron_utils.cache import cached_map, digest
+    from hneuron_utils.text.replies import yes_no_replies
 
-    tok = loaded.tokenizer
-    yes, no = _first_token_ids(tok, ["Yes", "yes"]), _first_token_ids(tok, ["No", "no"])
-    plain = unmodified(flat_neurons, alpha)
-    prompts = {i: render(tok, c) for i, c in zip(ids, conversations)}
-    keys = {i: f"{i}:{digest(p, 12)}" for i, p in prompts.items()}
-    by_key = {k: i for i, k in keys.items()}
-    key = {"stage": "confidence_replies", "model": model_key(loaded), "max_new_tokens": max_new_tokens, "seed": seed,
-           "neurons": None if plain else digest(sorted(int(f) for f in flat_neurons)),
-           "alpha": 1.0 if plain else float(alpha), "yes": yes, "no": no}
-
-    def compute(chunk: list[str]) -> dict[str, dict]:
-        base = (None if plain else scaled_forward(loaded, flat_neurons, alpha)) or (lambda m, **kw: m(**kw))
-        first: dict[int, torch.Tensor] = {}
-
-        def forward(model: Any, rows: list[int], **kw: Any) -> Any:
-            out = base(model, **kw)
-            for r, row in enumerate(rows):  # a prompt's first call is its prefill: its last position's logits
-                if row not in first:
-                    first[row] = out.logits[r, -1].float().cpu()
-            return out
-
-        forward.per_row = True  # type: ignore[attr-defined]
-        forward.prefix_forward = base  # type: ignore[attr-defined]  # the shared prefix is scaled too
-        outs = sample_many(loaded, [prompts[by_key[k]] for k in chunk], 1, Sampling(max_new_tokens=max_new_tokens),
-                           seed=seed, keys=[by_key[k] for k in chunk], batch_size=batch_size, progress=False,
-                           forward=forward)
-        got = {}
-        for j, (k, o) in enumerate(zip(chunk, outs)):
-            p = torch.softmax(first[j], -1)
-            py, pn = float(p[yes].sum()), float(p[no].sum())
-            got[k] = {"text": o[0].text, "p_yes": py / max(py + pn, 1e-12), "yes_no_mass": py + pn}
-        return got
-
-    got = cached_map("confidence_replies", key, list(keys.values()), compute, chunk=max(batch_size, 32))
-    return {i: got[keys[i]] for i in ids}
+    if unmodified(flat_neurons, alpha):
+        return yes_no_replies(loaded, ids, conversations, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                              seed=seed)
+    return yes_no_replies(loaded, ids, conversations, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                          seed=seed, make_forward=lambda: scaled_forward(loaded, flat_neurons, alpha),
+                          condition={"neurons": digest(sorted(int(f) for f in flat_neurons)), "alpha": float(alpha)})
 
 
 def stated(loaded: Any, ids: Sequence[str], questions: Sequence[str], answers: Sequence[str],
@@ -144,7 +108,7 @@ def auroc_table(y_wrong: np.ndarray, scores: Mapping[str, np.ndarray], reference
                 ) -> pd.DataFrame:
     """AUROC of each score for telling wrong answers (1) from right ones, with intervals and the paired
     difference from ``reference``. Scores must rise with the chance of a wrong answer."""
-    from hneuron_utils.training.forgetting import paired_auroc
+    from hneuron_utils.stats import paired_auroc
 
     t = paired_auroc(np.asarray(y_wrong, int), dict(scores), reference, n_boot, seed)
     return t.rename(columns={"model": "score", "n faithful": "n right", "n hallucinated": "n wrong",

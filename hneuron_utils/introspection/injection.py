@@ -1,4 +1,4 @@
-"""Concept vectors and their injection into the residual stream (notebook 09, after Lindsey 2025).
+"""Concept vectors and their injection into the residual stream (after Lindsey 2025).
 
 A *concept vector* for a word at layer ℓ is the residual stream after decoder layer ℓ, read at the last
 token of a fixed chat prompt about the word ("Tell me about {word}."), minus the mean of the same
@@ -96,7 +96,7 @@ def concept_vectors(loaded: Any, words: Sequence[str], baseline: Sequence[str], 
                     batch_size: int = 16) -> ConceptVectors:
     """:class:`ConceptVectors` for ``words`` against the mean over ``baseline`` words (cached on disk,
     keyed by the model, the words, the baseline words, the layers and the prompt)."""
-    from hneuron_utils.data.labelling import model_key
+    from hneuron_utils.models import model_key
     from hneuron_utils.text.generation import chat_prompt
 
     if len(set(words) & set(baseline)):
@@ -147,7 +147,7 @@ def injection_forward(loaded: Any, layers: Sequence[int | None], vectors: Sequen
     start = torch.as_tensor(list(starts), dtype=torch.long, device=dev)
 
     def forward(model: Any, rows: list[int], **kw: Any) -> Any:
-        from hneuron_utils.interventions import _Output
+        from hneuron_utils.interventions.scaling import _Output
 
         inputs = {k: kw.pop(k) for k in ("input_ids", "attention_mask", "position_ids") if k in kw}
         r = torch.as_tensor(rows, dtype=torch.long, device=dev)

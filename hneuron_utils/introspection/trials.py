@@ -1,4 +1,4 @@
-"""Notebook 09's trials: the prompts, the grid of conditions, the two rule judges and their tables.
+"""Introspection trials: the prompts, the grid of conditions, the two rule judges and their tables.
 
 A *trial* is one concept word (trial number k = its place in the list + 1) under one condition:
 
@@ -199,7 +199,7 @@ def run_trials(loaded: Any, trials: pd.DataFrame, vectors: Any, seed: int, max_n
     """Every trial's greedy response under its own injection, all conditions decoding together (cached per
     trial, keyed by the model, the vectors, the prompts, the seed and the decoding length; resumable).
     Adds ``response``, ``stopped`` and ``n_tokens``."""
-    from hneuron_utils.data.labelling import model_key
+    from hneuron_utils.models import model_key
     from hneuron_utils.introspection.injection import assistant_start, injected_generate
     from hneuron_utils.cache import cached_map, digest
 

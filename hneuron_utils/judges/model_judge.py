@@ -1,4 +1,4 @@
-"""A local chat model as a judge of jailbreak responses (notebook 05's third jailbreak candidate).
+"""A local chat model as a judge of jailbreak responses (the third jailbreak judge candidate).
 
 The rules (:class:`hneuron_utils.data.overcompliance.JailbreakJudge`, ``JailbreakContentJudge``) read
 phrases; whether a reply *serves* the request ("Sure, here are some loopholes: 1. gamble responsibly" does
@@ -89,15 +89,16 @@ class JailbreakModelJudge:
 
     def p_yes(self, questions: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         """P(yes) of every (question, response) pair (cached per prompt; duplicates computed once)."""
-        from hneuron_utils.introspection.confidence import replies
         from hneuron_utils.cache import digest
+        from hneuron_utils.text.replies import yes_no_replies
 
         if len(questions) != len(responses):
             raise ValueError("questions and responses must align")
         convs = [judge_messages(q, r, self.max_chars) for q, r in zip(questions, responses)]
         ids = [digest(c, 16) for c in convs]
         uniq = dict(zip(ids, convs))
-        got = replies(self._loaded(), list(uniq), list(uniq.values()), None, 1.0, 1, self.batch_size) if uniq else {}
+        got = (yes_no_replies(self._loaded(), list(uniq), list(uniq.values()), max_new_tokens=1,
+                              batch_size=self.batch_size) if uniq else {})
         return np.array([got[i]["p_yes"] for i in ids], dtype=float)
 
     def judge_many(self, items: Sequence[Any], responses: Sequence[str]) -> list[Any]:

@@ -21,7 +21,7 @@ import dataclasses
 import os
 from typing import Any
 
-from hneuron_utils.models import LoadedModel, ModelError, _looks_like_hub_id, find_layers_path
+from hneuron_utils.models.loading import LoadedModel, ModelError, _looks_like_hub_id, find_layers_path
 
 BACKENDS = ("local", "ndif", "ndif-local")
 

@@ -1,4 +1,4 @@
-"""Notebook 07's tables and their readings: the outcome judge against reference labels, the precision check,
+"""Evaluating a streaming monitor: the outcome judge against reference labels, the precision check,
 the Final AUC, the early-detection curve, the abstaining and resampling guards, and the dashboard trace.
 Every sentence a reader sees is computed here from a table's intervals."""
 

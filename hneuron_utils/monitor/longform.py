@@ -1,4 +1,4 @@
-"""Notebook 07's data: long-form answers (the answer, then a short explanation) to TriviaQA questions that
+"""Long-form answers for monitoring: long-form answers (the answer, then a short explanation) to TriviaQA questions that
 notebooks 01–03 never looked at, generated with the monitor reading every token, and their outcome.
 
 The outcome is a rule on the answer sentence (the first sentence): *correct* when it contains a usable gold

@@ -1,6 +1,6 @@
-"""Notebook 07's detectors over streams: the step-level probe and the prefix integrator of the streaming
+"""Detectors over token streams: the step-level probe and the prefix integrator of the streaming
 paper on one feature source (the H-neurons, random neurons, or a residual layer), the token-level
-baselines (notebook 03's classifier on the running mean, the model's own log-probability), the early-
+baselines (the H-neuron classifier on the running mean, the model's own log-probability), the early-
 detection curve, the alarm dynamics and the guard's bookkeeping.
 
 Design (arXiv 2601.02170, as in its public code): steps are sentences; step features are the step's

@@ -1,4 +1,4 @@
-"""Baselines for the H-neuron classifier, scored on the same test examples (notebooks 03 and 04).
+"""Baselines for the H-neuron classifier, scored on the same test examples.
 
 A reviewer's first questions about a hallucination detector built from a few neurons: does it beat
 what is cheaper or already there?

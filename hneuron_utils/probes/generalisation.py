@@ -1,4 +1,4 @@
-"""Notebook 04's machinery: out-of-domain question pools, their judges, and the TriviaQA classifiers
+"""Generalisation of a probe: out-of-domain question pools, their judges, and the TriviaQA classifiers
 applied to them unchanged.
 
 Each pool is judged like TriviaQA (rule judge: normalised gold-alias substring match) except NonExist,

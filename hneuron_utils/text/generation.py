@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -392,3 +392,9 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
         state = (cache, am, pos, res.logits[:, -1])
     bar.close()
     return out  # type: ignore[return-value]
+
+def render(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> str:
+    """A conversation rendered with the model's chat template, ready for the assistant's turn."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("This tokenizer has no chat template (a base model?): a chat conversation needs a chat model")
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

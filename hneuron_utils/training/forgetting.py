@@ -1,6 +1,6 @@
-"""Notebook 08's measurements: plain fine-tuning (SFT) versus entropy-adaptive fine-tuning (EAFT) of the
+"""Forgetting under fine-tuning: plain fine-tuning (SFT) versus entropy-adaptive fine-tuning (EAFT) of the
 default model on a new domain (medical multiple choice), and what each does to the model's general
-knowledge, to the H-neurons and to notebook 03's detector.
+knowledge, to the H-neurons and to their detector.
 
 Every comparison is paired (the same items before and after, or under both losses) and carries a
 percentile-bootstrap 95% interval; the words that read it come from the interval (:func:`change_words`).
@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from hneuron_utils.stats import rate_with_ci
+from hneuron_utils.stats import paired_auroc  # noqa: F401  (re-exported for the readers of its table)
 
 Pair = tuple[str, str]
 
@@ -74,7 +75,7 @@ def mc_scores(loaded: Any, items: Sequence[Any], batch_size: int, progress: bool
     Cached per model and item."""
     from tqdm.auto import tqdm
 
-    from hneuron_utils.data.labelling import model_key
+    from hneuron_utils.models import model_key
     from hneuron_utils.data.medmc import mc_prompt
     from hneuron_utils.text.generation import chat_prompt
     from hneuron_utils.cache import cached_map
@@ -131,7 +132,7 @@ def token_table(loaded: Any, pairs: Sequence[Pair], max_tokens: int, batch_size:
     """One row per response token of the tuning pairs, under ``loaded`` (before tuning): the pair, the
     target's probability, the top-k entropy H_k (nats), H_k / ln k and the cross-entropy. Cached on disk by
     the model, the pairs, ``max_tokens`` and ``k``."""
-    from hneuron_utils.data.labelling import model_key
+    from hneuron_utils.models import model_key
     from hneuron_utils.training.sft import digest_pairs
     from hneuron_utils.cache import stage_dir
 
@@ -344,7 +345,7 @@ def rank_table(ranks: Mapping[str, np.ndarray], h_sub: np.ndarray) -> pd.DataFra
 
 def load_pair_changes(base_name: str, tuned: Mapping[str, str], layers: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
     """:func:`mlp_changes` of each tuned model (``{loss: folder}``) against the base, all in float32 on the CPU."""
-    from hneuron_utils.models import _load_hf, find_layers_path
+    from hneuron_utils.models.loading import _load_hf, find_layers_path
 
     base, _, _, _ = _load_hf(base_name, torch.float32, torch.device("cpu"))
     path = find_layers_path(base)
@@ -362,26 +363,6 @@ def load_pair_changes(base_name: str, tuned: Mapping[str, str], layers: Sequence
 # --------------------------------------------------------------------------- the detector
 
 
-def paired_auroc(y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str, n_boot: int, seed: int) -> pd.DataFrame:
-    """AUROC of each score with a bootstrap interval, and its paired difference from ``reference`` (the
-    same examples resampled for both)."""
-    from hneuron_utils.stats import _auroc
-
-    y = np.asarray(y)
-    rng = np.random.default_rng(seed)
-    idx = [i for i in (rng.integers(0, len(y), len(y)) for _ in range(n_boot)) if 0 < y[i].sum() < len(i)]
-    ref = np.array([_auroc(y[i], scores[reference][i]) for i in idx])
-    rows = []
-    for name, s in scores.items():
-        b = np.array([_auroc(y[i], s[i]) for i in idx])
-        row = {"model": name, "auroc": _auroc(y, s), "auroc lo": np.quantile(b, 0.025), "auroc hi": np.quantile(b, 0.975),
-               "n faithful": int((y == 0).sum()), "n hallucinated": int((y == 1).sum())}
-        if name != reference:
-            d = b - ref
-            row.update({"change": row["auroc"] - _auroc(y, scores[reference]), "change lo": np.quantile(d, 0.025),
-                        "change hi": np.quantile(d, 0.975)})
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- readings

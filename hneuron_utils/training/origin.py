@@ -1,9 +1,8 @@
-"""Notebook 06's glue: the tuned model's own 01–03 run, the base model's test sets (base prompting), and
-the before/after accuracy of the tuning.
+"""The origin of H-neurons across tuning: the base model's test sets (base prompting), the tuned model's
+probe applied to the base model, and the before/after accuracy of the tuning.
 
-The tuned model's H-neurons come from notebooks 01–03 themselves, executed by papermill with
-``origin_profile`` + ``origin_overrides`` and the tuned model (:func:`identify`), so there is one
-implementation of the identification. The base model is labelled with the same consistency rule and
+The tuned model's H-neurons come from the identification notebooks themselves
+(:func:`hneuron_utils.workbook.subruns.identify`), so there is one implementation of the identification. The base model is labelled with the same consistency rule and
 sampling settings, but with the paper's base prompt (question + "\\nAnswer:", stop at the first newline).
 """
 
@@ -18,27 +17,7 @@ from hneuron_utils.data import QARecord
 from hneuron_utils.stats import rate_with_ci
 
 
-def tuned_run_params(origin_profile: str, overrides: Mapping[str, Any], tuned_model: str,
-                     run_name: str) -> dict[str, Any]:
-    """The parameters of the tuned model's 01–03 run (validated): the profile, the overrides, the model."""
-    from hneuron_utils.workbook.config import load_profile, validate_mapping
 
-    params = load_profile(origin_profile)
-    params.update(validate_mapping({**_overrides(overrides, tuned_model), "run_name": run_name}))
-    return params
-
-
-def _overrides(overrides: Mapping[str, Any], tuned_model: str) -> dict[str, Any]:
-    """``origin_overrides`` plus what notebook 06 itself sets for the tuned model's run."""
-    return {**overrides, "model": tuned_model, "figures_dir": None}
-
-
-def identify(origin_profile: str, overrides: Mapping[str, Any], tuned_model: str, run_name: str) -> dict[str, Any]:
-    """Run notebooks 01–03 on the tuned model (results/<run_name>/); return the run log."""
-    from hneuron_utils.workbook.run import run
-
-    return run(origin_profile, only=["01", "02", "03"], run_name=run_name, log_output=False,
-               overrides=_overrides(overrides, tuned_model))
 
 
 def rule(params: Mapping[str, Any]) -> Any:
@@ -140,15 +119,6 @@ def accuracy_before_after(cfg: Any, tuned_name: str, params: Mapping[str, Any]) 
     gc.collect()
     return pd.DataFrame(rows), base
 
-
-def override_table(cfg: Any) -> pd.DataFrame:
-    """The tuned model's run parameters that differ from ``origin_profile``, with the paper's values."""
-    from hneuron_utils.workbook import config
-
-    prof = config.load_profile(cfg.origin_profile)
-    return pd.DataFrame([{"parameter": k, "in the profile": prof[k], "used here": v,
-                          "paper": config.SCHEMA[config.PARAM_NAMES.index(k)].paper}
-                         for k, v in cfg.origin_overrides.items()])
 
 
 def load_tuned_probe(origin_dir: Any, tuned_name: str) -> tuple[pd.DataFrame, dict, dict, pd.DataFrame]:

@@ -1,4 +1,4 @@
-"""Notebook 06's instruction tuning: make a chat model from a base model, offline.
+"""Instruction tuning: make a chat model from a base model, offline.
 
 No base/instruct pair of one family can be had offline (measured on this machine; see the README's Models section), so notebook 06 makes its own: supervised
 fine-tuning of a base model (default ``gemma-3-270m``) in the chat format, on
@@ -295,7 +295,7 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
     returns the training record. A finished ``out_dir`` is returned as it is."""
     from tqdm import tqdm
 
-    from hneuron_utils.models import _load_hf
+    from hneuron_utils.models.loading import _load_hf
 
     out_dir = Path(out_dir)
     done = out_dir / "tune_record.json"
