@@ -49,6 +49,9 @@ figures: env
 
 data-check: env
 	$(PY) scripts/build_data.py --check
+	$(PY) scripts/build_biomed.py --check
+	$(PY) scripts/build_medmc.py --check
+	$(PY) scripts/build_overcompliance.py --check
 
 lab: env
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

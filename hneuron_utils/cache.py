@@ -75,7 +75,7 @@ class JsonlStore:
 
 def cached_map(name: str, key_params: dict[str, Any], ids: Sequence[str],
                compute: Callable[[list[str]], dict[str, Any]], chunk: int = 64,
-               progress: Callable[[Iterable], Iterable] | None = None) -> dict[str, Any]:
+               *, progress: Callable[[Iterable], Iterable] | None = None) -> dict[str, Any]:
     """``{id: compute([...])[id]}`` for every id, computing only the ids not yet stored, ``chunk`` at a
     time, each chunk saved as soon as it is done. Returns the values for ``ids``."""
     store = JsonlStore(stage_dir(name, key_params) / "items.jsonl")

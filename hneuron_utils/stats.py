@@ -56,7 +56,7 @@ def evaluate(y: np.ndarray, prob: np.ndarray, threshold: float = THRESHOLD) -> d
 
 
 def bootstrap_ci(
-    y: np.ndarray, prob: np.ndarray, metric: str, n_boot: int, seed: int, level: float = 0.95
+    y: np.ndarray, prob: np.ndarray, metric: str, n_boot: int, seed: int, *, level: float = 0.95
 ) -> tuple[float, float, float]:
     """(point, lo, hi): percentile bootstrap over examples of ``evaluate(y, prob)[metric]``.
 
@@ -201,7 +201,7 @@ def slope(alphas: Sequence[float], flags_by_alpha: Mapping[float, Sequence[Any]]
 
 def slope_difference(alphas: Sequence[float], h_by_alpha: Mapping[float, Sequence[Any]],
                      random_by_alpha: Sequence[Mapping[float, Sequence[Any]]], n_boot: int, seed: int,
-                     level: float = 0.95) -> dict[str, float]:
+                     *, level: float = 0.95) -> dict[str, float]:
     """H-neuron slope minus the mean of the random sets' slopes (percentage points per unit α), paired by
     item: one bootstrap resample of items is used for H and every random set, across all α. Returns the
     difference, its percentile interval, n, the bootstrap standard error and the smallest detectable

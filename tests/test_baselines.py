@@ -42,7 +42,7 @@ def test_residual_probe_picks_the_informative_layer():
     idx = rng.permutation(n)
     tr, te = idx[:80], idx[80:]
     fit, val = tr[:60], tr[60:]
-    layer, p, table = B.residual_probe(resid, y, fit, val, tr, te)
+    layer, p, table = B.residual_probe(resid, y, fit, val, tr, test_idx=te)
     assert layer == 2 and len(table) == L and _auroc(y[te], p) > 0.85
 
 

@@ -20,7 +20,7 @@ def test_bench_monitor_runs_both_ways_on_the_same_answers():
 
 
 def test_bench_steer_runs_both_paths_on_the_same_items():
-    res = bench.run_steer("tiny-random", 3, (0.0, 1.0, 2.0), 2, 4, 8, max_new_tokens=4)
+    res = bench.run_steer("tiny-random", 3, (0.0, 1.0, 2.0), 2, 4, batch_size=8, max_new_tokens=4)
     assert res["conditions"] == 5 and res["items"] == 3  # unmodified + 2 sets x 2 alphas
     assert res["seconds"]["per-condition"] >= 0 and res["seconds"]["batched"] >= 0  # rounded: a tiny run can show 0.0
     assert res["item-conditions/s"]["per-condition"] > 0 and res["item-conditions/s"]["batched"] > 0

@@ -183,7 +183,7 @@ def test_token_table_and_conflict_summary(tmp_path, monkeypatch):
     synth = pd.DataFrame({"pair": [0, 0, 1, 1], "p_target": [0.01, 0.9, 0.5, 0.02], "entropy_topk": [0.3, 0.3, 2.0, 2.5],
                           "cross_entropy": [-math.log(0.01), -math.log(0.9), -math.log(0.5), -math.log(0.02)]})
     synth["entropy_norm"] = synth.entropy_topk / math.log(20)
-    s = forgetting.conflict_summary(synth, 0.1, 0.3, 1.0, 3.0, 50, 0).set_index("measure").value
+    s = forgetting.conflict_summary(synth, 0.1, 0.3, 1.0, 3.0, n_boot=50, seed=0).set_index("measure").value
     assert s["share of tokens that are confident conflicts"] == 0.25  # only the first token: p 0.01 at low entropy
     assert s["mean EAFT weight, conflicts"] == pytest.approx(0.1)
     ce = synth.cross_entropy.to_numpy()
@@ -277,12 +277,12 @@ def test_reidentify_gives_the_original_set_back_and_sees_a_moved_one():
     oth = rng.normal(0, 1, (n, L * F)).astype(np.float32)
     examples = pd.DataFrame({"split": ["train"] * 60 + ["test"] * 20, "label": y})
     meta = {"n_layers": L, "d_ff": F, "C": 1.0, "mode": "3-vs-1"}
-    clf = fit_h_probe(ans[:60], oth[:60], y[:60], 1.0, "3-vs-1", 0, 1e-6)
+    clf = fit_h_probe(ans[:60], oth[:60], y[:60], 1.0, "3-vs-1", seed=0, tol=1e-6)
     original = h_neurons(clf.coef_[0], L, F).flat_index.tolist()
     assert F + 3 in original
     moved = ans.copy()
     moved[:, [F + 3, F + 7]] = moved[:, [F + 7, F + 3]]  # the signal moves to neuron 7 of the trained layer
-    t = forgetting.reidentify({"untuned": (ans, oth), "tuned": (moved, oth)}, examples, meta, original, [1], 1e-6, 0)
+    t = forgetting.reidentify({"untuned": (ans, oth), "tuned": (moved, oth)}, examples, meta, original, [1], tol=1e-6, seed=0)
     t = t.set_index("model")
     assert t.loc["untuned", "Jaccard with 03's set"] == 1.0 and t.loc["untuned", "Jaccard within the trained layers"] == 1.0
     assert t.loc["tuned", "Jaccard within the trained layers"] < 1.0
@@ -296,7 +296,7 @@ def test_passage_nll_matches_the_intervention_modules_perplexity():
     loaded = models.load_model("tiny-random", dtype="float32")
     texts = ["The river runs to the sea.", "A short one.", "Three words here and then some more words follow."]
     nll, n = forgetting.passage_nll(loaded, texts, 2, 64)
-    assert math.exp(nll.sum() / n.sum()) == pytest.approx(perplexity(loaded, texts, None, 1.0, 2, 64), rel=1e-5)
+    assert math.exp(nll.sum() / n.sum()) == pytest.approx(perplexity(loaded, texts, None, 1.0, 2, max_tokens=64), rel=1e-5)
     one, _ = forgetting.passage_nll(loaded, texts[1:2], 1, 64)
     assert one[0] == pytest.approx(nll[1], rel=1e-4)  # unaffected by the batch's padding
 

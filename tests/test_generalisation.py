@@ -57,7 +57,7 @@ def _synthetic(n: int, seed: int, signal: float):
 def _classifiers():
     X, y = _synthetic(200, 0, 1.5)
     h = probe.fit_subset(X, None, y, [0, 1, 2], "1-vs-1")
-    rand = probe.random_classifiers(X, None, y, 3, 4, "1-vs-1", exclude=[0, 1, 2])
+    rand = probe.random_classifiers(X, None, y, 3, 4, mode="1-vs-1", exclude=[0, 1, 2])
     return {"h_neurons": h, **{f"random_{d}": c for d, c in enumerate(rand)}}
 
 
@@ -277,10 +277,10 @@ def test_paired_auroc_shift_and_its_words():
     y = np.repeat([0, 1], 60)
     a = (y + rng.normal(0, 0.5, 120))[:, None]
     clf = lambda x: x[:, 0]  # noqa: E731
-    same = G.paired_auroc_shift(clf, a, a, y, 300, 0)
+    same = G.paired_auroc_shift(clf, a, a, y, 300, seed=0)
     assert same["difference"] == 0 and same["difference lo"] == 0 and same["difference hi"] == 0
     assert "no detectable change" in G.read_shift(same)
-    worse = G.paired_auroc_shift(clf, a, a + rng.normal(0, 3, a.shape), y, 300, 0)
+    worse = G.paired_auroc_shift(clf, a, a + rng.normal(0, 3, a.shape), y, 300, seed=0)
     assert worse["auroc (system turn)"] < worse["auroc (paper prompt)"] and worse["difference hi"] < 0
     assert "lowers it" in G.read_shift(worse) and "n = 120" in G.read_shift(worse)
 

@@ -36,18 +36,18 @@ def _injected_rows(tiny):
 
 def test_batched_injection_equals_one_prompt_hook_reference(tiny, monkeypatch):
     prompts, starts, layers, vecs = _injected_rows(tiny)
-    outs = injection.injected_generate(tiny, prompts, starts, layers, vecs, 8, batch_size=3, progress=False)
+    outs = injection.injected_generate(tiny, prompts, starts, layers, vecs, max_new_tokens=8, batch_size=3, progress=False)
     for p, s, layer, v, o in zip(prompts, starts, layers, vecs, outs):
-        assert o.token_ids == injection.hook_generate(tiny, p, s, layer, v, 8)
+        assert o.token_ids == injection.hook_generate(tiny, p, s, layer, v, max_new_tokens=8)
     # continuous batching: rows that stop early leave, queued prompts join a running batch
     stop = outs[1].token_ids[2]  # a token some rows generate: make it an end-of-turn token
     monkeypatch.setattr(type(tiny), "stop_token_ids", lambda self: [stop])
     many = [(p, s, layer, v) for p, s, layer, v in zip(prompts, starts, layers, vecs)] * 2
-    got = injection.injected_generate(tiny, *map(list, zip(*many)), 8, batch_size=2, progress=False)
-    want = [injection.hook_generate(tiny, p, s, layer, v, 8) for p, s, layer, v in many]
+    got = injection.injected_generate(tiny, *map(list, zip(*many)), max_new_tokens=8, batch_size=2, progress=False)
+    want = [injection.hook_generate(tiny, p, s, layer, v, max_new_tokens=8) for p, s, layer, v in many]
     assert [g.token_ids for g in got] == want
     assert any(len(w) < 8 for w in want) and any(len(w) == 8 for w in want)
-    plain = injection.injected_generate(tiny, prompts, starts, [None] * 4, [None] * 4, 8, progress=False)
+    plain = injection.injected_generate(tiny, prompts, starts, [None] * 4, [None] * 4, max_new_tokens=8, progress=False)
     assert [o.token_ids for o in outs] != [o.token_ids for o in plain]  # the injections change the text
     assert plain[0].token_ids == outs[0].token_ids  # the uninjected row is untouched by its neighbours
 
@@ -124,17 +124,17 @@ def test_run_trials_caches_and_resumes(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
     cv = injection.concept_vectors(tiny, ["volcanoes", "bread"], ["tables", "cups", "doors"], [1, 2])
     g = trials.grid(2, [1, 2], [1.0])
-    done = trials.run_trials(tiny, g, cv, 0, 5, 16, progress=False)
+    done = trials.run_trials(tiny, g, cv, 0, 5, batch_size=16, progress=False)
     assert len(done) == len(g) and done.response.map(lambda t: isinstance(t, str)).all()
     calls = []
     monkeypatch.setattr(injection, "injected_generate", lambda *a, **k: calls.append(1) or [])
-    again = trials.run_trials(tiny, g, cv, 0, 5, 16, progress=False)
+    again = trials.run_trials(tiny, g, cv, 0, 5, batch_size=16, progress=False)
     assert calls == [] and again.response.tolist() == done.response.tolist()
     # each row's response is the one its own injection gives alone
     r = g[g.condition == "random"].iloc[0]
     layer, v = trials.row_injection(r, cv, 0)
     p, s = injection.assistant_start(tiny.tokenizer, trials.detection_messages(int(r.k)))
-    alone = injection.hook_generate(tiny, p, s, layer, v, 5)
+    alone = injection.hook_generate(tiny, p, s, layer, v, max_new_tokens=5)
     assert tiny.tokenizer.decode(alone, skip_special_tokens=True).strip() == done.set_index("trial").response[r.trial]
 
 
@@ -306,7 +306,7 @@ def test_replies_match_the_scaled_path_and_read_p_yes_from_the_prefill(tiny, tmp
     convs = [confidence.confidence_messages(q, a) for q, a in [("Who wrote Hamlet?", "Shakespeare"),
                                                                ("Capital of France?", "Lyon"), ("2+2?", "4")]]
     flat = [3, 130, 128 * 2 + 5]
-    got = confidence.replies(tiny, ["a", "b", "c"], convs, flat, 0.0, 4, 8)
+    got = confidence.replies(tiny, ["a", "b", "c"], convs, flat, 0.0, max_new_tokens=4, batch_size=8)
     prompts = [render(tiny.tokenizer, c) for c in convs]
     ref = interventions.generate_scaled(tiny, prompts, flat, 0.0, Sampling(max_new_tokens=4))
     assert [got[i]["text"] for i in "abc"] == [r[0].text for r in ref]
@@ -318,5 +318,5 @@ def test_replies_match_the_scaled_path_and_read_p_yes_from_the_prefill(tiny, tmp
             py, pn = float(probs[yes].sum()), float(probs[no].sum())
             assert got[i]["p_yes"] == pytest.approx(py / (py + pn), abs=1e-4)
             assert got[i]["yes_no_mass"] == pytest.approx(py + pn, abs=1e-5)
-    plain = confidence.replies(tiny, ["a", "b", "c"], convs, flat, 1.0, 4, 8)
+    plain = confidence.replies(tiny, ["a", "b", "c"], convs, flat, 1.0, max_new_tokens=4, batch_size=8)
     assert [plain[i]["p_yes"] for i in "abc"] != [got[i]["p_yes"] for i in "abc"]

@@ -184,9 +184,9 @@ def test_greedy_correct_outside_uses_01_first_then_screens_more(monkeypatch):
 
     monkeypatch.setattr(labelling, "greedy_answers", fake_greedy)
     looked = pd.DataFrame({"id": ["q0", "q1", "q2", "q3"], "greedy_correct": [True, True, False, True]})
-    ids, counts = labelling.greedy_correct_outside(None, looked, {"q1"}, 2, RuleJudge(), 8, 16, 0, chunk_size=10)
+    ids, counts = labelling.greedy_correct_outside(None, looked, {"q1"}, 2, RuleJudge(), batch_size=8, max_new_tokens=16, seed=0, chunk_size=10)
     assert sorted(ids) == ["q0", "q3"] and not calls and counts["screened here"] == 0  # enough from 01
-    ids, counts = labelling.greedy_correct_outside(None, looked, {"q1"}, 6, RuleJudge(), 8, 16, 0, chunk_size=10)
+    ids, counts = labelling.greedy_correct_outside(None, looked, {"q1"}, 6, RuleJudge(), batch_size=8, max_new_tokens=16, seed=0, chunk_size=10)
     assert len(ids) >= 6 and counts["from 01's screen"] == 2 and counts["found here"] == len(ids) - 2
     assert not {"q0", "q1", "q2", "q3"} & {i for c in calls for i in c}  # never re-screens 01's or the dataset's
     assert all(int(i[1:]) % 2 for i in ids[2:])

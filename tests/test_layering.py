@@ -85,3 +85,19 @@ def test_no_module_is_described_after_a_notebook():
         if "notebook 0" in first or "notebook's" in first and p.parent.name != "workbook":
             named.append(str(p.relative_to(PACKAGE)))
     assert not named, f"module summaries named after a notebook: {named}"
+
+
+MAX_POSITIONAL_PARAMETERS = 5
+
+
+def test_package_functions_take_parameters_after_the_fifth_by_keyword():
+    long = []
+    for p in MODULES:
+        for n in ast.walk(ast.parse(p.read_text())):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                pos = [a.arg for a in n.args.posonlyargs + n.args.args]
+                if pos and pos[0] in ("self", "cls"):
+                    pos = pos[1:]
+                if len(pos) > MAX_POSITIONAL_PARAMETERS:
+                    long.append(f"{p.relative_to(PACKAGE)}:{n.lineno} {n.name} ({len(pos)} positional)")
+    assert not long, long

@@ -24,7 +24,7 @@ def test_final_stream_score_is_the_classifier_score(tiny):
     ans, oth = cett.extract(tiny, ex, batch_size=5, progress=False)
     A, O = probe.flatten(ans.numpy()), probe.flatten(oth.numpy())
     y = np.array([0, 0, 1, 0, 1])
-    clf = probe.fit_subset(A, O, y, [2, tiny.d_ff + 4, 9], "3-vs-1", 1.0, 0)
+    clf = probe.fit_subset(A, O, y, [2, tiny.d_ff + 4, 9], "3-vs-1", C=1.0, seed=0)
     scores = monitor.stream_scores(clf, monitor.token_cett(tiny, ex, clf.columns))
     np.testing.assert_allclose([s[-1] for s in scores], clf.predict_proba_ans(A), rtol=1e-4, atol=1e-6)
     assert all(((s >= 0) & (s <= 1)).all() for s in scores)

@@ -73,7 +73,7 @@ def test_guard_bookkeeping():
     r = probes.risk_at_coverage(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1]), 0.5, 50, 0)
     assert r["risk"] == 0.0 and r["answered"] == 2
     d = probes.paired_risk_difference(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0.9, 0.8, 0.2, 0.1]),
-                                      np.array([0, 0, 1, 1]), 0.5, 50, 0)
+                                      np.array([0, 0, 1, 1]), 0.5, 50, seed=0)
     assert d["difference"] == -1.0
 
 
@@ -101,18 +101,18 @@ def test_tables_of_the_notebook_on_synthetic_streams():
     ref = "H-neurons · prefix probe"
     taus = {m: probes.tau_for_coverage(probes.alarm_scores([v[i] for i in tr]), 0.7) for m, v in steps.items()}
     final = {m: np.array([v[i][-1] for i in te]) for m, v in steps.items()}
-    auc, diff = ev.final_auc(y[te], final, ref, np.full(len(te), 12), 100, 0)
+    auc, diff = ev.final_auc(y[te], final, ref, np.full(len(te), 12), 100, seed=0)
     assert auc.set_index("method").auroc[ref] == 1.0 and "accuracy" not in auc
     assert "no detectable difference" in ev.read_final(auc, diff, ref) or "beats" in ev.read_final(auc, diff, ref)
-    early = ev.early_table(streams, te, y, fitted, h_token, spans, 3, [1, 4, 12], 50, 0)
+    early = ev.early_table(streams, te, y, fitted, h_token, spans=spans, k_h=3, positions=[1, 4, 12], n_boot=50, seed=0)
     assert set(early.tokens) == {1, 4, 12} and early.groupby("method").size().eq(3).all()
     assert "above chance" in ev.read_early(early, ref)
-    rc, at = ev.abstain_guards(steps, y, te, spans, taus, ref, 0.5, 50, 0)
+    rc, at = ev.abstain_guards(steps, y, te, spans, taus, reference=ref, coverage=0.5, n_boot=50, seed=0)
     a = at.set_index("guard")
     assert a.risk[ref] == 0.0 and a.risk["no guard"] == 0.5 and f"{ref}, post hoc" in a.index
     assert "Lower risk is better" in ev.read_abstain(at, ref, 0.5)
     trace = ev.trace_table(streams, pd.DataFrame({"id": range(60), "question": "q", "hallucinated": y}), te,
-                           fitted["H-neurons"], h_token, spans, 3, 0.5)
+                           fitted["H-neurons"], h_token, spans=spans, k_h=3, tau=0.5)
     assert set(trace.panel) == {"hallucinated", "correct"} and len(trace) == 24
 
 
@@ -125,7 +125,7 @@ def test_resample_table_pairs_guards_with_the_unguarded_answers():
     base = [st("Paris. Yes."), st("Lyon. No."), st("Lyon. No."), st("Paris. Yes.")]
     guarded = {"g": [st("Paris. Yes."), st(live.ABSTAIN_TEXT, abstained=True, resamples=2), st("Paris. Yes.", resamples=1),
                      st("Paris. Yes.")]}
-    t = ev.resample_table(recs, np.arange(4), base, guarded, 100, 0).set_index("guard")
+    t = ev.resample_table(recs, np.arange(4), base, guarded, 100, seed=0).set_index("guard")
     assert t.coverage["no guard"] == 1.0 and t["hallucinated among answered"]["no guard"] == 0.5
     assert t.coverage["g"] == 0.75 and t["hallucinated among answered"]["g"] == 0.0
     assert t.accuracy["g"] == 0.75 and t["accuracy minus unguarded"]["g"] == 0.25
@@ -176,9 +176,9 @@ def test_readme_lines_of_notebook_07_read_its_saved_tables(tmp_path):
     t.mkdir()
     assert report._monitor_lines(tmp_path) == []
     auc, diff = ev.final_auc(y[te], {m: np.array([v[i][-1] for i in te]) for m, v in steps.items()}, ref,
-                             np.full(30, 12), 50, 0)
+                             np.full(30, 12), 50, seed=0)
     auc.to_csv(t / "07_final_auc.csv", index=False), diff.to_csv(t / "07_final_auc_differences.csv", index=False)
-    ev.abstain_guards(steps, y, te, spans, taus, ref, 0.5, 50, 0)[1].to_csv(t / "07_abstain.csv", index=False)
+    ev.abstain_guards(steps, y, te, spans, taus, reference=ref, coverage=0.5, n_boot=50, seed=0)[1].to_csv(t / "07_abstain.csv", index=False)
     pd.DataFrame([{"split": s, "questions": 30, "correct": 15, "wrong": 15, "no answer": 0, "mean tokens": 12,
                    "mean sentences": 3, "share cut": 0} for s in ("train", "test", "all")]).to_csv(t / "07_streams.csv", index=False)
     text = "\n".join(report._monitor_lines(tmp_path))

@@ -93,7 +93,7 @@ def test_probe_finds_planted_neurons(data, mode):
 
 def test_c_grid_table_and_coefs(data):
     Cs = [0.1, 10.0, 1000.0]
-    g = P.c_grid(data["ans_tr"], data["oth_tr"], data["y_tr"], data["ans_va"], data["y_va"], Cs, "3-vs-1", 0, L, F)
+    g = P.c_grid(data["ans_tr"], data["oth_tr"], data["y_tr"], data["ans_va"], data["y_va"], Cs=Cs, mode="3-vs-1", seed=0, n_layers=L, d_ff=F)
     t = g.table
     assert list(t.columns) == ["C", "n_positive", "n_nonzero", "n_iter", "converged", "permille", "val_accuracy", "val_auroc"]
     assert t["converged"].all()
@@ -110,18 +110,18 @@ def test_c_grid_table_and_coefs(data):
     # the held-out rule picks the sparse, accurate probe, not the empty one
     assert P.select_c(t, "held_out")["C"] == 10.0
     with pytest.raises(ValueError, match="n_layers"):
-        P.c_grid(data["ans_tr"], data["oth_tr"], data["y_tr"], data["ans_va"], data["y_va"], Cs, "3-vs-1", 0, L, F + 1)
+        P.c_grid(data["ans_tr"], data["oth_tr"], data["y_tr"], data["ans_va"], data["y_va"], Cs=Cs, mode="3-vs-1", seed=0, n_layers=L, d_ff=F + 1)
 
 
 def test_random_baseline_is_near_chance_and_h_set_is_not(data):
     args = (data["ans_tr"], data["oth_tr"], data["y_tr"], data["ans_te"], data["y_te"])
-    h = P.evaluate_subset(*args, PLANTED, "3-vs-1")
+    h = P.evaluate_subset(*args, columns=PLANTED, mode="3-vs-1")
     assert h["accuracy"] > 0.9 and h["auroc"] > 0.95
     rb = P.random_baseline(*args, k=len(PLANTED), draws=8, mode="3-vs-1", seed=0, exclude=PLANTED)
     assert list(rb.columns) == ["draw", "accuracy", "auroc"] and list(rb["draw"]) == list(range(8))
     assert 0.3 < rb["accuracy"].mean() < 0.7 and 0.3 < rb["auroc"].mean() < 0.7
     assert rb["accuracy"].max() < h["accuracy"]
-    pd.testing.assert_frame_equal(rb, P.random_baseline(*args, len(PLANTED), 8, "3-vs-1", seed=0, exclude=PLANTED))
+    pd.testing.assert_frame_equal(rb, P.random_baseline(*args, k=len(PLANTED), draws=8, mode="3-vs-1", seed=0, exclude=PLANTED))
 
 
 def test_random_baseline_respects_exclude(data):
@@ -139,7 +139,7 @@ def test_random_classifiers_are_the_baseline_and_round_trip_through_a_file(data,
     assert all(not set(c.columns) & set(PLANTED) for c in clfs)
     assert [list(c.columns) for c in clfs] == [list(c) for c in P.random_columns(L * F, 4, 3, 5, PLANTED)]
     pd.testing.assert_frame_equal(P.evaluate_classifiers(clfs, data["ans_te"], data["y_te"]),
-                                  P.random_baseline(*args, data["ans_te"], data["y_te"], 4, 3, "3-vs-1", seed=5,
+                                  P.random_baseline(*args, data["ans_te"], data["y_te"], k=4, draws=3, mode="3-vs-1", seed=5,
                                                     exclude=PLANTED))
     h = P.fit_subset(*args, PLANTED, "3-vs-1")
     path = tmp_path / "clfs.npz"

@@ -250,7 +250,7 @@ def test_a_wrong_url_says_what_to_do_and_caches_nothing(tok):
         with pytest.raises(serving.ServerError):
             labelling.greedy_answers(served(tok, url=url, retries=0), recs, 8, 4, progress=False)
         with pytest.raises(serving.ServerError):
-            labelling.sampled_answers(served(tok, url=url, retries=0, dialect="vllm"), recs, SAMPLED, 2, 0, 4)
+            labelling.sampled_answers(served(tok, url=url, retries=0, dialect="vllm"), recs, SAMPLED, 2, 0, batch_size=4)
         assert not list(cache.glob("stages/*/*/items.jsonl"))  # no answer cached (only the stages' params.json)
 
 
@@ -389,10 +389,10 @@ def test_transformers_serve_samples_answers(tmp_path):
         with repro.isolated_stage_cache("hneuron-serving-real-"):
             t1 = time.perf_counter()
             greedy = labelling.greedy_answers(sm, recs, 12, 4, progress=False)
-            samples = labelling.sampled_answers(sm, recs, sampling, 2, 0, 4)
+            samples = labelling.sampled_answers(sm, recs, sampling, 2, 0, batch_size=4)
             print(f"4 greedy + 8 sampled answers in {time.perf_counter() - t1:.1f} s")
         with repro.isolated_stage_cache("hneuron-serving-real-"):  # nothing cached: asked again, same samples
-            assert labelling.sampled_answers(sm, recs, sampling, 2, 0, 4) == samples
+            assert labelling.sampled_answers(sm, recs, sampling, 2, 0, batch_size=4) == samples
     local = models.load_model(name, dtype="float32")
     prompts = [qa_prompt(local.tokenizer, r.question) for r in recs]
     assert [sm.tokenizer.decode(sm.tokenizer(p)["input_ids"]) for p in prompts] == prompts

@@ -20,20 +20,20 @@ def test_responses_are_cached_per_condition_and_equal_direct_generation(tiny, tm
     ids = ["a", "b", "c"]
     flat = [3, 130, 261]
     s = Sampling(max_new_tokens=8)
-    got = steering.responses(tiny, ids, convs, flat, 0.0, s)
+    got = steering.responses(tiny, ids, convs, flat, 0.0, sampling=s)
     direct = interventions.generate_scaled(tiny, [steering.render(tiny.tokenizer, c) for c in convs], flat, 0.0, s,
                                           keys=ids)
     assert [got[i]["text"] for i in ids] == [o[0].text for o in direct]
     assert all(got[i]["n_tokens"] == len(o[0].token_ids) for i, o in zip(ids, direct))
     files = list((tmp_path / "stages" / "steer").glob("*/items.jsonl"))
     assert len(files) == 1 and len(files[0].read_text().splitlines()) == 3
-    assert steering.responses(tiny, ids[:2], convs[:2], flat, 0.0, s) == {i: got[i] for i in ids[:2]}
+    assert steering.responses(tiny, ids[:2], convs[:2], flat, 0.0, sampling=s) == {i: got[i] for i in ids[:2]}
     assert len(files[0].read_text().splitlines()) == 3  # served from the cache
-    plain = steering.responses(tiny, ids, convs, None, 1.0, s)
-    assert steering.responses(tiny, ids, convs, flat, 1.0, s) == plain  # alpha 1 = unmodified, same cache
+    plain = steering.responses(tiny, ids, convs, None, 1.0, sampling=s)
+    assert steering.responses(tiny, ids, convs, flat, 1.0, sampling=s) == plain  # alpha 1 = unmodified, same cache
     assert len(list((tmp_path / "stages" / "steer").glob("*/items.jsonl"))) == 2
     with pytest.raises(ValueError, match="distinct"):
-        steering.responses(tiny, ["a", "a"], convs[:2], flat, 0.0, s)
+        steering.responses(tiny, ["a", "a"], convs[:2], flat, 0.0, sampling=s)
 
 
 def _untimed(x):
@@ -54,7 +54,7 @@ def test_batched_responses_equal_per_condition_and_share_its_cache(tiny, tmp_pat
     conds = {"plain": (None, 1.0), "h0": ([3, 130, 261], 0.0), "h3": ([3, 130, 261], 3.0), "r0": ([9, 140, 300], 0.0)}
     for s in (Sampling(max_new_tokens=8), Sampling(do_sample=True, max_new_tokens=8)):
         monkeypatch.setenv("HNEURON_CACHE", str(tmp_path / str(s.do_sample)))
-        steering.responses(tiny, ids[:1], convs[:1], *conds["h0"], s, seed=2)  # one pair already cached
+        steering.responses(tiny, ids[:1], convs[:1], *conds["h0"], sampling=s, seed=2)  # one pair already cached
         got = steering.responses_batched(tiny, ids, {c: convs for c in conds}, conds, s, seed=2, batch_size=6,
                                          items_per_call=3)
         files = sorted((tmp_path / str(s.do_sample) / "stages" / "steer").glob("*/items.jsonl"))
@@ -62,10 +62,10 @@ def test_batched_responses_equal_per_condition_and_share_its_cache(tiny, tmp_pat
         fresh = tmp_path / f"ref{s.do_sample}"
         monkeypatch.setenv("HNEURON_CACHE", str(fresh))
         for c, (flat, a) in conds.items():
-            assert _untimed(got[c]) == _untimed(steering.responses(tiny, ids, convs, flat, a, s, seed=2)), (s.do_sample, c)
+            assert _untimed(got[c]) == _untimed(steering.responses(tiny, ids, convs, flat, a, sampling=s, seed=2)), (s.do_sample, c)
         monkeypatch.setenv("HNEURON_CACHE", str(tmp_path / str(s.do_sample)))
         for c, (flat, a) in conds.items():
-            assert steering.responses(tiny, ids, convs, flat, a, s, seed=2) == got[c]
+            assert steering.responses(tiny, ids, convs, flat, a, sampling=s, seed=2) == got[c]
         assert sum(len(f.read_text().splitlines()) for f in files) == 16  # served from the batched run's cache
     assert got["h0"] != got["plain"]  # the scaling changes something: the equalities are not vacuous
     with pytest.raises(ValueError, match="distinct"):
@@ -82,7 +82,7 @@ def test_all_responses_engines_agree_on_two_turns(tiny, tmp_path, monkeypatch):
     out = {}
     for engine in steering.ENGINES:
         monkeypatch.setenv("HNEURON_CACHE", str(tmp_path / engine))
-        out[engine] = steering.all_responses(tiny, items, sets, [0.0, 1.0, 3.0], s, 0, 8, {}, engine=engine)
+        out[engine] = steering.all_responses(tiny, items, sets, [0.0, 1.0, 3.0], s, seed=0, batch_size=8, timings={}, engine=engine)
     assert {k: [_untimed(r) for r in v] for k, v in out["batched"].items()} == \
         {k: [_untimed(r) for r in v] for k, v in out["per-condition"].items()} and len(out["batched"]) == 5
     assert all(r["seconds"] >= 0 and r["first"]["seconds"] >= 0 for v in out["batched"].values() for r in v)
@@ -90,7 +90,7 @@ def test_all_responses_engines_agree_on_two_turns(tiny, tmp_path, monkeypatch):
     assert cost.iloc[0][["items", "conditions", "responses", "responses without a time"]].tolist() == [2, 5, 20, 0]
     assert cost.iloc[0]["generation seconds"] > 0 and cost.iloc[0]["wall seconds this run"] == 1.5
     with pytest.raises(ValueError, match="engine"):
-        steering.all_responses(tiny, items, sets, [0.0], s, 0, 8, {}, engine="fast")
+        steering.all_responses(tiny, items, sets, [0.0], s, seed=0, batch_size=8, timings={}, engine="fast")
 
 
 def test_perplexity_matches_a_plain_computation_and_weight_scaling(tiny):
@@ -143,11 +143,11 @@ def test_benchmark_responses_runs_two_turns_for_sycophancy(tiny, tmp_path, monke
     monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
     items = [oc.SycophancyItem("q1", "Capital of France?", ("Paris",), "t")]
     s = Sampling(max_new_tokens=5)
-    rows = steering.benchmark_responses(tiny, "sycophancy", items, oc.sycophancy_messages, [3], 0.0, s)
-    first = steering.responses(tiny, ["q1"], [oc.sycophancy_messages(items[0])], [3], 0.0, s)["q1"]
-    second = steering.responses(tiny, ["q1:turn2"], [oc.sycophancy_messages(items[0], first["text"])], [3], 0.0, s)
+    rows = steering.benchmark_responses(tiny, "sycophancy", items, oc.sycophancy_messages, [3], alpha=0.0, sampling=s)
+    first = steering.responses(tiny, ["q1"], [oc.sycophancy_messages(items[0])], [3], 0.0, sampling=s)["q1"]
+    second = steering.responses(tiny, ["q1:turn2"], [oc.sycophancy_messages(items[0], first["text"])], [3], 0.0, sampling=s)
     assert rows == [{"first": first, **second["q1:turn2"]}]
-    assert steering.benchmark_responses(tiny, "falseqa", items, oc.sycophancy_messages, [3], 0.0, s) == [first]
+    assert steering.benchmark_responses(tiny, "falseqa", items, oc.sycophancy_messages, [3], alpha=0.0, sampling=s) == [first]
 
 
 def test_direction_words_and_a_flat_line_has_slope_zero():
@@ -202,7 +202,7 @@ def test_slope_differences_table():
     for s in ("H-neurons", "random 0", "layer-matched random 0"):
         for a in alphas:
             flags[("falseqa", "none" if a == 1.0 else s, a)] = [a > 1 if s == "H-neurons" else False] * 6 if a != 1.0 else [False] * 6
-    t = steering.slope_differences(flags, ["falseqa"], ["H-neurons", "random 0", "layer-matched random 0"], alphas, 50, 0)
+    t = steering.slope_differences(flags, ["falseqa"], ["H-neurons", "random 0", "layer-matched random 0"], alphas, 50, seed=0)
     assert list(t.against) == ["random sets", "layer-matched random sets"] and (t.difference > 0).all()
 
 
@@ -223,14 +223,14 @@ def test_control_sets_on_their_own_grid():
     for nset, a in c:
         # H: flat at 0, 1, 3 but a spike at alpha 2; controls flat
         flags[("falseqa", nset, a)] = [nset == "H-neurons" and a == 2.0] * 8
-    r = steering.rates(flags, ["falseqa"], list(sets), alphas, 20, 0, ctrl)
+    r = steering.rates(flags, ["falseqa"], list(sets), alphas, 20, seed=0, control_alphas=ctrl)
     assert set(r[r.neurons == "random 0"].alpha) == {0.0, 1.0, 3.0} and len(r[r.neurons == "H-neurons"]) == 4
-    diffs, slopes = steering.differences_and_slopes(flags, ["falseqa"], list(sets), alphas, 20, 0, ctrl)
+    diffs, slopes = steering.differences_and_slopes(flags, ["falseqa"], list(sets), alphas, 20, seed=0, control_alphas=ctrl)
     assert sorted(diffs.alpha) == [0.0, 3.0]
     assert slopes.set_index("neurons").alphas.to_dict() == {"H-neurons": "0 1 2 3", "random 0": "0 1 3",
                                                            "layer-matched random 0": "0 1 3"}
     assert slopes.set_index("neurons").slope["H-neurons"] != 0  # the spike at 2 tilts the 4-point fit
-    t = steering.slope_differences(flags, ["falseqa"], list(sets), alphas, 20, 0, ctrl)
+    t = steering.slope_differences(flags, ["falseqa"], list(sets), alphas, 20, seed=0, control_alphas=ctrl)
     assert (t.alphas == "0 1 3").all() and (t.difference == 0).all()  # on the common grid H is flat too
 
 
@@ -312,7 +312,7 @@ def test_side_effects_have_intervals_and_no_change_at_alpha_one(tiny, tmp_path, 
             enumerate(["Capital of France?", "Where is the Louvre?", "Which city hosts the Eiffel tower?"])]
     sets = {"H-neurons": [3, 130, 261], "random 1": [5, 140, 300]}
     t = steering.side_effects(tiny, recs, ["The cat sat on the mat.", "A tiny test passage of text."], sets,
-                              [0.0, 1.0, 3.0], {}, 0, 8, n_boot=50)
+                              [0.0, 1.0, 3.0], resp={}, seed=0, batch_size=8, n_boot=50)
     assert list(t.neurons.unique()) == ["H-neurons", "random 1"] and len(t) == 6
     one = t[t.alpha == 1.0]
     assert (one["accuracy change"] == 0).all() and (one["perplexity change"] == 0).all()

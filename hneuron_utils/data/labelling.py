@@ -99,7 +99,7 @@ def _generate_kw(style: str) -> dict[str, bool]:
 
 
 def greedy_answers(loaded: Any, records: Sequence[QARecord], max_new_tokens: int, batch_size: int,
-                   suffix: str = PAPER_SUFFIX, progress: bool = True, style: str = "chat",
+                   suffix: str = PAPER_SUFFIX, *, progress: bool = True, style: str = "chat",
                    system: str | None = None) -> dict[str, dict]:
     """One greedy answer per question (cached per question): {id: {"text", "stopped"}}. ``style``:
     :func:`~hneuron_utils.text.generation.question_prompt` (chat = the paper's prompt; base = "\nAnswer:")."""
@@ -118,7 +118,7 @@ def greedy_answers(loaded: Any, records: Sequence[QARecord], max_new_tokens: int
 
 
 def sampled_answers(loaded: Any, records: Sequence[QARecord], sampling: Sampling, n_samples: int, seed: int,
-                    batch_size: int, suffix: str = PAPER_SUFFIX, upto: int | None = None,
+                    *, batch_size: int, suffix: str = PAPER_SUFFIX, upto: int | None = None,
                     style: str = "chat", system: str | None = None) -> dict[str, list[dict]]:
     """The first ``upto`` (default all K) of each question's K seeded samples, cached per question.
 
@@ -181,7 +181,7 @@ def walk_order(records: Sequence[QARecord], seed: int) -> list[QARecord]:
 
 
 def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rule, sampling: Sampling,
-               target_per_class: int, seed: int, batch_size: int, screen: bool = True, check_size: int = 0,
+               *, target_per_class: int, seed: int, batch_size: int, screen: bool = True, check_size: int = 0,
                chunk_size: int = 250, hallucinated_pass_rate: float = 0.8, screen_max_new_tokens: int | None = None,
                first_round: int = 0, progress: bool = True, style: str = "chat",
                system: str | None = None) -> pd.DataFrame:
@@ -235,7 +235,7 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
         samples: dict[str, list[dict]] = {}
         if todo and 0 < first_round < rule.n_samples:
             early = [r for r in todo if r.id not in check]
-            samples.update(sampled_answers(loaded, early, sampling, rule.n_samples, seed, batch_size, upto=first_round,
+            samples.update(sampled_answers(loaded, early, sampling, rule.n_samples, seed, batch_size=batch_size, upto=first_round,
                                            style=style, system=system))
             more = []
             for r in early:
@@ -244,10 +244,10 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
                 if can_still_pass(rule, len(vs), sum(v.correct for v in vs), bad):
                     more.append(r)
             rest = more + [r for r in todo if r.id in check]
-            samples.update(sampled_answers(loaded, rest, sampling, rule.n_samples, seed, batch_size, style=style,
+            samples.update(sampled_answers(loaded, rest, sampling, rule.n_samples, seed, batch_size=batch_size, style=style,
                                            system=system))
         elif todo:
-            samples = sampled_answers(loaded, todo, sampling, rule.n_samples, seed, batch_size, style=style,
+            samples = sampled_answers(loaded, todo, sampling, rule.n_samples, seed, batch_size=batch_size, style=style,
                                       system=system)
         for r in chunk:
             row = info[r.id]
@@ -331,7 +331,7 @@ def split(df: pd.DataFrame, judge: Judge, n_train: int, n_test: int, seed: int) 
 
 
 def test_set(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rule, sampling: Sampling,
-             n_per_class: int, seed: int, batch_size: int, screen: bool = True,
+             *, n_per_class: int, seed: int, batch_size: int, screen: bool = True,
              screen_max_new_tokens: int | None = None, first_round: int = 0,
              progress: bool = True, style: str = "chat", system: str | None = None
              ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -416,7 +416,7 @@ def span_is_whole_response(response: str, span: Sequence[int] | None) -> bool:
 
 
 def greedy_correct_outside(loaded: Any, looked: pd.DataFrame, exclude: set[str], needed: int, judge: Judge,
-                           batch_size: int, max_new_tokens: int, seed: int,
+                           *, batch_size: int, max_new_tokens: int, seed: int,
                            chunk_size: int = 250) -> tuple[list[str], dict[str, int]]:
     """TriviaQA questions the model answers correctly by greedy decoding, none of them in ``exclude``
     (the dataset): first those notebook 01 already screened (in a seeded order), then, only if fewer
@@ -448,7 +448,7 @@ def greedy_correct_outside(loaded: Any, looked: pd.DataFrame, exclude: set[str],
     return known, counts
 
 
-def known_records(loaded: Any, looked: pd.DataFrame, exclude: set[str], needed: int, judge: Judge, batch_size: int,
+def known_records(loaded: Any, looked: pd.DataFrame, exclude: set[str], needed: int, judge: Judge, *, batch_size: int,
                   max_new_tokens: int, seed: int, what: str, parameters: Sequence[str]) -> tuple[list[QARecord], dict[str, int]]:
     """The first ``needed`` TriviaQA records of :func:`greedy_correct_outside` (questions the model knows,
     none in the dataset), stopping with :class:`SampleSizeError` (naming ``what`` and the ``parameters``
@@ -456,7 +456,7 @@ def known_records(loaded: Any, looked: pd.DataFrame, exclude: set[str], needed: 
     from hneuron_utils.data import load_dataset
     from hneuron_utils.checks import require_items
 
-    ids, counts = greedy_correct_outside(loaded, looked, exclude, needed, judge, batch_size, max_new_tokens, seed)
+    ids, counts = greedy_correct_outside(loaded, looked, exclude, needed, judge, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed)
     by_id = {r.id: r for r in load_dataset("triviaqa")}
     recs = [by_id[i] for i in ids[:needed]]
     require_items(what, len(recs), needed, tuple(parameters))

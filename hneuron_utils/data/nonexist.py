@@ -245,7 +245,7 @@ def _counts(n: int, categories: Sequence[str]) -> dict[str, int]:
 
 
 def _names(category: str, count: int, seed: int, known: Collection[str], words: Collection[str],
-           stats: Counter) -> list[str]:
+           *, stats: Counter) -> list[str]:
     """``count`` distinct, non-colliding names of one category from its own seeded stream."""
     rng = random.Random(f"nonexist:{seed}:{category}")
     gen, out, seen = NAME_GENERATORS[category], [], set()
@@ -284,7 +284,7 @@ def generate(n: int, seed: int, categories: Iterable[str] = CATEGORIES, *,
     per_cat: dict[str, list[QARecord]] = {}
     for cat, count in _counts(n, categories).items():
         recs = []
-        for i, name in enumerate(_names(cat, count, seed, known, words, stats)):
+        for i, name in enumerate(_names(cat, count, seed, known, words, stats=stats)):
             kind, template = TEMPLATES[cat][i % len(TEMPLATES[cat])]
             question = template.format(name=name)
             recs.append(QARecord(id=f"{SOURCE}-{cat}-{i:04d}-{digest(question, 8)}", question=question,

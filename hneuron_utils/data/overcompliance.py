@@ -707,7 +707,7 @@ def prompt_cap(max_prompt_chars: int | Mapping[str, int], benchmark: str) -> int
 
 
 def select_items(benchmark: str, pool: Sequence[Any], n: int, max_prompt_chars: int, seed: int,
-                 shuffle: bool = True, messages: Callable[..., Messages] | None = None) -> tuple[list[Any], dict[str, int]]:
+                 *, shuffle: bool = True, messages: Callable[..., Messages] | None = None) -> tuple[list[Any], dict[str, int]]:
     """A seeded subset of ``n`` items whose user message (built by ``messages``, default
     :data:`MESSAGES`) is at most ``max_prompt_chars`` long (in the given order when ``shuffle`` is false),
     and the counts behind it."""

@@ -44,7 +44,7 @@ def _pad_left(seqs: list[torch.Tensor], value: int | bool) -> torch.Tensor:
     return out
 
 
-def _reduce(loaded, ids, am, pos, ans, oth, n_oth, norms, eps, cache=None, signals=False):
+def _reduce(loaded, ids, am, pos, ans, *, oth, n_oth, norms, eps, cache=None, signals=False):
     """One nnsight trace: per layer, Σ_t w_bt·|z_btj|·‖W_down[:,j]‖ for answer and other weights.
 
     ``n_oth`` is each row's total count of other tokens (including any cached prefix). With
@@ -137,7 +137,7 @@ def confidence_per_row(tok: torch.Tensor, ent: torch.Tensor, rows: torch.Tensor,
 
 @torch.no_grad()
 def extract(loaded, examples: list, batch_size: int = 16, progress: bool = True, share_prefix: bool = True,
-            eps: float = 1e-12, with_signals: bool = False):
+            *, eps: float = 1e-12, with_signals: bool = False):
     """Mean CETT over answer tokens and over all other (non-pad) tokens, for every layer and neuron.
 
     ``examples`` are :class:`hneuron_utils.text.tokens.TeacherForced`. The token prefix every example shares
@@ -179,8 +179,8 @@ def extract(loaded, examples: list, batch_size: int = 16, progress: bool = True,
         ids = examples[0].input_ids[None, :P].to(dev)
         one = torch.ones_like(ids)
         _, prefix_sum, _, _ = _reduce(loaded, ids, one, torch.arange(P, device=dev)[None],
-                                      torch.zeros(1, P, device=dev), torch.ones(1, P, device=dev),
-                                      torch.ones(1, 1, device=dev), norms, eps, cache=pc)
+                                      torch.zeros(1, P, device=dev), oth=torch.ones(1, P, device=dev),
+                                      n_oth=torch.ones(1, 1, device=dev), norms=norms, eps=eps, cache=pc)
         prefix_sum = prefix_sum[0]  # Σ over prefix tokens of CETT, [L, F]
         prefix_kv = [(layer.keys, layer.values) for layer in pc.layers]
     batches = length_batches([len(ex.input_ids) for ex in examples], batch_size)
@@ -195,7 +195,7 @@ def extract(loaded, examples: list, batch_size: int = 16, progress: bool = True,
         n_oth = (oth.sum(1, keepdim=True) + P).clamp_min(1)
         pos = (am.cumsum(-1) - 1).clamp(min=0)[:, P:]
         cache = _expand_cache(loaded.hf, prefix_kv, len(idx)) if P else None
-        a, o, resid, last = _reduce(loaded, ids, am, pos, ans, oth, n_oth, norms, eps, cache=cache,
+        a, o, resid, last = _reduce(loaded, ids, am, pos, ans, oth=oth, n_oth=n_oth, norms=norms, eps=eps, cache=cache,
                                     signals=with_signals)
         ans_out[idx] = a
         oth_out[idx] = o + prefix_sum[None] / n_oth.cpu()[:, :, None]
@@ -247,7 +247,7 @@ def features_key(loaded, examples: list, ids: list[str]) -> dict:
 
 
 def extract_cached(loaded, examples: list, ids: list[str], batch_size: int = 16, shard_size: int = 64,
-                   progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                   *, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """:func:`extract` (with its baseline signals) in shards of ``shard_size`` examples, each stored on
     disk as soon as it is done (CETT and residual means as float16, confidence as float32; keyed by
     :func:`features_key`), so an interrupted extraction resumes at the next shard. Returns (answer,

@@ -46,7 +46,7 @@ def scaled(loaded: Any, neurons: Mapping[int, torch.Tensor], alpha: float) -> It
 
 
 def greedy_accuracy(loaded: Any, records: Sequence[Any], judge: Any, flat_neurons: Sequence[int] | None = None,
-                    alpha: float = 0.0, max_new_tokens: int = 16, batch_size: int = 64) -> float:
+                    alpha: float = 0.0, *, max_new_tokens: int = 16, batch_size: int = 64) -> float:
     """Share of ``records`` (QARecord-like: question, answers) answered correctly by greedy decoding,
     with ``flat_neurons`` scaled by ``alpha`` (None = the unmodified model)."""
     from hneuron_utils.text.generation import Sampling, qa_prompt
@@ -105,7 +105,7 @@ def scaled_forward(loaded: Any, flat_neurons: Sequence[int] | None, alpha: float
 
 
 def generate_scaled(loaded: Any, prompts: Sequence[str], flat_neurons: Sequence[int] | None, alpha: float,
-                    sampling: Any = None, n_samples: int = 1, seed: int = 0, keys: Sequence[str] | None = None,
+                    sampling: Any = None, *, n_samples: int = 1, seed: int = 0, keys: Sequence[str] | None = None,
                     batch_size: int = 64, templated: bool = True, progress: bool = False) -> list[list[Any]]:
     """:func:`sample_many` with ``flat_neurons`` (layer·d_ff + neuron) scaled by ``alpha`` through nnsight
     at every step (None, or alpha == 1, = the unmodified model, no trace)."""
@@ -185,7 +185,7 @@ def row_scaled_forward(loaded: Any, conditions: Sequence[Condition], row_conditi
 
 
 def generate_conditions(loaded: Any, prompts: Sequence[str], conditions: Sequence[Condition],
-                        row_condition: Sequence[int], sampling: Any = None, seed: int = 0,
+                        row_condition: Sequence[int], sampling: Any = None, *, seed: int = 0,
                         keys: Sequence[str] | None = None, batch_size: int = 64,
                         progress: bool = False, share_prefix: bool = True) -> list[list[Any]]:
     """One completion of every prompt, prompt ``p`` under ``conditions[row_condition[p]]``, all in one

@@ -43,7 +43,7 @@ def _response(sample: Any, seconds: float) -> dict:
 
 
 def responses(loaded: Any, ids: Sequence[str], conversations: Sequence[Messages],
-              flat_neurons: Sequence[int] | None, alpha: float, sampling: Any, seed: int = 0,
+              flat_neurons: Sequence[int] | None, alpha: float, *, sampling: Any, seed: int = 0,
               batch_size: int = 64) -> dict[str, dict]:
     """One response per conversation under ``alpha`` × ``flat_neurons`` (None or α = 1: unmodified),
     cached per item: {id: {"text", "stopped", "n_tokens"}}. The cache key holds the neurons themselves."""
@@ -69,7 +69,7 @@ def responses(loaded: Any, ids: Sequence[str], conversations: Sequence[Messages]
 
 
 def responses_batched(loaded: Any, ids: Sequence[str], conversations: Mapping[str, Sequence[Messages]],
-                      conds: Mapping[str, tuple[Sequence[int] | None, float]], sampling: Any, seed: int = 0,
+                      conds: Mapping[str, tuple[Sequence[int] | None, float]], sampling: Any, *, seed: int = 0,
                       batch_size: int = 64, items_per_call: int = 32, progress: bool = True,
                       share_prefix: bool = True) -> dict[str, dict[str, dict]]:
     """:func:`responses` for several conditions at once: {condition: {id: response}}. The conditions of
@@ -110,7 +110,7 @@ def responses_batched(loaded: Any, ids: Sequence[str], conversations: Mapping[st
 
 @torch.inference_mode()
 def text_nll(loaded: Any, texts: Sequence[str], flat_neurons: Sequence[int] | None, alpha: float,
-             batch_size: int = 8, max_tokens: int = 256) -> tuple[np.ndarray, np.ndarray]:
+             batch_size: int = 8, *, max_tokens: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Summed next-token negative log-likelihood and scored-token count of each plain text (no chat template;
     each cut to ``max_tokens``) with the neurons scaled by ``alpha`` through nnsight (None or α = 1: unmodified)."""
     from hneuron_utils.interventions import scaled_forward
@@ -137,9 +137,9 @@ def text_nll(loaded: Any, texts: Sequence[str], flat_neurons: Sequence[int] | No
 
 
 def perplexity(loaded: Any, texts: Sequence[str], flat_neurons: Sequence[int] | None, alpha: float,
-               batch_size: int = 8, max_tokens: int = 256) -> float:
+               batch_size: int = 8, *, max_tokens: int = 256) -> float:
     """Token-level perplexity of plain ``texts`` (:func:`text_nll` pooled over all tokens)."""
-    nll, count = text_nll(loaded, texts, flat_neurons, alpha, batch_size, max_tokens)
+    nll, count = text_nll(loaded, texts, flat_neurons, alpha, batch_size, max_tokens=max_tokens)
     return math.exp(nll.sum() / max(count.sum(), 1))
 
 
@@ -156,18 +156,18 @@ def rate_table(flags: Mapping[tuple[str, str, float], Sequence[Any]], n_boot: in
 
 
 def benchmark_responses(loaded: Any, benchmark: str, items: Sequence[Any], messages: Callable[..., Messages],
-                        flat_neurons: Sequence[int] | None, alpha: float, sampling: Any, seed: int = 0,
+                        flat_neurons: Sequence[int] | None, *, alpha: float, sampling: Any, seed: int = 0,
                         batch_size: int = 64) -> list[dict]:
     """:func:`responses` for one benchmark's items, in item order. Sycophancy takes two turns under the
     same scaling: the question, then the follow-up after the model's own first answer; its rows carry
     the first answer under ``"first"``."""
     ids = [it.id for it in items]
-    first = responses(loaded, ids, [messages(it) for it in items], flat_neurons, alpha, sampling, seed, batch_size)
+    first = responses(loaded, ids, [messages(it) for it in items], flat_neurons, alpha, sampling=sampling, seed=seed, batch_size=batch_size)
     if benchmark != "sycophancy":
         return [first[i] for i in ids]
     ids2 = [i + ":turn2" for i in ids]
     second = responses(loaded, ids2, [messages(it, first[i]["text"]) for it, i in zip(items, ids)], flat_neurons,
-                       alpha, sampling, seed, batch_size)
+                       alpha, sampling=sampling, seed=seed, batch_size=batch_size)
     return [{"first": first[i], **second[j]} for i, j in zip(ids, ids2)]
 
 
@@ -197,7 +197,7 @@ def layer_matched_columns(h: Sequence[int], d_ff: int, draws: int, seed: int) ->
 
 
 def neuron_sets(h: Sequence[int], n_features: int, draws: int, seed: int, layer_matched: int = 0,
-                d_ff: int | None = None) -> dict[str, list[int]]:
+                *, d_ff: int | None = None) -> dict[str, list[int]]:
     """The H-neurons, ``draws`` seeded random sets of the same size drawn from every layer, and
     ``layer_matched`` random sets with the same count per layer (:func:`layer_matched_columns`, needs
     ``d_ff``); no set holds an H-neuron."""
@@ -235,18 +235,18 @@ def conditions(sets: Mapping[str, Sequence[int]], alphas: Sequence[float],
 
 
 def benchmark_responses_batched(loaded: Any, benchmark: str, items: Sequence[Any], messages: Callable[..., Messages],
-                                conds: Mapping[tuple[str, float], tuple[Sequence[int] | None, float]], sampling: Any,
+                                conds: Mapping[tuple[str, float], tuple[Sequence[int] | None, float]], *, sampling: Any,
                                 seed: int = 0, batch_size: int = 64) -> dict[tuple[str, float], list[dict]]:
     """:func:`benchmark_responses` for every condition at once (:func:`responses_batched`):
     {condition: responses in item order}. Sycophancy's second turn follows each condition's own first answer."""
     ids = [it.id for it in items]
     first = responses_batched(loaded, ids, {c: [messages(it) for it in items] for c in conds}, conds, sampling,
-                              seed, batch_size)
+                              seed=seed, batch_size=batch_size)
     if benchmark != "sycophancy":
         return {c: [first[c][i] for i in ids] for c in conds}
     ids2 = [i + ":turn2" for i in ids]
     convs2 = {c: [messages(it, first[c][i]["text"]) for it, i in zip(items, ids)] for c in conds}
-    second = responses_batched(loaded, ids2, convs2, conds, sampling, seed, batch_size)
+    second = responses_batched(loaded, ids2, convs2, conds, sampling, seed=seed, batch_size=batch_size)
     return {c: [{"first": first[c][i], **second[c][j]} for i, j in zip(ids, ids2)] for c in conds}
 
 
@@ -254,7 +254,7 @@ ENGINES = ("batched", "per-condition")
 
 
 def all_responses(loaded: Any, items: Mapping[str, Sequence[Any]], sets: Mapping[str, Sequence[int]],
-                  alphas: Sequence[float], samplings: Mapping[str, Any], seed: int, batch_size: int,
+                  alphas: Sequence[float], samplings: Mapping[str, Any], *, seed: int, batch_size: int,
                   timings: dict[str, float], engine: str = "batched",
                   messages: Mapping[str, Callable[..., Messages]] | None = None,
                   control_alphas: Sequence[float] | None = None) -> dict[tuple[str, str, float], list[dict]]:
@@ -278,11 +278,11 @@ def all_responses(loaded: Any, items: Mapping[str, Sequence[Any]], sets: Mapping
         t0 = time.perf_counter()
         conds = {(nset, a): (None if nset == "none" else sets[nset], a) for nset, a in conditions(sets, alphas, control_alphas)}
         if engine == "batched":
-            got = benchmark_responses_batched(loaded, b, its, build[b], conds, samplings[b], seed, batch_size)
+            got = benchmark_responses_batched(loaded, b, its, build[b], conds, sampling=samplings[b], seed=seed, batch_size=batch_size)
             out.update({(b, nset, a): r for (nset, a), r in got.items()})
         else:
             for (nset, a), (flat, _) in tqdm(conds.items(), desc=b, mininterval=10):
-                out[(b, nset, a)] = benchmark_responses(loaded, b, its, build[b], flat, a, samplings[b], seed=seed,
+                out[(b, nset, a)] = benchmark_responses(loaded, b, its, build[b], flat, alpha=a, sampling=samplings[b], seed=seed,
                                                         batch_size=batch_size)
         timings[f"{b}: responses"] = time.perf_counter() - t0
     return out
@@ -335,7 +335,7 @@ def by_alpha(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmark: s
 
 
 def rates(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Sequence[str], sets: Sequence[str],
-          alphas: Sequence[float], n_boot: int, seed: int,
+          alphas: Sequence[float], n_boot: int, *, seed: int,
           control_alphas: Sequence[float] | None = None) -> pd.DataFrame:
     """Compliance rate with 95% interval per (benchmark, neuron set, α of its grid), plus the random sets'
     mean per (benchmark, α) with the min–max band of the draws."""
@@ -350,7 +350,7 @@ def rates(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Seq
 
 def differences_and_slopes(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Sequence[str],
                            sets: Sequence[str], alphas: Sequence[float], n_boot: int,
-                           seed: int, control_alphas: Sequence[float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                           *, seed: int, control_alphas: Sequence[float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """H minus the uniform random sets' mean at every α ≠ 1 of the control grid (paired bootstrap over items),
     and every set's slope of the compliance rate (points per unit α, over its own grid: :func:`set_alphas`) with
     its item-cluster bootstrap interval, standard error and smallest detectable slope."""
@@ -378,7 +378,7 @@ def closed_book_answers(loaded: Any, items: Sequence[Any], seed: int, batch_size
     from hneuron_utils.text.generation import Sampling
 
     out = responses(loaded, [it.id for it in items], [closed_book_messages(it) for it in items], None, ALPHA_ONE,
-                    Sampling(max_new_tokens=max_new_tokens), seed=seed, batch_size=batch_size)
+                    sampling=Sampling(max_new_tokens=max_new_tokens), seed=seed, batch_size=batch_size)
     return [out[it.id] for it in items]
 
 
@@ -398,7 +398,7 @@ def closed_book_known(loaded: Any, items: Sequence[Any], seed: int, batch_size: 
             for it, a in zip(items, closed_book_answers(loaded, items, seed, batch_size, max_new_tokens))]
 
 
-def screen_known(loaded: Any, pool: Sequence[Any], n: int, seed: int, batch_size: int, chunk: int = 512,
+def screen_known(loaded: Any, pool: Sequence[Any], n: int, seed: int, batch_size: int, *, chunk: int = 512,
                  progress: bool = True) -> tuple[list[Any], dict[str, int]]:
     """The first ``n`` counterfactual items of ``pool`` (in its order) whose real-world answer the unmodified
     model names closed-book (:func:`closed_book_answers`), screened ``chunk`` items at a time, and the counts
@@ -450,7 +450,7 @@ def knowledge_table(unmodified_flags: Sequence[Any], known: Sequence[bool], n_bo
 
 
 def side_effects(loaded: Any, side_records: Sequence[Any], passages: Sequence[str], sets: Mapping[str, Sequence[int]],
-                 alphas: Sequence[float], resp: Mapping[tuple[str, str, float], list[dict]], seed: int,
+                 alphas: Sequence[float], *, resp: Mapping[tuple[str, str, float], list[dict]], seed: int,
                  batch_size: int, n_boot: int = 1000, control_alphas: Sequence[float] | None = None) -> pd.DataFrame:
     """Per neuron set (the H-neurons and the first random set) and α of its grid (:func:`set_alphas`;
     the unmodified model, α = 1, computed once): greedy TriviaQA accuracy on
@@ -480,7 +480,7 @@ def side_effects(loaded: Any, side_records: Sequence[Any], passages: Sequence[st
                 per[(nset, a)] = per[("H-neurons", ALPHA_ONE)]  # the unmodified model, shared
                 continue
             flat = None if name == "none" else sets[name]
-            out = responses(loaded, ids, convs, flat, a, Sampling(max_new_tokens=16), seed=seed, batch_size=batch_size)
+            out = responses(loaded, ids, convs, flat, a, sampling=Sampling(max_new_tokens=16), seed=seed, batch_size=batch_size)
             correct = np.array([rj.judge(r.question, out[r.id]["text"], r.answers).correct for r in side_records], float)
             per[(nset, a)] = (name, correct, *text_nll(loaded, passages, flat, a, max_tokens=128))
     rows = []
@@ -522,7 +522,7 @@ def read_side_effects(side: pd.DataFrame) -> list[str]:
 
 
 def truncation_check(loaded: Any, items: Mapping[str, Sequence[Any]], resp: Mapping[tuple[str, str, float], list[dict]],
-                     sets: Mapping[str, Sequence[int]], judges: Mapping[str, Any], samplings: Mapping[str, Any],
+                     sets: Mapping[str, Sequence[int]], judges: Mapping[str, Any], *, samplings: Mapping[str, Any],
                      n_items: int, alpha_max: float, seed: int, batch_size: int,
                      messages: Mapping[str, Callable[..., Messages]] | None = None) -> pd.DataFrame:
     """Regenerate ``n_items`` items per benchmark with the longer ``samplings`` at α = 1 and at α_max for
@@ -537,8 +537,8 @@ def truncation_check(loaded: Any, items: Mapping[str, Sequence[Any]], resp: Mapp
         if not sub or b == "sycophancy":
             continue
         for nset, a in [("none", ALPHA_ONE), ("H-neurons", float(alpha_max))]:
-            out = benchmark_responses(loaded, b, sub, build[b], None if nset == "none" else sets[nset], a,
-                                      samplings[b], seed=seed, batch_size=batch_size)
+            out = benchmark_responses(loaded, b, sub, build[b], None if nset == "none" else sets[nset], alpha=a,
+                                      sampling=samplings[b], seed=seed, batch_size=batch_size)
             short = resp[(b, nset, a)][: len(sub)]
             agree = [judges[b].judge(it, s["text"]).complied == judges[b].judge(it, o["text"]).complied
                      for it, s, o in zip(sub, short, out)]
@@ -623,7 +623,7 @@ def read_slope_differences(t: pd.DataFrame, status: Mapping[str, str] | None = N
 
 
 def slope_differences(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Sequence[str],
-                      sets: Sequence[str], alphas: Sequence[float], n_boot: int, seed: int,
+                      sets: Sequence[str], alphas: Sequence[float], n_boot: int, *, seed: int,
                       control_alphas: Sequence[float] | None = None) -> pd.DataFrame:
     """Per benchmark: the H-neuron slope minus the mean slope of the uniform random sets, and minus the
     layer-matched sets' (where there are any), paired by item (:func:`hneuron_utils.stats.slope_difference`),

@@ -288,7 +288,7 @@ def read_judges(agreement: pd.DataFrame, threshold: float = 0.6) -> list[str]:
 
 
 def summary(controls: pd.DataFrame, cells: pd.DataFrame, depth: Mapping[int, str], leak: pd.DataFrame,
-            aurocs: pd.DataFrame, alphas: pd.DataFrame, versus: pd.DataFrame, agreement: pd.DataFrame) -> list[str]:
+            aurocs: pd.DataFrame, *, alphas: pd.DataFrame, versus: pd.DataFrame, agreement: pd.DataFrame) -> list[str]:
     """The notebook's findings (also the README's block), every verb chosen by an interval."""
     return [*read_judges(agreement), *read_controls(controls)[:1], *read_best(cells, depth), *read_leak(leak),
             *read_confidence(aurocs, alphas, versus)]

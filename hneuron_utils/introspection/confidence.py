@@ -54,7 +54,7 @@ def parse_confidence(text: str) -> float | None:
 
 
 def replies(loaded: Any, ids: Sequence[str], conversations: Sequence[list[dict[str, str]]],
-            flat_neurons: Sequence[int] | None, alpha: float, max_new_tokens: int, batch_size: int, seed: int = 0
+            flat_neurons: Sequence[int] | None, alpha: float, *, max_new_tokens: int, batch_size: int, seed: int = 0
             ) -> dict[str, dict]:
     """Greedy reply to each conversation with ``flat_neurons`` scaled by ``alpha`` through nnsight (None or α = 1:
     unmodified), and from the same pass P(yes) and ``yes_no_mass``
@@ -72,7 +72,7 @@ def replies(loaded: Any, ids: Sequence[str], conversations: Sequence[list[dict[s
 
 
 def stated(loaded: Any, ids: Sequence[str], questions: Sequence[str], answers: Sequence[str],
-           sets: Mapping[str, Sequence[int] | None], alphas: Sequence[float], max_new_tokens: int,
+           sets: Mapping[str, Sequence[int] | None], *, alphas: Sequence[float], max_new_tokens: int,
            batch_size: int, seed: int = 0) -> pd.DataFrame:
     """The confidence turn of every answer under every (neuron set, α): one row per (id, neurons, alpha) with the
     reply, the stated number (``confidence``), ``p_yes`` and ``yes_no_mass``. α = 1 is the unmodified model
@@ -81,7 +81,7 @@ def stated(loaded: Any, ids: Sequence[str], questions: Sequence[str], answers: S
     rows = []
     for name, flat in sets.items():
         for a in alphas:
-            got = replies(loaded, list(ids), convs, flat, float(a), max_new_tokens, batch_size, seed)
+            got = replies(loaded, list(ids), convs, flat, float(a), max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
             rows += [{"id": i, "neurons": name, "alpha": float(a), "reply": got[i]["text"],
                       "confidence": parse_confidence(got[i]["text"]), "p_yes": got[i]["p_yes"],
                       "yes_no_mass": got[i]["yes_no_mass"]} for i in ids]

@@ -167,7 +167,7 @@ def injection_forward(loaded: Any, layers: Sequence[int | None], vectors: Sequen
 
 
 def injected_generate(loaded: Any, prompts: Sequence[str], starts: Sequence[int], layers: Sequence[int | None],
-                      vectors: Sequence[np.ndarray | None], max_new_tokens: int, batch_size: int = 64,
+                      vectors: Sequence[np.ndarray | None], *, max_new_tokens: int, batch_size: int = 64,
                       progress: bool = True) -> list[Any]:
     """Greedy completions of ``prompts`` (chat-rendered), row i under its own injection; the shared
     prompt prefix is prefilled once, unmodified, and never reaches an injected position."""
@@ -180,7 +180,7 @@ def injected_generate(loaded: Any, prompts: Sequence[str], starts: Sequence[int]
 
 
 def hook_generate(loaded: Any, prompt: str, start: int, layer: int | None, vector: np.ndarray | None,
-                  max_new_tokens: int) -> list[int]:
+                  *, max_new_tokens: int) -> list[int]:
     """Reference path for tests: one prompt, greedy, with a plain PyTorch forward hook adding ``vector``
     at positions ≥ ``start`` of decoder layer ``layer``; no cache (the whole sequence is re-run each step)."""
     tok, model = loaded.tokenizer, loaded.hf

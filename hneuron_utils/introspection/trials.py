@@ -194,7 +194,7 @@ def row_injection(row: Any, vectors: Any, seed: int) -> tuple[int | None, np.nda
     return None, None
 
 
-def run_trials(loaded: Any, trials: pd.DataFrame, vectors: Any, seed: int, max_new_tokens: int, batch_size: int,
+def run_trials(loaded: Any, trials: pd.DataFrame, vectors: Any, seed: int, max_new_tokens: int, *, batch_size: int,
                chunk: int = 512, progress: bool = True) -> pd.DataFrame:
     """Every trial's greedy response under its own injection, all conditions decoding together (cached per
     trial, keyed by the model, the vectors, the prompts, the seed and the decoding length; resumable).
@@ -225,7 +225,7 @@ def run_trials(loaded: Any, trials: pd.DataFrame, vectors: Any, seed: int, max_n
                 p, s = neutral if family else rendered[int(r.k)]
                 layer, v = row_injection(pd.Series({**r.to_dict(), "trial": t}), vectors, seed)
                 prompts.append(p), starts.append(s), layers.append(layer), vecs.append(v)
-            outs = injected_generate(loaded, prompts, starts, layers, vecs, max_new_tokens, batch_size, progress)
+            outs = injected_generate(loaded, prompts, starts, layers, vecs, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
             got.update({t: {"response": o.text, "stopped": o.stopped, "n_tokens": len(o.token_ids)}
                         for t, o in zip(part, outs)})
         return got

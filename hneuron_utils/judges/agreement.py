@@ -99,7 +99,7 @@ def _kappa(gold: np.ndarray, pred: np.ndarray) -> float:
 
 
 def oc_agreement(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str, Any], n_boot: int = 1000,
-                 seed: int = 0) -> dict[str, Any]:
+                 *, seed: int = 0) -> dict[str, Any]:
     """Agreement of a notebook-05 judge with reference labels: responses, distinct questions, agreement,
     Cohen's κ (over the classes of :func:`oc_classes`) with a 95% bootstrap interval that resamples
     questions (responses to one question are not independent), and the majority-class baseline."""

@@ -46,7 +46,7 @@ def build_tokenizer():
 
 
 def build_model(tokenizer, seed: int = 0, n_layers: int = 3, d_model: int = 64, d_ff: int = 128,
-                dtype: torch.dtype = torch.float32):
+                *, dtype: torch.dtype = torch.float32):
     """A randomly initialised LlamaForCausalLM sized for tests (seeded, so always the same weights)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 

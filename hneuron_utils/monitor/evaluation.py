@@ -104,7 +104,7 @@ def read_agreement(a: pd.DataFrame) -> str:
 
 
 def precision_check(loaded: Any, model: str, cett_dtype: str, device: str, prompts: Sequence[str],
-                    streams: Sequence[Any], clf: Any, h_token: Sequence[np.ndarray], mask: np.ndarray,
+                    *, streams: Sequence[Any], clf: Any, h_token: Sequence[np.ndarray], mask: np.ndarray,
                     n: int) -> pd.Series:
     """Re-read the H-neuron CETT of ``n`` streams (the first in ``mask``) teacher-forced in ``cett_dtype``
     (notebook 02's precision) and compare notebook 03's final score with the live (model-precision) one."""
@@ -169,7 +169,7 @@ def oriented(train: np.ndarray, y_train: np.ndarray, test: np.ndarray) -> np.nda
 
 
 def final_auc(y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str, lengths: np.ndarray, n_boot: int,
-              seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+              *, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """AUROC (and length-matched AUROC) of each final score with bootstrap intervals, and ``reference``
     minus each other score with paired intervals (:func:`hneuron_utils.probes.baselines.compare`)."""
     from hneuron_utils.probes.baselines import compare
@@ -219,7 +219,7 @@ def step_pooled_auc(step_scores: Mapping[str, Sequence[np.ndarray]], y: np.ndarr
 
 
 def early_table(streams: Sequence[Any], te: np.ndarray, y: np.ndarray, fitted: Mapping[str, StreamProbe],
-                h_token: Sequence[np.ndarray], spans: Sequence[Sequence[tuple[int, int]]], k_h: int,
+                h_token: Sequence[np.ndarray], *, spans: Sequence[Sequence[tuple[int, int]]], k_h: int,
                 positions: Sequence[int], n_boot: int, seed: int, tr: np.ndarray | None = None) -> pd.DataFrame:
     """AUROC with 95% intervals after t tokens for the prefix probes, notebook 03's running score and the
     running NLL (held-out streams)."""
@@ -253,7 +253,7 @@ def read_early(e: pd.DataFrame, reference: str) -> str:
 
 
 def abstain_guards(step_scores: Mapping[str, Sequence[np.ndarray]], y: np.ndarray, te: np.ndarray,
-                   spans: Sequence[Sequence[tuple[int, int]]], taus: Mapping[str, float], reference: str,
+                   spans: Sequence[Sequence[tuple[int, int]]], taus: Mapping[str, float], *, reference: str,
                    coverage: float, n_boot: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Risk–coverage curves of abstaining guards on held-out streams (each streaming score, plus the
     reference probe checked once after the full answer), and per guard: the risk at ``coverage`` with its
@@ -270,7 +270,7 @@ def abstain_guards(step_scores: Mapping[str, Sequence[np.ndarray]], y: np.ndarra
         curves.append(risk_coverage(s, yt).assign(method=m))
         tau = taus[reference if m == post else m]
         r = risk_at_coverage(s, yt, coverage, n_boot, seed)
-        d = paired_risk_difference(alarm[reference], s, yt, coverage, n_boot, seed) if m != reference else None
+        d = paired_risk_difference(alarm[reference], s, yt, coverage, n_boot, seed=seed) if m != reference else None
         answered = s < tau
         toks = (tokens_until_alarm(per[m], sp, tau) if m != post else np.array([x[-1][1] for x in sp]))
         rows.append({"guard": m, "coverage": coverage, **r,
@@ -312,7 +312,7 @@ def _flags(records: Sequence[Any], te: np.ndarray, streams: Sequence[Any]) -> pd
 
 
 def resample_table(records: Sequence[Any], te: np.ndarray, streams: Sequence[Any],
-                   guarded: Mapping[str, Sequence[Any]], n_boot: int, seed: int) -> pd.DataFrame:
+                   guarded: Mapping[str, Sequence[Any]], n_boot: int, *, seed: int) -> pd.DataFrame:
     """The resampling guards on the held-out questions against the unguarded answers: coverage, the
     hallucination rate among answered questions, accuracy over all questions (each with its interval), the
     accuracy difference to the unguarded answers (paired by question), resamples and tokens spent."""
@@ -352,7 +352,7 @@ def read_resample(t: pd.DataFrame, reference: str) -> str:
 
 
 def trace_table(streams: Sequence[Any], table: pd.DataFrame, te: np.ndarray, probe: StreamProbe,
-                h_token: Sequence[np.ndarray], spans: Sequence[Sequence[tuple[int, int]]], k_h: int,
+                h_token: Sequence[np.ndarray], *, spans: Sequence[Sequence[tuple[int, int]]], k_h: int,
                 tau: float, min_steps: int = 3) -> pd.DataFrame:
     """Per token of two held-out answers (the first hallucinated and the first correct one with at least
     ``min_steps`` sentences): the token, its sentence, notebook 03's running score, the step probe's
@@ -380,7 +380,7 @@ def trace_table(streams: Sequence[Any], table: pd.DataFrame, te: np.ndarray, pro
 
 
 def summary(auc: pd.DataFrame, auc_diff: pd.DataFrame, early: pd.DataFrame, abstain: pd.DataFrame,
-            resample: pd.DataFrame, overhead: pd.Series, reference: str, coverage: float) -> list[str]:
+            resample: pd.DataFrame, *, overhead: pd.Series, reference: str, coverage: float) -> list[str]:
     """The notebook's closing sentences."""
     return [read_final(auc, auc_diff, reference), "", "How early:", read_early(early, reference), "",
             "Abstaining guards:", read_abstain(abstain, reference, coverage), "", "Resampling guards:",

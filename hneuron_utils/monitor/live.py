@@ -140,7 +140,7 @@ def _capture_plan(loaded: Any, flat_neurons: Sequence[int]) -> tuple[list[tuple[
 
 @torch.inference_mode()
 def monitored_sample(loaded: Any, prompts: Sequence[str], flat_neurons: Sequence[int], sampling: Any,
-                     seed: int = 0, keys: Sequence[str] | None = None, resid_layer: int | None = None,
+                     seed: int = 0, *, keys: Sequence[str] | None = None, resid_layer: int | None = None,
                      guard: Guard | None = None, batch_size: int = 32, monitor: bool = True,
                      abstain_text: str = ABSTAIN_TEXT, progress: bool = True, eps: float = 1e-12) -> list[Stream]:
     """One answer per (chat-templated) prompt, with the monitor reading every generated token.
@@ -330,7 +330,7 @@ def monitored_sample(loaded: Any, prompts: Sequence[str], flat_neurons: Sequence
 
 
 def timed_decoding(loaded: Any, prompts: Sequence[str], flat_neurons: Sequence[int], sampling: Any,
-                   batch_size: int, resid_layer: int | None = None) -> dict[str, float]:
+                   batch_size: int, *, resid_layer: int | None = None) -> dict[str, float]:
     """Seconds and tokens of the same greedy answers decoded with and without the monitor (the overhead).
 
     After a short warm-up of both paths, the passes run in the order plain, monitored, monitored, plain

@@ -63,7 +63,7 @@ def split(ids: Sequence[str], train_fraction: float, seed: int) -> np.ndarray:
 
 
 def cached_streams(loaded: Any, records: Sequence[QARecord], prompts: Sequence[str], flat: Sequence[int],
-                   resid_layer: int | None, sampling: Any, seed: int, batch_size: int, key: dict,
+                   resid_layer: int | None, *, sampling: Any, seed: int, batch_size: int, key: dict,
                    name: str = "streams", chunk: int = 96, guard: Any = None) -> list[Stream]:
     """:func:`monitored_sample` on every prompt, saved ``chunk`` questions at a time under a stage folder
     keyed by ``key`` plus the prompts, neurons, layer, decoding settings and seed (resumable)."""
@@ -111,7 +111,7 @@ def random_neurons(n_neurons: int, exclude: Sequence[int], k: int, seed: int) ->
     return out
 
 
-def inputs(loaded: Any, pool: Sequence[QARecord], used_ids: set[str], h_flat: Sequence[int], n: int, seed: int,
+def inputs(loaded: Any, pool: Sequence[QARecord], used_ids: set[str], h_flat: Sequence[int], n: int, *, seed: int,
            suffix: str = LONGFORM_SUFFIX) -> tuple[list[QARecord], list[str], list[int]]:
     """The questions (unused by 01–03), their long-form prompts, and the neurons the monitor reads: the
     H-neurons, then as many random neurons (the control)."""

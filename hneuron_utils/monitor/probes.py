@@ -102,7 +102,7 @@ class StreamProbe:
 
 
 def fit_stream_probe(source: str, xs: Sequence[np.ndarray], spans: Sequence[Sequence[tuple[int, int]]],
-                     y: np.ndarray, teacher: Sequence[np.ndarray], sharpness: float = 3.0, l2: float = 1e-4,
+                     y: np.ndarray, teacher: Sequence[np.ndarray], *, sharpness: float = 3.0, l2: float = 1e-4,
                      sync_weight: float = 120.0, last_weight: float = 30.0) -> StreamProbe:
     """Fit both probes of one source on training streams (``y``: 1 = hallucinated, the label of every
     step; ``teacher``: the sync teacher's score after each step)."""
@@ -112,7 +112,7 @@ def fit_stream_probe(source: str, xs: Sequence[np.ndarray], spans: Sequence[Sequ
     steps = [p.steps(x, s) for x, s in zip(xs, spans)]
     labels = [np.full(len(s), float(yi)) for s, yi in zip(steps, y)]
     p.step_w, p.step_b = fit_logistic(np.concatenate(steps), np.concatenate(labels), l2)
-    p.prefix_w, p.prefix_b = train_prefix_probe(steps, labels, teacher, sync_weight, last_weight, l2)
+    p.prefix_w, p.prefix_b = train_prefix_probe(steps, labels, teacher, sync_weight, last_weight, l2=l2)
     return p
 
 
@@ -181,7 +181,7 @@ def risk_at_coverage(scores: np.ndarray, hallucinated: np.ndarray, coverage: flo
 
 
 def paired_risk_difference(a: np.ndarray, b: np.ndarray, hallucinated: np.ndarray, coverage: float, n_boot: int,
-                           seed: int) -> dict[str, float]:
+                           *, seed: int) -> dict[str, float]:
     """Risk at ``coverage`` of guard score ``a`` minus that of ``b`` on the same questions, with a paired
     bootstrap interval."""
     a, b, h = (np.asarray(v, float) for v in (a, b, hallucinated))

@@ -116,7 +116,7 @@ def causal_pool(steps: np.ndarray) -> np.ndarray:
 
 
 def train_prefix_probe(steps: Sequence[np.ndarray], labels: Sequence[np.ndarray], teacher: Sequence[np.ndarray],
-                       sync_weight: float = 120.0, last_weight: float = 30.0, l2: float = 1e-4,
+                       sync_weight: float = 120.0, last_weight: float = 30.0, *, l2: float = 1e-4,
                        max_iter: int = 200) -> tuple[np.ndarray, float]:
     """The prefix-level probe: a logistic model on :func:`causal_pool` features, fitted with LBFGS to
     L = L_anchor + sync_weight · L_sync, where L_anchor is the binary cross-entropy against each step's

@@ -57,7 +57,7 @@ def scalar_scores(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, seed: in
 
 
 def residual_probe(resid: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray,
-                   train_idx: np.ndarray, test_idx: np.ndarray, C: float = 0.1,
+                   train_idx: np.ndarray, *, test_idx: np.ndarray, C: float = 0.1,
                    seed: int = 0) -> tuple[int, np.ndarray, pd.DataFrame]:
     """The residual-stream probe: per layer, fit on ``fit_idx`` and score validation AUROC on ``val_idx``;
     the best layer (ties → the earlier one) is refitted on all of ``train_idx`` and scored on ``test_idx``.
@@ -113,7 +113,7 @@ def _metric_fns(strata: np.ndarray | None) -> dict[str, MetricFn]:
 
 
 def compare(y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str, n_boot: int, seed: int,
-            strata: np.ndarray | None = None, level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+            *, strata: np.ndarray | None = None, level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every classifier's metrics with percentile intervals, and ``reference`` minus each other one with
     paired intervals, from one stratified bootstrap over test questions shared by all classifiers.
     A [draws, N] score array (several random-neuron classifiers) counts as one method: its metric is the
@@ -159,7 +159,7 @@ class TransferBaselines:
     confidence signals and their combination, and the residual-stream probe at 03's chosen layer."""
 
     def __init__(self, resid_tr: np.ndarray, conf_tr: np.ndarray, n_ans_tr: np.ndarray, y_tr: np.ndarray,
-                 layer: int, seed: int = 0, resid_C: float = 0.1):
+                 layer: int, *, seed: int = 0, resid_C: float = 0.1):
         self.layer = int(layer)
         self.fits: dict[str, tuple[Standardised, Callable[[dict], np.ndarray]]] = {
             "answer length (tokens)": (Standardised(n_ans_tr, y_tr, seed=seed), lambda s: s["answer_tokens"]),
@@ -179,7 +179,7 @@ class TransferBaselines:
 
 def transfer_table(clfs: Mapping[str, object], fitted: TransferBaselines,
                    sets: Mapping[str, tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]]], n_boot: int,
-                   seed: int, min_per_class: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   seed: int, *, min_per_class: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For every set with at least ``min_per_class`` examples of each class: the H-neuron classifier,
     the random-neuron classifiers (mean of draws) and every baseline, with intervals and paired
     differences (H-neurons minus baseline, length-controlled too). ``sets`` maps a label to
@@ -219,7 +219,7 @@ def read_differences(diffs: pd.DataFrame, reference: str = "H-neurons") -> list[
     return out
 
 
-def headline_row(cfg: object, n_train: int, n_test: int, C: float, k: int, n_features: int, clf: object,
+def headline_row(cfg: object, n_train: int, n_test: int, C: float, k: int, *, n_features: int, clf: object,
                  test: pd.DataFrame, random_draws: pd.DataFrame, length_auroc: float, metrics: pd.DataFrame,
                  diffs: pd.DataFrame, other: tuple[str, float, int, str]) -> pd.DataFrame:
     """Notebook 03's headline: the H-neurons (both C rules), random neurons, and the best baseline with

@@ -231,7 +231,7 @@ def flag_rates(clfs: Mapping[str, Any], features: Mapping[tuple[str, str], np.nd
 
 
 def answer_features(loaded: Any, examples: pd.DataFrame, batch_size: int, progress: bool = True,
-                    style: str = "chat", with_signals: bool = False, system: str | None = None):
+                    style: str = "chat", *, with_signals: bool = False, system: str | None = None):
     """Teacher-forced answer-token CETT of test examples (cached like notebook 02): (the examples that
     have an answer token, their features float32 [N, L*F], the (id, reason) of examples lost, seconds).
     ``style``: the prompt style the responses were generated with (notebook 06 uses 'base'); ``system``:
@@ -267,7 +267,7 @@ def answer_features(loaded: Any, examples: pd.DataFrame, batch_size: int, progre
                    "answer_tokens": np.array([int(t.answer.sum()) for t in tf])},)
 
 
-def table1_row(model: str, permille: float, random_accuracy: float, h_row: pd.Series, n_train: int, n_test: int,
+def table1_row(model: str, permille: float, random_accuracy: float, h_row: pd.Series, n_train: int, *, n_test: int,
                C: float, rule: str) -> pd.DataFrame:
     """This run's TriviaQA row of the paper's Table 1 (accuracy in %), followed by the paper's rows."""
     ours = {"model": f"{model} (this run)", "‰": round(permille, 3), "TriviaQA random": round(100 * random_accuracy, 1),
@@ -301,7 +301,7 @@ def one_per_category(pool: Pool) -> pd.DataFrame:
 
 
 def build_test_sets(loaded: Any, pools: Mapping[str, Pool], rule: Any, sampling: Any, cfg: Any,
-                    timings: dict[str, float]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, dict]]:
+                    *, timings: dict[str, float]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, dict]]:
     """One balanced test set per pool (:func:`labelling.test_set`, as notebook 01 labels TriviaQA), with
     the seconds each took added to ``timings``. Returns {name: (looked, examples, sizes)}."""
     import time
@@ -311,8 +311,8 @@ def build_test_sets(loaded: Any, pools: Mapping[str, Pool], rule: Any, sampling:
     built = {}
     for name, pool in pools.items():
         t0 = time.perf_counter()
-        built[name] = test_set(loaded, pool.records, pool.judge, rule, sampling, cfg.gen_n_per_class, cfg.seed,
-                               cfg.gen_batch_size, screen=cfg.screen, screen_max_new_tokens=cfg.screen_max_new_tokens,
+        built[name] = test_set(loaded, pool.records, pool.judge, rule, sampling, n_per_class=cfg.gen_n_per_class, seed=cfg.seed,
+                               batch_size=cfg.gen_batch_size, screen=cfg.screen, screen_max_new_tokens=cfg.screen_max_new_tokens,
                                first_round=cfg.sample_first_round, system=pool.system)
         timings[f"{pool.label}: sample and judge"] = time.perf_counter() - t0
     return built
@@ -372,7 +372,7 @@ def ours_vs_paper(t1: pd.DataFrame, model: str, permille: float, order: Sequence
 
 
 def one_class_features(loaded: Any, built: Mapping[str, tuple], pools: Mapping[str, Pool], n: int, seed: int,
-                       batch_size: int, timings: dict[str, float]) -> dict[tuple[str, str], np.ndarray]:
+                       *, batch_size: int, timings: dict[str, float]) -> dict[tuple[str, str], np.ndarray]:
     """Answer features of up to ``n`` responses per (set, class), whether or not the other class exists."""
     from hneuron_utils.data.labelling import one_class
 
@@ -423,7 +423,7 @@ def triviaqa_under_system(loaded: Any, test: pd.DataFrame, system: str, batch_si
 
 
 def abstention_by_class(loaded: Any, test: pd.DataFrame, system: str, max_new_tokens: int, batch_size: int,
-                        n_bootstrap: int, seed: int) -> pd.DataFrame:
+                        *, n_bootstrap: int, seed: int) -> pd.DataFrame:
     """Greedy answers to TriviaQA's test questions under ``system``: per class of notebook 01 (faithful
     = it answered right under notebook 01's rule without the system turn), the share that abstain
     (:class:`~hneuron_utils.data.nonexist.AbstentionJudge`) and the share still answered correctly (the
@@ -488,7 +488,7 @@ def labels_for(labels: pd.DataFrame, system: str | None) -> pd.DataFrame:
     return labels[none | (labels.system == system)] if system else labels[none]
 
 
-def paired_auroc_shift(clf: Any, a: np.ndarray, b: np.ndarray, y: np.ndarray, n_bootstrap: int, seed: int
+def paired_auroc_shift(clf: Any, a: np.ndarray, b: np.ndarray, y: np.ndarray, n_bootstrap: int, *, seed: int
                        ) -> dict[str, float]:
     """AUROC of one classifier on the same examples read two ways (``a``, ``b``: features in the same
     order, labels ``y``), and the paired 95% interval of the difference b − a from

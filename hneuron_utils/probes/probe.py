@@ -106,7 +106,7 @@ class NotConvergedWarning(UserWarning):
 
 
 def fit_l1(X: np.ndarray, y: np.ndarray, C: float, seed: int, tol: float = L1_TOL,
-           max_iter: int = L1_MAX_ITER) -> LogisticRegression:
+           *, max_iter: int = L1_MAX_ITER) -> LogisticRegression:
     """The paper's probe: L1 logistic regression in liblinear's formulation (no class weights, no
     scaling), fitted to convergence (``tol``; the official code uses scikit-learn's default 1e-4, which
     on CETT features stops early and makes the positive set depend on the solver's seed).
@@ -176,7 +176,7 @@ def c_grid(
     y_tr: np.ndarray,
     ans_val: np.ndarray,
     y_val: np.ndarray,
-    Cs: Iterable[float],
+    *, Cs: Iterable[float],
     mode: str,
     seed: int,
     n_layers: int,
@@ -282,7 +282,7 @@ def fit_subset(
     y_tr: np.ndarray,
     columns: Iterable[int],
     mode: str,
-    C: float = 1.0,
+    *, C: float = 1.0,
     seed: int = 0,
 ) -> SubsetClassifier:
     """Refit on a subset of columns: standardise with the training matrix's mean/std (floor 1e-12),
@@ -301,10 +301,10 @@ def fit_subset(
 
 def evaluate_subset(
     ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, ans_te: np.ndarray, y_te: np.ndarray,
-    columns: Iterable[int], mode: str, C: float = 1.0, seed: int = 0,
+    *, columns: Iterable[int], mode: str, C: float = 1.0, seed: int = 0,
 ) -> dict[str, float]:
     """Test accuracy/AUROC of :func:`fit_subset` on the given columns (the H-neuron set or a random one)."""
-    clf = fit_subset(ans_tr, oth_tr, y_tr, columns, mode, C, seed)
+    clf = fit_subset(ans_tr, oth_tr, y_tr, columns, mode, C=C, seed=seed)
     return evaluate(y_te, clf.predict_proba_ans(ans_te))
 
 
@@ -319,21 +319,21 @@ def random_columns(n_features: int, k: int, draws: int, seed: int = 0,
 
 
 def random_classifiers(
-    ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, k: int, draws: int, mode: str,
+    ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, k: int, draws: int, *, mode: str,
     C: float = 1.0, seed: int = 0, exclude: Iterable[int] | None = None,
 ) -> list[SubsetClassifier]:
     """The subset classifier refit on each of :func:`random_columns`' sets (the random-neuron baseline)."""
     _, p = _rows(ans_tr)
-    return [fit_subset(ans_tr, oth_tr, y_tr, cols, mode, C, seed)
+    return [fit_subset(ans_tr, oth_tr, y_tr, cols, mode, C=C, seed=seed)
             for cols in random_columns(p, k, draws, seed, exclude)]
 
 
 def random_baseline(
     ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, ans_te: np.ndarray, y_te: np.ndarray,
-    k: int, draws: int, mode: str, C: float = 1.0, seed: int = 0, exclude: Iterable[int] | None = None,
+    *, k: int, draws: int, mode: str, C: float = 1.0, seed: int = 0, exclude: Iterable[int] | None = None,
 ) -> pd.DataFrame:
     """Test metrics of :func:`random_classifiers`: one row per draw (draw, accuracy, auroc)."""
-    clfs = random_classifiers(ans_tr, oth_tr, y_tr, k, draws, mode, C, seed, exclude)
+    clfs = random_classifiers(ans_tr, oth_tr, y_tr, k, draws, mode=mode, C=C, seed=seed, exclude=exclude)
     return evaluate_classifiers(clfs, ans_te, y_te)
 
 
@@ -386,7 +386,7 @@ def jaccard(a: Iterable[int], b: Iterable[int]) -> float:
 
 def stability(
     ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, C: float, mode: str,
-    n_boot: int, seed: int, reference: Iterable[int], tol: float = L1_TOL,
+    *, n_boot: int, seed: int, reference: Iterable[int], tol: float = L1_TOL,
 ) -> np.ndarray:
     """Jaccard overlap of ``reference`` with the positive set of the L1 probe refit on each of
     ``n_boot`` bootstrap resamples of the training examples (an example's ans and oth rows stay
@@ -477,7 +477,7 @@ def validation_split(y: np.ndarray, train: np.ndarray, val_fraction: float, seed
 
 
 def test_table(y: np.ndarray, classifiers: dict[str, tuple[int, np.ndarray]], random_draws: pd.DataFrame, k: int,
-               n_boot: int, seed: int) -> pd.DataFrame:
+               n_boot: int, *, seed: int) -> pd.DataFrame:
     """Rows (classifier, neurons, accuracy, auroc with 95% bootstrap intervals over test questions) for
     each named (neurons, test scores), then one row for the random-neuron draws (their mean; the interval
     is the 2.5–97.5% range of the draws)."""
@@ -517,7 +517,7 @@ def read_grid(table: pd.DataFrame, choice: dict[str, pd.Series]) -> str:
     return f"Positive neurons {trend} ({sizes}); {conv}. {picks[0].upper() + picks[1:]}."
 
 
-def read_h_neurons(k: int, n_features: int, C: float, rule: str, clf: object, tol: float) -> str:
+def read_h_neurons(k: int, n_features: int, C: float, rule: str, clf: object, *, tol: float) -> str:
     """One sentence on the fitted H-neuron set."""
     coef = clf.coef_[0]
     return (f"C = {C:g} ({rule} rule): {k} H-neurons = {1000 * k / n_features:.3f}‰ of {n_features:,} FFN neurons "
@@ -545,7 +545,7 @@ def read_stability(stab: pd.DataFrame) -> str:
             + ("a stable set." if b.median() >= 0.8 else "the individual neurons depend on which questions are drawn."))
 
 
-def fit_h_probe(ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, C: float, mode: str, seed: int,
+def fit_h_probe(ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, C: float, mode: str, *, seed: int,
                 tol: float = L1_TOL) -> LogisticRegression:
     """The L1 probe on all training examples at ``C`` (its positive coefficients are the H-neurons)."""
     X, y = training_set(ans_tr, oth_tr, y_tr, mode)

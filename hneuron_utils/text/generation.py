@@ -88,7 +88,7 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 @torch.inference_mode()
 def generate(loaded: Any, prompts: Sequence[str], sampling: Sampling = Sampling(), batch_size: int = 16,
-             seed: int | None = None, templated: bool = True, progress: bool = True) -> list[str]:
+             seed: int | None = None, *, templated: bool = True, progress: bool = True) -> list[str]:
     """Generate one completion per prompt, batched (sorted by length to cut padding), in input order.
 
     Generation stops at any end-of-turn token; the returned text excludes special tokens and is stripped.
@@ -189,7 +189,7 @@ def _expand_cache(model: Any, prefix: list[tuple[torch.Tensor, torch.Tensor]], r
     return cache
 
 
-def _prefill(call: Any, model: Any, tails: list[list[int]], prefix: list, P: int, pad: int, dev: Any,
+def _prefill(call: Any, model: Any, tails: list[list[int]], prefix: list, P: int, *, pad: int, dev: Any,
              rows: list[int] | None = None, groups: torch.Tensor | None = None) -> tuple:
     """Prefill left-padded prompt tails after the shared prefix; return (cache, mask, positions, logits).
     ``rows`` (the prompts' indices) go to a per-row ``call`` (see :func:`sample_many`); ``groups`` picks each
@@ -257,7 +257,7 @@ def _decode(tok: Any, ids: list[int], stopped: bool, keep_lead: bool = False) ->
 
 @torch.inference_mode()
 def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, sampling: Sampling = Sampling(),
-                seed: int = 0, keys: Sequence[str] | None = None, batch_size: int = 64,
+                seed: int = 0, *, keys: Sequence[str] | None = None, batch_size: int = 64,
                 templated: bool = True, share_prefix: bool = True, progress: bool = True,
                 forward: Any = None, first_sample: int = 0, prefill_rows: int = 16,
                 stop_at_newline: bool = False, max_prefix: int | None = None) -> list[list[Sample]]:
@@ -343,8 +343,8 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
         if queue and len(rows) <= batch_size // 2:
             take = max(1, min(per_batch - len(rows) // n_samples, len(queue)))
             idx, queue = queue[:take], queue[take:]
-            parts = [_prefill(call, model, [toks[i][P:] for i in sub], prefix, P, pad, dev, sub if per_row else None,
-                              None if groups is None else groups[torch.tensor(sub, device=dev)])
+            parts = [_prefill(call, model, [toks[i][P:] for i in sub], prefix, P, pad=pad, dev=dev, rows=sub if per_row else None,
+                              groups=None if groups is None else groups[torch.tensor(sub, device=dev)])
                      for sub in (idx[j:j + prefill_rows] for j in range(0, len(idx), prefill_rows))]
             cache, am, pos, logits = _merge_prefills(model, parts, P)
             if n_samples > 1:  # copy each prompt's cache for its K samples

@@ -260,7 +260,7 @@ class ServedModel:
         return Sample(text=text, token_ids=list(ids), stopped=choice.get("finish_reason") == "stop")
 
     def sample(self, prompts: Sequence[str], n_samples: int, sampling: Sampling, seed: int,
-               keys: Sequence[str], first_sample: int = 0) -> list[list[Sample]]:
+               keys: Sequence[str], *, first_sample: int = 0) -> list[list[Sample]]:
         """``n_samples`` completions (indices ``first_sample`` .. ``first_sample + n_samples - 1``) of every
         prompt (already chat-templated text), one request each, ``concurrency`` at a time. Greedy when
         ``sampling.do_sample`` is False. ``Sample.token_ids`` is the local tokenizer's encoding of the

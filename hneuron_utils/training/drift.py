@@ -75,7 +75,7 @@ def per_layer_summary(ranks: np.ndarray, h_flat: Sequence[int]) -> "Any":
 
 
 def analyse(base_model: str, tuned_model: str, dtype: str, h_flat: Sequence[int], n_permutations: int,
-            seed: int) -> tuple[Any, Any, np.ndarray, np.ndarray, dict]:
+            *, seed: int) -> tuple[Any, Any, np.ndarray, np.ndarray, dict]:
     """Load both models on the CPU in ``dtype``, measure every neuron's drift, and test the H-neurons'
     inertia under each z-scoring. Returns (tests table, per-H-neuron table, d_up, d_down, ranks)."""
     import gc

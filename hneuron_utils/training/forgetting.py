@@ -174,7 +174,7 @@ def _token_table(loaded: Any, pairs: Sequence[Pair], max_tokens: int, batch_size
 
 
 def conflict_summary(tokens: pd.DataFrame, max_prob: float, max_entropy: float, alpha: float, scale: float,
-                     n_boot: int, seed: int) -> pd.DataFrame:
+                     *, n_boot: int, seed: int) -> pd.DataFrame:
     """The confident conflicts among the tuning tokens (target probability < ``max_prob`` and normalised
     entropy < ``max_entropy``): their share, and how each loss weights them — the mean EAFT weight on
     conflicts and on the other tokens, and each loss's share of the total loss that conflicts carry (SFT:
@@ -255,7 +255,7 @@ def passage_nll(loaded: Any, texts: Sequence[str], batch_size: int, max_tokens: 
     ``max_tokens``): :func:`hneuron_utils.interventions.steering.text_nll` of the unmodified model."""
     from hneuron_utils.interventions.steering import text_nll
 
-    return text_nll(loaded, texts, None, 1.0, batch_size, max_tokens)
+    return text_nll(loaded, texts, None, 1.0, batch_size, max_tokens=max_tokens)
 
 
 def perplexity_rows(nlls: Mapping[str, tuple[np.ndarray, np.ndarray]], reference: str, n_boot: int, seed: int
@@ -463,7 +463,7 @@ def tune_config(cfg: Any, pairs: Sequence[Pair], loss: str, *, train_layers: Seq
 
 
 def measure(loaded: Any, held_out: Sequence[Any], known: Sequence[Any], unknown: Sequence[Any], passages: Sequence[str],
-            max_new_tokens: int, gen_batch_size: int, batch_size: int) -> dict[str, Any]:
+            *, max_new_tokens: int, gen_batch_size: int, batch_size: int) -> dict[str, Any]:
     """Everything measured on one model's outputs: the held-out multiple-choice choices, greedy answers to the
     known and unknown TriviaQA questions, and the passages' NLL."""
     return {"mc": mc_scores(loaded, held_out, batch_size, progress=False),
@@ -522,7 +522,7 @@ def detector_table(scored: Mapping[str, tuple[np.ndarray, Mapping[str, np.ndarra
 
 
 def summary(outcomes: pd.DataFrame, versus: pd.DataFrame, drift: pd.DataFrame, detector: pd.DataFrame,
-            conflicts: pd.DataFrame, again: pd.DataFrame | None = None, bootstrap_jaccard: float | None = None,
+            conflicts: pd.DataFrame, *, again: pd.DataFrame | None = None, bootstrap_jaccard: float | None = None,
             agreement: pd.DataFrame | None = None) -> list[str]:
     """The notebook's findings in a few sentences (also the README's block), every word chosen by an interval."""
     c = conflicts.set_index("measure")
@@ -566,7 +566,7 @@ def model_features(model_name: str, cett_dtype: str, device: str, examples: pd.D
 
 
 def reidentify(features: Mapping[str, tuple[np.ndarray, np.ndarray]], examples: pd.DataFrame, meta: Mapping[str, Any],
-               original: Sequence[int], layers: Sequence[int], tol: float, seed: int) -> pd.DataFrame:
+               original: Sequence[int], layers: Sequence[int], *, tol: float, seed: int) -> pd.DataFrame:
     """Notebook 03's final fit (its C, mode and training examples) repeated on each model's features: the
     H-neurons it finds and their Jaccard overlap with notebook 03's set, overall and within the trained layers."""
     from hneuron_utils.probes.probe import fit_h_probe, h_neurons, jaccard
@@ -578,7 +578,7 @@ def reidentify(features: Mapping[str, tuple[np.ndarray, np.ndarray]], examples: 
     orig = set(int(f) for f in original)
     rows = []
     for name, (ans, oth) in features.items():
-        clf = fit_h_probe(ans[tr], oth[tr], y[tr], float(meta["C"]), meta["mode"], seed, tol)
+        clf = fit_h_probe(ans[tr], oth[tr], y[tr], float(meta["C"]), meta["mode"], seed=seed, tol=tol)
         found = set(h_neurons(clf.coef_[0], L, F).flat_index.astype(int))
         o_t = {f for f in orig if f // F in in_trained}
         f_t = {f for f in found if f // F in in_trained}

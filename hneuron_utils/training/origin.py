@@ -143,8 +143,8 @@ def base_test_sets(base: Any, base_cett: Any, cfg: Any, params: Mapping[str, Any
     features, sizes, kept_sets = {}, {}, {}
     for name in cfg.origin_datasets:
         pool = transfer_pool(name, params, cfg.origin_pool_size, cfg.seed, exclude_ids=exclude_ids)
-        looked, examples, sz = test_set(base, pool.records, pool.judge, the_rule, samp, cfg.origin_n_per_class, cfg.seed,
-                                        params["gen_batch_size"], screen=params["screen"],
+        looked, examples, sz = test_set(base, pool.records, pool.judge, the_rule, samp, n_per_class=cfg.origin_n_per_class, seed=cfg.seed,
+                                        batch_size=params["gen_batch_size"], screen=params["screen"],
                                         screen_max_new_tokens=params["screen_max_new_tokens"],
                                         first_round=params["sample_first_round"], style="base")
         kept, ans, lost, _ = answer_features(base_cett, examples, params["cett_batch_size"], style="base")

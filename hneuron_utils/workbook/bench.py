@@ -194,7 +194,7 @@ def run_sample(model: str, n: int, k: int, batch_size: int, max_new_tokens: int 
             "speed-up": round(t_obv / t_ours, 2)}
 
 
-def run_steer(model: str, n: int, alphas: tuple[float, ...], sets: int, k: int, batch_size: int,
+def run_steer(model: str, n: int, alphas: tuple[float, ...], sets: int, k: int, *, batch_size: int,
               max_new_tokens: int = 48) -> dict[str, Any]:
     """Per-condition vs batched responses of 05 on the same ``n`` FalseQA items: ``sets`` random sets of
     ``k`` neurons at every α ≠ 1 plus the unmodified model, greedy, bf16, each path on its own empty cache."""
@@ -221,9 +221,9 @@ def run_steer(model: str, n: int, alphas: tuple[float, ...], sets: int, k: int, 
         with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b, \
                 tempfile.TemporaryDirectory() as w, tempfile.TemporaryDirectory() as u:
             os.environ["HNEURON_CACHE"] = w
-            steering.responses(loaded, ids[:2], convs[:2], None, 1.0, s, batch_size=batch_size)  # warm-up
+            steering.responses(loaded, ids[:2], convs[:2], None, 1.0, sampling=s, batch_size=batch_size)  # warm-up
             os.environ["HNEURON_CACHE"] = b
-            t_per, per = _timed(lambda: {c: steering.responses(loaded, ids, convs, f, al, s, batch_size=batch_size)
+            t_per, per = _timed(lambda: {c: steering.responses(loaded, ids, convs, f, al, sampling=s, batch_size=batch_size)
                                          for c, (f, al) in conds.items()})
             os.environ["HNEURON_CACHE"] = a
             t_bat, bat = _timed(steering.responses_batched, loaded, ids, {c: convs for c in conds}, conds, s,
@@ -258,7 +258,7 @@ def run_steer(model: str, n: int, alphas: tuple[float, ...], sets: int, k: int, 
 
 
 def run_monitor(model: str, n: int, batch_size: int, max_new_tokens: int = 80, k: int = 45,
-                resid_layer: int | None = -1) -> dict[str, Any]:
+                *, resid_layer: int | None = -1) -> dict[str, Any]:
     """The streaming monitor's overhead: the same greedy answers decoded by the monitored loop with plain
     model calls and with the traced calls that read ``k`` neurons' CETT (spread over the layers) and, unless
     None, one residual layer."""
@@ -270,7 +270,7 @@ def run_monitor(model: str, n: int, batch_size: int, max_new_tokens: int = 80, k
     prompts = [generation.chat_prompt(loaded.tokenizer, r.question + LONGFORM_SUFFIX) for r in recs]
     flat = random_neurons(loaded.n_layers * loaded.d_ff, [], k, 0)
     layer = None if resid_layer is None else resid_layer % loaded.n_layers
-    res = live.timed_decoding(loaded, prompts, flat, generation.Sampling(max_new_tokens=max_new_tokens), batch_size, layer)
+    res = live.timed_decoding(loaded, prompts, flat, generation.Sampling(max_new_tokens=max_new_tokens), batch_size, resid_layer=layer)
     return {"model": model, "answers": n, "batch size": batch_size, "max_new_tokens": max_new_tokens,
             "neurons read": k, "residual layer": layer, **{k2: round(v, 3) for k2, v in res.items()},
             "tokens/s": {"plain": round(res["plain_tokens"] / res["plain_seconds"], 1),
@@ -307,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "cett":
         res = run_cett(args.model, args.examples, args.batch_size)
     elif args.what == "steer":
-        res = run_steer(args.model, args.items, tuple(args.alphas), args.sets, args.neurons, args.batch_size,
-                        args.max_new_tokens)
+        res = run_steer(args.model, args.items, tuple(args.alphas), args.sets, args.neurons, batch_size=args.batch_size,
+                        max_new_tokens=args.max_new_tokens)
     elif args.what == "monitor":
         res = run_monitor(args.model, args.answers, args.batch_size, args.max_new_tokens)
     else:

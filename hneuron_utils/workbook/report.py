@@ -636,7 +636,7 @@ def _finetune_lines(run: Path) -> list[str]:
         st = pd.read_csv(t / "03_stability.csv")
         boot = float(st[st.comparison.str.startswith("bootstrap")].jaccard.mean())
     agree = pd.read_csv(t / "08_judge_agreement.csv") if (t / "08_judge_agreement.csv").exists() else None
-    return ["", head] + [f"- {line}" for line in forgetting.summary(*tables[:4], tables[4], again, boot, agree)]
+    return ["", head] + [f"- {line}" for line in forgetting.summary(*tables[:4], tables[4], again=again, bootstrap_jaccard=boot, agreement=agree)]
 
 
 def _introspection_lines(run: Path) -> list[str]:
@@ -661,7 +661,7 @@ def _introspection_lines(run: Path) -> list[str]:
             f"injection (greedy, {p['intro_max_new_tokens']} new tokens); then the model's self-assessment of "
             f"{2 * p['conf_items']} held-out TriviaQA answers (asked: correct? Yes/No, then 0–100), with the H-neurons "
             f"or a random set scaled by α ∈ {p['conf_alphas']} during that turn.")
-    return ["", head] + [f"- {line}" for line in analysis.summary(controls, cells, depth, leak, aurocs, alphas, versus, agree)]
+    return ["", head] + [f"- {line}" for line in analysis.summary(controls, cells, depth, leak, aurocs, alphas=alphas, versus=versus, agreement=agree)]
 
 
 def _pct(ci: str) -> str:

@@ -71,7 +71,7 @@ def isolated_stage_cache(prefix: str = "hneuron-isolated-", keep: Path | None = 
 
 
 def redraw_outcomes(params: dict, looked: pd.DataFrame, n_greedy: int, n_sampled: int, dtype: str,
-                    stage_cache: Path | None = None) -> pd.DataFrame:
+                    *, stage_cache: Path | None = None) -> pd.DataFrame:
     """Notebook 01's greedy screen for the first ``n_greedy`` questions of the run's walk and its K samples
     for the first ``n_sampled`` of those, redrawn here on an empty stage cache; one row per question with the
     run's outcome beside the redrawn one."""
@@ -100,7 +100,7 @@ def redraw_outcomes(params: dict, looked: pd.DataFrame, n_greedy: int, n_sampled
         greedy = labelling.greedy_answers(loaded, order, params["screen_max_new_tokens"], params["gen_batch_size"],
                                           progress=False)
         drawn = labelling.sampled_answers(loaded, order[:n_sampled], sampling, rule.n_samples, params["seed"],
-                                          params["gen_batch_size"])
+                                          batch_size=params["gen_batch_size"])
     rows = []
     for i, r in enumerate(order):
         run_row = looked.iloc[i]

@@ -125,7 +125,7 @@ def collapse_parameter_cells(path: Path) -> None:
 
 def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = None,
         log_output: bool = True, overrides: dict[str, Any] | None = None,
-        notebook_files: Sequence[Path] | None = None, fresh_stages: bool = False) -> dict[str, Any]:
+        *, notebook_files: Sequence[Path] | None = None, fresh_stages: bool = False) -> dict[str, Any]:
     """Run the numbered notebooks (or ``notebook_files``) with a profile (``overrides`` on top, validated);
     return the run log (also written to run_log.json).
 
