@@ -1,6 +1,6 @@
 """Compare every result table of two runs (e.g. the smoke run of two fresh clones on empty caches).
 
-    python scripts/compare_tables.py CLONE_A/results/smoke CLONE_B/results/smoke [--ignore-timing]
+    python scripts/compare_tables.py CLONE_A/results/smoke CLONE_B/results/smoke
 
 Prints, per table: identical, or which columns differ and by how much (numbers: the largest absolute
 difference; text: the number of differing cells). Timing tables and columns (seconds, minutes, "time")
