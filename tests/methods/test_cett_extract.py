@@ -5,21 +5,9 @@ import torch
 
 from hneuron_utils.features import cett
 from hneuron_utils.text import generation, tokens
-from hneuron_utils import judges, models
+from hneuron_utils import models
 
-QA = [("Capital of France?", "Paris is the capital.", ["Paris"]),
-      ("Who wrote Hamlet?", "Shakespeare", ["William Shakespeare", "Shakespeare"]),
-      ("Largest planet?", "I think it is Saturn, the ringed one!", ["Jupiter"]),
-      ("2+2?", "4", ["4", "four"]),
-      ("Longest river in the world by length according to most sources?", "The Nile", ["Nile"])]
-
-
-def _examples(loaded):
-    out = []
-    for q, r, a in QA:
-        v = judges.RuleJudge().judge(q, r, a)
-        out.append(tokens.teacher_forced(loaded.tokenizer, generation.qa_prompt(loaded.tokenizer, q), r, v.span))
-    return out
+from qa_examples import QA, examples as _examples
 
 
 def _check(loaded, batch_size, ref_model=None):

@@ -5,7 +5,7 @@ import torch
 from hneuron_utils import monitor
 from hneuron_utils.features import cett
 from hneuron_utils.probes import probe
-from test_cett_extract import _examples
+from qa_examples import examples as _examples
 
 
 def test_running_mean_at_the_last_answer_token_equals_the_answer_feature(tiny):

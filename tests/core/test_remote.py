@@ -9,7 +9,7 @@ import torch
 from hneuron_utils.features import cett
 from hneuron_utils.models import remote
 
-from test_cett_extract import _examples
+from qa_examples import examples as _examples
 
 
 def _close(a, b, tol=1e-5):

@@ -8,7 +8,7 @@ import pytest
 
 from hneuron_utils.workbook.notebook import Notebook
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
