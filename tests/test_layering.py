@@ -101,3 +101,18 @@ def test_package_functions_take_parameters_after_the_fifth_by_keyword():
                 if len(pos) > MAX_POSITIONAL_PARAMETERS:
                     long.append(f"{p.relative_to(PACKAGE)}:{n.lineno} {n.name} ({len(pos)} positional)")
     assert not long, long
+
+
+def test_no_sentences_below_the_workbook():
+    """The methods and the core return data; sentences that read results live in ``workbook/readouts.py``."""
+    writers = []
+    for p in MODULES:
+        if RANK[_part(p)] == RANK["workbook"]:
+            continue
+        for n in ast.parse(p.read_text()).body:
+            if isinstance(n, ast.FunctionDef) and n.returns is not None:
+                returns = ast.unparse(n.returns)
+                wordy = n.name.startswith("read_") or n.name.endswith("words") or n.name == "summary"
+                if wordy and returns in ("str", "list[str]"):
+                    writers.append(f"{p.relative_to(PACKAGE)}:{n.lineno} {n.name}")
+    assert not writers, writers

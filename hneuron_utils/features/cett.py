@@ -338,18 +338,6 @@ def batch_independence(loaded, examples: list, cached: torch.Tensor, n: int) -> 
             "max relative difference": float(rel.max())}
 
 
-def read_batch_independence(check: dict, dtype: Any) -> str:
-    """One sentence that reads :func:`batch_independence`'s result."""
-    if not check.get("examples"):
-        return "no example was re-extracted (repro_check_size = 0): batch independence NOT checked"
-    worst = check["max relative difference"]
-    verdict = ("below float16 storage resolution (~1e-3): the features do not depend on the batch" if worst < 2e-3
-               else "the features DEPEND on the batch they were extracted in")
-    return (f"{str(dtype).replace('torch.', '')}, {check['examples']} examples re-extracted one at a time: "
-            f"{check['identical after float16 storage']:.1%} of stored features are identical; the largest relative "
-            f"change is {worst:.1e} — {verdict}.")
-
-
 def feature_record(info: dict, n: int, model: str, dtype: Any) -> dict:
     """What notebook 02 writes to ``02_features.json``: the stage key (so another machine with the same
     cache finds the features), not this machine's path."""

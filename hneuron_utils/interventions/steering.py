@@ -23,7 +23,6 @@ from hneuron_utils.text.generation import render  # noqa: F401  (re-exported: th
 Messages = list[dict[str, str]]
 
 
-
 def _steer_key(loaded: Any, flat_neurons: Sequence[int] | None, alpha: float, sampling: Any, seed: int) -> dict:
     """The cache key of one condition's responses (the neurons themselves, not their name)."""
     from hneuron_utils.interventions import unmodified
@@ -500,27 +499,6 @@ def side_effects(loaded: Any, side_records: Sequence[Any], passages: Sequence[st
     return pd.DataFrame(rows)
 
 
-def read_side_effects(side: pd.DataFrame) -> list[str]:
-    """One sentence per neuron set at α = 0 and at the largest α: accuracy and perplexity change from α = 1,
-    with the word chosen by the paired interval."""
-    def change(lo: float, hi: float) -> str:
-        return "higher" if lo > 0 else "lower" if hi < 0 else "no change detectable"
-
-    out = []
-    for nset, t in side.groupby("neurons", sort=False):
-        for a in [t.alpha.min(), t.alpha.max()]:
-            r = t[t.alpha == a].iloc[0]
-            acc = change(r["change lo"], r["change hi"])
-            pp = change(r["ppl change lo"], r["ppl change hi"])
-            out.append(f"{nset} at α = {a:g}: TriviaQA accuracy {r['TriviaQA accuracy']:.1%} "
-                       f"[{r['accuracy lo']:.1%}, {r['accuracy hi']:.1%}] (n = {r['n questions']}), a change of "
-                       f"{r['accuracy change']:+.1%} [{r['change lo']:+.1%}, {r['change hi']:+.1%}] from α = 1 ({acc}); "
-                       f"perplexity {r.perplexity:.2f} [{r['perplexity lo']:.2f}, {r['perplexity hi']:.2f}] "
-                       f"(n = {r['n passages']} passages), {r['perplexity change']:+.2f} "
-                       f"[{r['ppl change lo']:+.2f}, {r['ppl change hi']:+.2f}] ({pp}).")
-    return out
-
-
 def truncation_check(loaded: Any, items: Mapping[str, Sequence[Any]], resp: Mapping[tuple[str, str, float], list[dict]],
                      sets: Mapping[str, Sequence[int]], judges: Mapping[str, Any], *, samplings: Mapping[str, Any],
                      n_items: int, alpha_max: float, seed: int, batch_size: int,
@@ -548,80 +526,6 @@ def truncation_check(loaded: Any, items: Mapping[str, Sequence[Any]], resp: Mapp
     return pd.DataFrame(rows)
 
 
-def _judge_prefix(status: Mapping[str, str] | None, b: str) -> str:
-    s = (status or {}).get(b, "validated")
-    return "" if s == "validated" else f"[{s}: not a finding] "
-
-
-def edge_note(rate: float, edge: float = 0.05) -> str:
-    """"; at the ceiling (99% at α = 1): …" where the unmodified rate lies within ``edge`` of 0 or 1 (a slope
-    there, and its smallest detectable value, can only show one direction), else ""."""
-    if rate >= 1 - edge:
-        return f"; at the ceiling ({rate:.0%} at α = 1): a rise with α has little room to show"
-    if rate <= edge:
-        return f"; at the floor ({rate:.0%} at α = 1): a fall as α goes to 0 has little room to show"
-    return ""
-
-
-def read_slopes(slopes: pd.DataFrame, status: Mapping[str, str] | None = None,
-                rates: pd.DataFrame | None = None) -> list[str]:
-    """One sentence per benchmark: the H-neuron slope's direction (chosen by its interval) and the random
-    sets' slopes; ``status`` (benchmark → :func:`hneuron_utils.judges.agreement.judge_status`) marks a
-    benchmark whose judge is not validated; ``rates`` (:func:`rates`) adds :func:`edge_note` at a ceiling or floor."""
-    from hneuron_utils.stats import direction
-
-    out = []
-    for b in dict.fromkeys(slopes.benchmark):
-        h = slopes[(slopes.benchmark == b) & (slopes.neurons == "H-neurons")].iloc[0]
-        r = slopes[(slopes.benchmark == b) & slopes.neurons.str.startswith("random")].slope
-        m = slopes[(slopes.benchmark == b) & slopes.neurons.str.startswith("layer-matched")].slope
-        words = direction(h.lo, h.hi)
-        if words == "shows no clear trend" and "detectable" in h and not pd.isna(h.detectable):
-            words = (f"shows no effect detectable at n = {int(h.n)} (smallest detectable slope ±{h.detectable:.1f} "
-                     "points per unit α, two-sided 95%, 80% power)")
-        grid = lambda rows: (f" (α {', '.join(str(rows.alphas.iloc[0]).split())})"  # noqa: E731
-                             if "alphas" in rows and len(rows) else "")
-        hr = slopes[(slopes.benchmark == b) & (slopes.neurons == "H-neurons")]
-        rr = slopes[(slopes.benchmark == b) & slopes.neurons.str.startswith("random")]
-        out.append(f"{_judge_prefix(status, b)}{b}: with the H-neurons scaled, compliance {words} with α — slope {h.slope:+.1f} "
-                   f"points per unit α [{h.lo:+.1f}, {h.hi:+.1f}]{grid(hr)}, n = {int(h.n)}; random sets{grid(rr)}: "
-                   f"{', '.join(f'{x:+.1f}' for x in r)}"
-                   + (f"; layer-matched random sets: {', '.join(f'{x:+.1f}' for x in m)}" if len(m) else "")
-                   + (edge_note(_rate_at_one(rates, b)) if rates is not None else ""))
-    return out
-
-
-def _rate_at_one(rates: pd.DataFrame, b: str) -> float:
-    row = rates[(rates.benchmark == b) & (rates.neurons == "H-neurons") & (rates.alpha == ALPHA_ONE)]
-    return float(row.rate.iloc[0]) if len(row) else float("nan")
-
-
-def read_slope_differences(t: pd.DataFrame, status: Mapping[str, str] | None = None) -> list[str]:
-    """One sentence per row of :func:`slope_differences`, its words chosen by the interval's sign (a
-    higher slope: compliance rises faster, or falls more slowly, with α). The interval resamples items
-    only, so it is conditional on the random sets that were drawn."""
-    out = []
-    for _, r in t.iterrows():
-        if pd.isna(r.difference):
-            out.append(f"{r.benchmark}: H-neuron slope minus the {r.against}' mean: not computable (fewer than two α "
-                       "values with a judged response)")
-            continue
-        if r.lo > 0:
-            words = f"the H-neuron slope is higher than the {r.against}'"
-        elif r.hi < 0:
-            words = f"the H-neuron slope is lower than the {r.against}'"
-        elif pd.isna(r.detectable):
-            words = f"no difference from the {r.against} detectable"
-        else:
-            words = (f"no difference from the {r.against} detectable (smallest detectable ±{r.detectable:.1f} "
-                     "points per unit α)")
-        on = f", both on α {', '.join(str(r.alphas).split())}" if "alphas" in r and not pd.isna(r.alphas) else ""
-        out.append(f"{_judge_prefix(status, r.benchmark)}{r.benchmark}: H-neuron slope minus the {r.against}' mean "
-                   f"({int(r.sets)}{on}): {r.difference:+.1f} "
-                   f"[{r.lo:+.1f}, {r.hi:+.1f}] points per unit α, n = {int(r.n)} items: {words}")
-    return out
-
-
 def slope_differences(flags: Mapping[tuple[str, str, float], Sequence[Any]], benchmarks: Sequence[str],
                       sets: Sequence[str], alphas: Sequence[float], n_boot: int, *, seed: int,
                       control_alphas: Sequence[float] | None = None) -> pd.DataFrame:
@@ -644,24 +548,3 @@ def slope_differences(flags: Mapping[tuple[str, str, float], Sequence[Any]], ben
                              **slope_difference(grid, h, [by_alpha(flags, b, m, grid) for m in members],
                                                 n_boot, seed)})
     return pd.DataFrame(rows)
-
-
-def read_knowledge(know: pd.DataFrame, prompt: str, status: str = "validated",
-                   screen: Mapping[str, int] | None = None) -> str:
-    """One sentence on the counterfactual benchmark's unmodified rate: off the ceiling (20–80%) or not, and
-    how many items the model could have answered from its own knowledge; ``screen`` (the counts of
-    :func:`screen_known`) adds how the items were found."""
-    all_ = know.iloc[0]
-    k = know[know["items"] == "knows the real-world answer"].iloc[0]
-    where = ("off the ceiling (within 20–80%)" if all_["in 20–80%"] else
-             "outside 20–80%, so a rise with α has little room to show")
-    head = f"{_judge_prefix({'counterfactual': status}, 'counterfactual')}Prompt '{prompt}': "
-    rate = (f"the unmodified model follows the context on {all_['compliance at α = 1']:.0%} [{all_.lo:.0%}, "
-            f"{all_.hi:.0%}] of {all_.n} judged items, {where}." if all_.n else
-            f"none of the {all_['not judged']} unmodified answers could be judged (neither answer named).")
-    on_known = (f"; on those it follows the context {k['compliance at α = 1']:.0%} of the time (n = {k.n})."
-                if k.n else "; none of those answers could be judged.")
-    return (head + rate + f" It names the real-world answer closed-book on {k.n + k['not judged']} of "
-            f"{all_.n + all_['not judged']} items" + on_known
-            + (f" The items were screened for it: {screen['known']} known among the first {screen['screened']} "
-               f"of the pool ({screen['known'] / max(screen['screened'], 1):.1%})." if screen else ""))

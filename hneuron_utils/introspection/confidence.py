@@ -18,7 +18,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from hneuron_utils.text.generation import PAPER_SUFFIX
 

@@ -17,25 +17,6 @@ from hneuron_utils.monitor.probes import (StreamProbe, alarm_scores, paired_risk
 from hneuron_utils.stats import bootstrap_ci, cohen_kappa, paired_difference, rate_with_ci
 
 
-def _ci(lo: float, hi: float, digits: int = 2) -> str:
-    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
-def _pci(lo: float, hi: float) -> str:
-    return f"[{100 * lo:.1f}%, {100 * hi:.1f}%]"
-
-
-def versus(lo: float, hi: float, a: str, b: str, higher_is_better: bool = True) -> str:
-    """Words for ``a`` against ``b`` from the 95% interval [lo, hi] of a − b (two-sided)."""
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return f"{a} and {b} cannot be compared here"
-    if (lo > 0) if higher_is_better else (hi < 0):
-        return f"{a} beats {b}"
-    if (hi < 0) if higher_is_better else (lo > 0):
-        return f"{a} is beaten by {b}"
-    return f"no detectable difference between {a} and {b} at this n"
-
-
 # --------------------------------------------------------------------------- the streams and the judge
 
 
@@ -89,17 +70,6 @@ def outcome_disagreements(labels: pd.DataFrame) -> pd.DataFrame:
     return labels[labels.label != labels.rule]
 
 
-def read_agreement(a: pd.DataFrame) -> str:
-    parts = []
-    for _, r in a.iterrows():
-        k = r["Cohen's kappa"]
-        words = ("almost perfect" if k > 0.8 else "substantial" if k > 0.6 else "moderate" if k > 0.4
-                 else "fair" if k > 0.2 else "slight or none")
-        parts.append(f"{r.answers} ({int(r.responses)} answers): agreement {r['agreement (wrong vs not)']:.0%} "
-                     f"(majority baseline {r['majority baseline']:.0%}), Cohen's κ = {k:.2f} ({words})")
-    return "The outcome rule against reference labels, on wrong versus not — " + "; ".join(parts) + "."
-
-
 # --------------------------------------------------------------------------- precision and overhead
 
 
@@ -135,29 +105,6 @@ def precision_check(loaded: Any, model: str, cett_dtype: str, device: str, promp
     return out
 
 
-def read_precision(p: pd.Series) -> str:
-    if p["monitor dtype"] == p["reference dtype"]:
-        return "The monitor runs in the classifiers' own precision: nothing to compare."
-    return (f"On {p.answers} held-out answers, notebook 03's final score from the {p['monitor dtype']} monitor differs from "
-            f"the {p['reference dtype']} teacher-forced score by {p['mean |score difference|']:.3f} on average (at most "
-            f"{p['max |score difference|']:.3f}; correlation {p['score correlation']:.3f}; median relative CETT error "
-            f"{p['median relative CETT error']:.1%}).")
-
-
-def read_overhead(o: pd.Series) -> str:
-    spread = ""
-    if "overhead_first" in o:
-        lo, hi = sorted([o.overhead_first, o.overhead_second])
-        spread = (f"; the two plain/monitored pairs gave {lo:+.1%} and {hi:+.1%}, so this measurement's own "
-                  f"noise is about {100 * (hi - lo):.0f} point{'' if round(100 * (hi - lo)) == 1 else 's'}")
-    verdict = ("within the 15% target" if max(o.overhead, o.get("overhead_second", o.overhead),
-                                                o.get("overhead_first", o.overhead)) <= 0.15 else "above the 15% target")
-    passes = " (mean of two passes each)" if "overhead_first" in o else ""
-    return (f"Monitored decoding took {o.monitored_seconds:.1f} s against {o.plain_seconds:.1f} s{passes} "
-            f"for the same {int(o.plain_tokens)} greedy tokens with plain calls: overhead {o.overhead:+.1%}{spread} "
-            f"({verdict}).")
-
-
 # --------------------------------------------------------------------------- detection
 
 
@@ -180,18 +127,6 @@ def final_auc(y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str, l
     m = m.drop(columns=[c for c in m.columns if c.startswith("accuracy")])
     d = d.drop(columns=[c for c in d.columns if c.startswith("accuracy")])
     return m, d
-
-
-def read_final(m: pd.DataFrame, d: pd.DataFrame, reference: str) -> str:
-    r = m.set_index("method").loc[reference]
-    lines = [f"Final AUC of the {reference}: {r.auroc:.3f} {_ci(r.auroc_lo, r.auroc_hi, 3)} "
-             f"(n = {int(r.n_per_class)} per class at least); "
-             + ("above chance." if r.auroc_lo > 0.5 else "the interval includes chance (0.5).")
-             + " Paired differences (where an interval includes 0, its ends bound the differences this run rules out):"]
-    for _, row in d.iterrows():
-        lines.append(f"  minus {row.method}: {row.auroc_diff:+.3f} {_ci(row.auroc_diff_lo, row.auroc_diff_hi, 3)} → "
-                     + versus(row.auroc_diff_lo, row.auroc_diff_hi, "the monitor", row.method))
-    return "\n".join(lines)
 
 
 def step_pooled_auc(step_scores: Mapping[str, Sequence[np.ndarray]], y: np.ndarray, te: np.ndarray, n_boot: int,
@@ -237,18 +172,6 @@ def early_table(streams: Sequence[Any], te: np.ndarray, y: np.ndarray, fitted: M
     return pd.DataFrame(rows)[["method", "tokens", "auroc", "auroc_lo", "auroc_hi", "n"]]
 
 
-def read_early(e: pd.DataFrame, reference: str) -> str:
-    lines = []
-    for name, g in e.groupby("method", sort=False):
-        above = g[g.auroc_lo > 0.5]
-        t0 = int(above.tokens.iloc[0]) if len(above) else 0
-        first = (f"first above chance after {t0} token{'s' if t0 > 1 else ''}" if len(above)
-                 else "never above chance at these positions")
-        last = g.iloc[-1]
-        lines.append(f"{name}: {first}; after {int(last.tokens)} tokens {last.auroc:.3f} {_ci(last.auroc_lo, last.auroc_hi, 3)}")
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- guards
 
 
@@ -284,21 +207,6 @@ def abstain_guards(step_scores: Mapping[str, Sequence[np.ndarray]], y: np.ndarra
     return pd.concat(curves, ignore_index=True), pd.DataFrame(rows)
 
 
-def read_abstain(a: pd.DataFrame, reference: str, coverage: float) -> str:
-    base = a.set_index("guard").loc["no guard"]
-    r = a.set_index("guard").loc[reference]
-    lines = [f"Lower risk is better. Without a guard {base.risk:.1%} of the {int(base.n)} held-out answers are hallucinated. Answering the "
-             f"{coverage:.0%} it is surest of, the {reference} guard leaves {r.risk:.1%} {_pci(r.risk_lo, r.risk_hi)} "
-             f"hallucinated. Where an interval of a difference includes 0, its ends bound what this run rules out."]
-    for _, row in a.iterrows():
-        if row.guard in (reference, "no guard"):
-            continue
-        v = versus(row.diff_lo, row.diff_hi, "the monitor's guard", "it", higher_is_better=False)
-        lines.append(f"  {row.guard}: {row.risk:.1%} {_pci(row.risk_lo, row.risk_hi)}; monitor minus it "
-                     f"{row['monitor minus this']:+.1%} {_pci(row.diff_lo, row.diff_hi)} → {v}")
-    return "\n".join(lines)
-
-
 def _flags(records: Sequence[Any], te: np.ndarray, streams: Sequence[Any]) -> pd.DataFrame:
     rows = []
     for i, s in zip(te, streams):
@@ -330,24 +238,6 @@ def resample_table(records: Sequence[Any], te: np.ndarray, streams: Sequence[Any
     return pd.DataFrame(rows)
 
 
-def read_resample(t: pd.DataFrame, reference: str) -> str:
-    base = t.set_index("guard").loc["no guard"]
-    lines = []
-    for _, r in t.iterrows():
-        if r.guard == "no guard":
-            continue
-        moved = ("higher than" if r.acc_diff_lo > 0 else "lower than" if r.acc_diff_hi < 0
-                 else "not detectably different from")
-        lines.append(f"{r.guard}: answers {r.coverage:.0%} {_pci(r.coverage_lo, r.coverage_hi)} of {int(r.questions)} questions; "
-                     f"{r['hallucinated among answered']:.1%} {_pci(r.risk_lo, r.risk_hi)} of its answers are hallucinated "
-                     f"(unguarded {base['hallucinated among answered']:.1%}); accuracy over all questions {r.accuracy:.1%} "
-                     f"{_pci(r.accuracy_lo, r.accuracy_hi)}, {moved} unguarded ({r['accuracy minus unguarded']:+.1%} "
-                     f"{_pci(r.acc_diff_lo, r.acc_diff_hi)}); "
-                     f"{r['resamples per question']:.2f} resamples and {r['tokens per question']:.0f} tokens per question "
-                     f"(unguarded {base['tokens per question']:.0f}).")
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- the dashboard
 
 
@@ -377,11 +267,3 @@ def trace_table(streams: Sequence[Any], table: pd.DataFrame, te: np.ndarray, pro
                              "03 running score": float(h_token[i][t]), "step probe": float(step_p[j]),
                              "prefix probe": float(prefix_t[t]), "tau": tau})
     return pd.DataFrame(rows)
-
-
-def summary(auc: pd.DataFrame, auc_diff: pd.DataFrame, early: pd.DataFrame, abstain: pd.DataFrame,
-            resample: pd.DataFrame, *, overhead: pd.Series, reference: str, coverage: float) -> list[str]:
-    """The notebook's closing sentences."""
-    return [read_final(auc, auc_diff, reference), "", "How early:", read_early(early, reference), "",
-            "Abstaining guards:", read_abstain(abstain, reference, coverage), "", "Resampling guards:",
-            read_resample(resample, reference), "", read_overhead(overhead)]

@@ -203,22 +203,6 @@ def transfer_table(clfs: Mapping[str, object], fitted: TransferBaselines,
             cols(pd.concat(diffs, ignore_index=True)) if diffs else pd.DataFrame())
 
 
-def read_differences(diffs: pd.DataFrame, reference: str = "H-neurons") -> list[str]:
-    """One line per baseline: the words chosen by the paired interval of ``reference`` minus it, with the
-    AUROC difference and its length-controlled version."""
-    from hneuron_utils.stats import verdict
-
-    out = []
-    for _, r in diffs.iterrows():
-        line = (f"{verdict(r.auroc_diff_lo, r.auroc_diff_hi, reference, r.method)}: AUROC difference "
-                f"{r.auroc_diff:+.3f} [{r.auroc_diff_lo:+.3f}, {r.auroc_diff_hi:+.3f}]")
-        if "matched_auroc_diff" in r:
-            line += (f"; length-controlled {r.matched_auroc_diff:+.3f} "
-                     f"[{r.matched_auroc_diff_lo:+.3f}, {r.matched_auroc_diff_hi:+.3f}]")
-        out.append(("" if "set" not in r else f"{r['set']}: ") + line)
-    return out
-
-
 def headline_row(cfg: object, n_train: int, n_test: int, C: float, k: int, *, n_features: int, clf: object,
                  test: pd.DataFrame, random_draws: pd.DataFrame, length_auroc: float, metrics: pd.DataFrame,
                  diffs: pd.DataFrame, other: tuple[str, float, int, str]) -> pd.DataFrame:

@@ -318,43 +318,6 @@ def build_test_sets(loaded: Any, pools: Mapping[str, Pool], rule: Any, sampling:
     return built
 
 
-def transfer_words(lo: float, hi: float) -> str:
-    """Words for a transferred classifier's AUROC interval against chance (0.5)."""
-    return ("transfers (interval above chance)" if lo > 0.5 else "is below chance (interval under 0.5)" if hi < 0.5
-            else "does not transfer detectably (interval includes 0.5)")
-
-
-def random_words(h: Any, r: Any) -> str:
-    """'above', 'below' or 'not separable from': the H-neuron AUROC interval against the random draws' range."""
-    return "above" if h.auroc_lo > r.auroc_hi else "below" if h.auroc_hi < r.auroc_lo else "not separable from"
-
-
-def read_transfer(results: pd.DataFrame, reference_set: str = "TriviaQA", min_per_class: int = 10) -> list[str]:
-    """Per set other than ``reference_set``: the H-neuron AUROC against chance and against the random
-    range, in words chosen by the intervals: "transfers" only where the H-neuron interval lies above 0.5,
-    and above, below or overlapping the random draws' range. Below ``min_per_class`` questions per class
-    a bootstrap interval means little (one question per class gives [1, 1]): such sets get no words."""
-    out = []
-    for s in dict.fromkeys(results["set"]):
-        if s == reference_set:
-            continue
-        r, h = results[results["set"] == s].iloc[0], results[results["set"] == s].iloc[1]
-        if not np.isfinite(h.accuracy):
-            out.append(f"{s}: no balanced test set (a class is empty) — not scored")
-            continue
-        n = min(int(h["n faithful"]), int(h["n hallucinated"]))
-        if n < min_per_class:
-            out.append(f"{s}: H-neuron AUROC {h.auroc:.3f} on only {n} question(s) per class — too few to read "
-                       f"(at least {min_per_class} per class needed)")
-            continue
-        rel = random_words(h, r)
-        chance = transfer_words(h.auroc_lo, h.auroc_hi)
-        out.append(f"{s}: H-neuron AUROC {h.auroc:.3f} [{h.auroc_lo:.3f}, {h.auroc_hi:.3f}], n = "
-                   f"{int(h['n faithful'])} + {int(h['n hallucinated'])} → the classifier {chance}; vs random "
-                   f"{r.auroc:.3f} [{r.auroc_lo:.3f}, {r.auroc_hi:.3f}] → H-neurons {rel} random neurons")
-    return out
-
-
 def ours_vs_paper(t1: pd.DataFrame, model: str, permille: float, order: Sequence[str], biomed_standin: bool) -> pd.DataFrame:
     """This run's Table-1 accuracies (%) in the paper's layout, followed by the paper's rows."""
     ours = {"model": f"{model} (this run)", "‰": round(permille, 3)}
@@ -456,21 +419,6 @@ def abstention_by_class(loaded: Any, test: pd.DataFrame, system: str, max_new_to
     return pd.DataFrame(rows)
 
 
-def read_abstention(table: pd.DataFrame) -> str:
-    """The abstention table in words, the direction chosen by the difference's interval."""
-    f, h = table.iloc[0], table.iloc[1]
-    out = (f"Under the system turn the model abstains on {f.abstains:.0%} [{f['abstains lo']:.0%}, {f['abstains hi']:.0%}] "
-           f"of the TriviaQA questions it knew (n = {int(f.n)}) and {h.abstains:.0%} [{h['abstains lo']:.0%}, "
-           f"{h['abstains hi']:.0%}] of those it hallucinated on (n = {int(h.n)})")
-    if len(table) < 3:
-        return out + "."
-    d = table.iloc[2]
-    words = ("more often on the questions it hallucinates on" if d["abstains lo"] > 0 else
-             "less often on the questions it hallucinates on" if d["abstains hi"] < 0 else
-             "no detectable difference between the classes")
-    return out + (f": difference {d.abstains:+.0%} [{d['abstains lo']:+.0%}, {d['abstains hi']:+.0%}] → {words}.")
-
-
 def check_datasets(datasets: Sequence[str], nonexist_system_prompt: str | None) -> None:
     """Refuse a set list that would build the same set twice (``nonexist_paper`` is ``nonexist`` when no
     system turn is set)."""
@@ -503,16 +451,6 @@ def paired_auroc_shift(clf: Any, a: np.ndarray, b: np.ndarray, y: np.ndarray, n_
             "n": int(len(y))}
 
 
-def read_shift(shift: Mapping[str, float]) -> str:
-    """The prompt's shift in words chosen by the paired interval."""
-    lo, hi = shift["difference lo"], shift["difference hi"]
-    words = ("the system turn lowers it" if hi < 0 else "the system turn raises it" if lo > 0 else
-             "no detectable change from the system turn")
-    return (f"H-neuron AUROC on TriviaQA's test answers: {shift['auroc (paper prompt)']:.3f} under the paper's prompt, "
-            f"{shift['auroc (system turn)']:.3f} with the system turn in the context (n = {int(shift['n'])}): difference "
-            f"{shift['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] → {words}")
-
-
 def agreement_by_prompt(judge: Judge, labels: pd.DataFrame) -> pd.DataFrame:
     """The judge against reference labels, per prompt the responses were drawn under (column ``prompt``;
     missing = the paper's) and over all of them: responses, counts per class, agreement, Cohen's κ (NaN
@@ -523,20 +461,3 @@ def agreement_by_prompt(judge: Judge, labels: pd.DataFrame) -> pd.DataFrame:
     lab = labels.assign(prompt=labels.get("prompt", pd.Series("paper", index=labels.index)).fillna("paper"))
     parts = [(p, d) for p, d in lab.groupby("prompt", sort=True)] + ([("all", lab)] if lab.prompt.nunique() > 1 else [])
     return pd.DataFrame([{"prompt": p, **judge_agreement(judge, d)} for p, d in parts])
-
-
-def read_judge(table: pd.DataFrame, prompt: str, min_kappa: float = 0.6) -> str:
-    """One sentence on whether the abstention judge is validated for responses under ``prompt``: κ at
-    least ``min_kappa`` with both classes among the reference labels."""
-    row = table[table.prompt == prompt]
-    if row.empty:
-        return f"no reference labels under the {prompt!r} prompt: the judge is NOT validated there"
-    r = row.iloc[0]
-    if min(r["hand: faithful"], r["hand: hallucinated"]) == 0:
-        return (f"{prompt}: {r.responses} reference labels, all of one class — agreement {r.agreement:.0%} equals what a "
-                "constant judge scores; the judge is NOT validated there")
-    kappa = r["Cohen's kappa"]
-    verdict = "validated" if kappa >= min_kappa else "NOT validated"
-    return (f"{prompt}: agreement {r.agreement:.0%} on {r.responses} reference labels ({r['hand: faithful']} abstain, "
-            f"{r['hand: hallucinated']} invent), κ = {kappa:.2f}, majority baseline {r['majority baseline']:.0%}"
-            f" → {verdict} (κ ≥ {min_kappa} needed)")

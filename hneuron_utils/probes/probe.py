@@ -506,45 +506,6 @@ def stability_table(boot: np.ndarray, grid: "GridResult", reference: Iterable[in
     return pd.DataFrame(rows)
 
 
-def read_grid(table: pd.DataFrame, choice: dict[str, pd.Series]) -> str:
-    """One sentence on the C grid and what each selection rule picks."""
-    conv = "every fit converged" if bool(table.converged.all()) else "SOME FITS DID NOT CONVERGE"
-    sizes = ", ".join(f"{int(n)} at C = {c:g}" for c, n in zip(table.C, table.n_positive))
-    picks = "; ".join(f"the {rule.replace('_', '-')} rule picks C = {row['C']:g} ({int(row['n_positive'])} neurons)"
-                      for rule, row in choice.items())
-    n = table.sort_values("C").n_positive.to_numpy()
-    trend = "grow with C" if (np.diff(n) >= 0).all() else "do not grow steadily with C"
-    return f"Positive neurons {trend} ({sizes}); {conv}. {picks[0].upper() + picks[1:]}."
-
-
-def read_h_neurons(k: int, n_features: int, C: float, rule: str, clf: object, *, tol: float) -> str:
-    """One sentence on the fitted H-neuron set."""
-    coef = clf.coef_[0]
-    return (f"C = {C:g} ({rule} rule): {k} H-neurons = {1000 * k / n_features:.3f}‰ of {n_features:,} FFN neurons "
-            f"(paper: 0.01‰–0.35‰); {int((coef < 0).sum())} negative and {int((coef != 0).sum())} non-zero "
-            f"coefficients; fit {'converged' if clf.converged else 'did NOT converge'} in {clf.n_iter} iterations "
-            f"(tol {tol:g}).")
-
-
-def read_test(table: pd.DataFrame) -> str:
-    """One sentence comparing the H-neuron and random-neuron classifiers' test AUROC, words by interval."""
-    h, r = table.iloc[1], table.iloc[2]
-    rel = ("above" if h.auroc_lo > r.auroc_hi else "below" if h.auroc_hi < r.auroc_lo else "overlapping")
-    return (f"H-neuron classifier: accuracy {h.accuracy:.1%} [{h.accuracy_lo:.1%}, {h.accuracy_hi:.1%}], AUROC "
-            f"{h.auroc:.3f} [{h.auroc_lo:.3f}, {h.auroc_hi:.3f}]; random neurons AUROC {r.auroc:.3f} (range of draws "
-            f"{r.auroc_lo:.3f}–{r.auroc_hi:.3f}): the H-neuron interval lies {rel} the random range.")
-
-
-def read_stability(stab: pd.DataFrame) -> str:
-    """One sentence on the bootstrap Jaccards."""
-    b = stab[stab.comparison.str.startswith("bootstrap")].jaccard
-    if b.empty:
-        return "no bootstrap refits (stability_boots = 0)"
-    return (f"Refit on {len(b)} bootstrap resamples of the training questions, the set overlaps itself with "
-            f"Jaccard {b.min():.2f}–{b.max():.2f} (median {b.median():.2f}): "
-            + ("a stable set." if b.median() >= 0.8 else "the individual neurons depend on which questions are drawn."))
-
-
 def fit_h_probe(ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, C: float, mode: str, *, seed: int,
                 tol: float = L1_TOL) -> LogisticRegression:
     """The L1 probe on all training examples at ``C`` (its positive coefficients are the H-neurons)."""

@@ -98,25 +98,3 @@ def analyse(base_model: str, tuned_model: str, dtype: str, h_flat: Sequence[int]
                             "delta_up": [d_up.ravel()[f] for f in h], "delta_down": [d_down.ravel()[f] for f in h],
                             **{f"rank_{z}": [r.ravel()[f] for f in h] for z, r in ranks.items()}})
     return tests, h_table, d_up, d_down, ranks
-
-
-def read_inertia(tests: Any) -> list[str]:
-    """One sentence per z-scoring, its words chosen by the two-sided 95% interval of the difference in mean
-    normalised rank (H-neurons − others; higher = changed less), with the paper's one-sided p beside it.
-    When the interval includes 0, the sentence gives the smallest difference the test could detect."""
-    out = []
-    for _, t in tests.iterrows():
-        lo, hi = t["difference lo"], t["difference hi"]
-        if lo > 0:
-            verdict = "the H-neurons changed less than the others (the paper's inertia)"
-        elif hi < 0:
-            verdict = "the H-neurons changed MORE than the others (against the paper's inertia)"
-        else:
-            verdict = (f"no detectable difference (the smallest this test could detect: "
-                       f"±{t['smallest detectable difference']:.3f} in mean rank)")
-        out.append(f"drift, z-scored {t.zscore}: H-neurons' mean normalised rank {t['H mean rank']:.3f} vs "
-                   f"{t['others mean rank']:.3f} for the others (higher = changed less; n = {int(t['H-neurons'])}); "
-                   f"difference {t['difference (H - others)']:+.3f} [{lo:+.3f}, {hi:+.3f}], two-sided t-test p = "
-                   f"{t['p (t-test, two-sided)']:.3g}, permutation p = {t['p (permutation, two-sided)']:.3g} → {verdict}; "
-                   f"the paper's one-sided test (H changed less): p = {t['p (t-test, one-sided)']:.3g}")
-    return out

@@ -232,11 +232,6 @@ def paired_change(before: Sequence[float], after: Sequence[float], n_boot: int, 
     return {"change": float(d.mean()), "change lo": float(lo), "change hi": float(hi), "n": int(len(d))}
 
 
-def change_words(lo: float, hi: float, up: str = "rose", down: str = "fell") -> str:
-    """Words for a paired change chosen by its 95% interval."""
-    return up if lo > 0 else down if hi < 0 else "no detectable change"
-
-
 def rate_rows(flags: Mapping[str, Sequence[bool]], measure: str, reference: str, n_boot: int, seed: int) -> pd.DataFrame:
     """One row per model: the rate with its interval and n, and the paired change from ``reference``."""
     rows = []
@@ -363,60 +358,7 @@ def load_pair_changes(base_name: str, tuned: Mapping[str, str], layers: Sequence
 # --------------------------------------------------------------------------- the detector
 
 
-
-
 # --------------------------------------------------------------------------- readings
-
-
-def read_changes(table: pd.DataFrame, up: str = "rose", down: str = "fell") -> list[str]:
-    """One sentence per tuned model and measure, its verb chosen by the paired interval (rates in percent,
-    perplexity as a ratio)."""
-    out = []
-    for _, r in table.dropna(subset=["change"]).iterrows():
-        fmt = "{:.1%}"
-        base = table[(table.measure == r.measure) & table.change.isna()].iloc[0]
-        ratio = "perplexity" in r.measure
-        if ratio:
-            fmt = "{:.2f}"
-            words = change_words(r["change lo"] - 1, r["change hi"] - 1, up, down)
-            d = f"×{r.change:.3f} [{r['change lo']:.3f}, {r['change hi']:.3f}]"
-        else:
-            words = change_words(r["change lo"], r["change hi"], up, down)
-            d = f"{100 * r.change:+.1f} points [{100 * r['change lo']:+.1f}, {100 * r['change hi']:+.1f}]"
-        out.append(f"{r.measure}, {r.model}: {fmt.format(base.rate)} → {fmt.format(r.rate)} [{fmt.format(r.lo)}, "
-                   f"{fmt.format(r.hi)}] (n = {int(r.n)}); change {d} → {words}")
-    return out
-
-
-def read_drift(tests: pd.DataFrame) -> list[str]:
-    """Per loss: the H-neurons' drift rank against the other trained neurons (two-sided) and their share
-    of the weight change."""
-    out = []
-    for _, t in tests.iterrows():
-        if t["H-neurons"] == 0:
-            out.append(f"{t.loss}: no H-neuron lies in the trained layers, so there is nothing to test (train more "
-                       "layers: ft_train_layers)")
-            continue
-        lo, hi = t["difference lo"], t["difference hi"]
-        verdict = ("the H-neurons changed less than the others" if lo > 0 else "the H-neurons changed MORE than the others"
-                   if hi < 0 else f"no detectable difference (smallest detectable ±{t['smallest detectable difference']:.3f})")
-        out.append(f"{t.loss}: H-neurons' mean normalised drift rank {t['H mean rank']:.3f} vs {t['others mean rank']:.3f} "
-                   f"(higher = changed less; n = {int(t['H-neurons'])}); difference {t['difference (H - others)']:+.3f} "
-                   f"[{lo:+.3f}, {hi:+.3f}], two-sided p = {t['p (t-test, two-sided)']:.3g} → {verdict}. They take "
-                   f"{t['weight-change share (H)']:.3%} [{t['weight-change share lo']:.3%}, {t['weight-change share hi']:.3%}] "
-                   f"of the squared weight change, being {t['neuron share (H)']:.3%} of the trained neurons")
-    return out
-
-
-def read_detector(table: pd.DataFrame) -> list[str]:
-    """Per tuned model: notebook 03's classifier's AUROC and its paired change from the untuned model."""
-    out = []
-    for _, r in table.dropna(subset=["change"]).iterrows():
-        words = change_words(r["change lo"], r["change hi"], "rose", "fell")
-        out.append(f"{r.model}: AUROC {r.auroc:.3f} [{r['auroc lo']:.3f}, {r['auroc hi']:.3f}] (n = {int(r['n faithful'])} + "
-                   f"{int(r['n hallucinated'])}); change from the untuned model {r.change:+.3f} [{r['change lo']:+.3f}, "
-                   f"{r['change hi']:+.3f}] → {words}")
-    return out
 
 
 # --------------------------------------------------------------------------- notebook 08's steps
@@ -497,15 +439,6 @@ def head_to_head(measured: Mapping[str, Mapping[str, Any]], a: str, b: str, n_bo
     return pd.DataFrame(rows)
 
 
-def read_head_to_head(table: pd.DataFrame) -> list[str]:
-    """One sentence per measure, its words chosen by the paired interval."""
-    return [f"{r.measure}: {r.comparison} = {100 * r.change:+.1f} points [{100 * r['change lo']:+.1f}, "
-            f"{100 * r['change hi']:+.1f}] (n = {int(r.n)}) → "
-            + ("no detectable difference" if r['change lo'] <= 0 <= r['change hi'] else
-               "higher under " + r.comparison.split(" − ")[0] if r['change lo'] > 0 else
-               "lower under " + r.comparison.split(" − ")[0]) for _, r in table.iterrows()]
-
-
 def detector_table(scored: Mapping[str, tuple[np.ndarray, Mapping[str, np.ndarray]]], reference: str, n_boot: int,
                    seed: int) -> pd.DataFrame:
     """The H-neuron classifier's AUROC on each model (paired change from ``reference``) and, as the control,
@@ -519,31 +452,6 @@ def detector_table(scored: Mapping[str, tuple[np.ndarray, Mapping[str, np.ndarra
     t["random neurons (mean AUROC)"] = [np.mean([_auroc(y, v) for k, v in scored[m][1].items() if k.startswith("random_")])
                                         for m in t.model]
     return t
-
-
-def summary(outcomes: pd.DataFrame, versus: pd.DataFrame, drift: pd.DataFrame, detector: pd.DataFrame,
-            conflicts: pd.DataFrame, *, again: pd.DataFrame | None = None, bootstrap_jaccard: float | None = None,
-            agreement: pd.DataFrame | None = None) -> list[str]:
-    """The notebook's findings in a few sentences (also the README's block), every word chosen by an interval."""
-    c = conflicts.set_index("measure")
-    share = c.loc["share of tokens that are confident conflicts"]
-    sft_l, eaft_l = (c.loc[f"share of the {k} loss on conflicts"] for k in ("SFT", "EAFT"))
-    d = c.loc["EAFT − SFT share of the loss on conflicts"]
-    out = [f"Confident conflicts are {share.value:.1%} [{share.lo:.1%}, {share.hi:.1%}] of the tuning targets "
-           f"({int(share['conflict tokens'])} of {int(share.tokens)} tokens of {int(share.pairs)} conversations); they "
-           f"carry {sft_l.value:.1%} [{sft_l.lo:.1%}, {sft_l.hi:.1%}] of the SFT loss and {eaft_l.value:.1%} "
-           f"[{eaft_l.lo:.1%}, {eaft_l.hi:.1%}] of the EAFT loss (difference {100 * d.value:+.1f} points "
-           f"[{100 * d.lo:+.1f}, {100 * d.hi:+.1f}], paired over conversations)."]
-    out += read_changes(outcomes[~outcomes.measure.str.startswith("refusal")])
-    if agreement is not None:
-        out += [x[0].upper() + x[1:] for x in read_judge_agreement(agreement)]
-    out += read_head_to_head(versus)
-    out += ["H-neuron drift under " + line for line in read_drift(drift)]
-    out += ["Notebook 03's detector after " + line for line in read_detector(detector)]
-    if again is not None:
-        lines = read_reidentify(again, bootstrap_jaccard)
-        out += ["Found again on " + x for x in lines[:len(again)]] + [x[0].upper() + x[1:] for x in lines[len(again):]]
-    return out
 
 
 def model_features(model_name: str, cett_dtype: str, device: str, examples: pd.DataFrame, batch_size: int
@@ -588,22 +496,6 @@ def reidentify(features: Mapping[str, tuple[np.ndarray, np.ndarray]], examples: 
                      "Jaccard within the trained layers": jaccard(f_t, o_t) if (f_t or o_t) else np.nan,
                      "converged": bool(clf.converged), "iterations": int(clf.n_iter)})
     return pd.DataFrame(rows)
-
-
-def read_reidentify(table: pd.DataFrame, bootstrap_jaccard: float | None) -> list[str]:
-    """One sentence per model: the set found again and its overlap with notebook 03's, next to the overlap of
-    notebook 03's own bootstrap refits (how much the set moves when only the training sample changes)."""
-    out = []
-    for _, r in table.iterrows():
-        found, shared = int(r["H-neurons found"]), int(r["shared with 03's set"])
-        jac, jac_t = r["Jaccard with 03's set"], r["Jaccard within the trained layers"]
-        n_t, o_t = int(r["found in the trained layers"]), int(r["03's in the trained layers"])
-        out.append(f"{r.model}: {found} H-neurons found again, {shared} of them in notebook 03's set; Jaccard {jac:.2f} "
-                   f"overall, {jac_t:.2f} within the trained layers ({n_t} found there vs {o_t})")
-    if bootstrap_jaccard is not None:
-        out.append(f"for scale: notebook 03's bootstrap refits of the untuned model (resampled training questions) "
-                   f"overlap its set by Jaccard {bootstrap_jaccard:.2f} on average, the overlap sampling noise alone leaves")
-    return out
 
 
 # --------------------------------------------------------------------------- the rule judge against reference labels
@@ -653,13 +545,3 @@ def judge_agreement(labels: pd.DataFrame) -> pd.DataFrame:
                          "agreement": float((gold == pred).mean()), "Cohen's kappa": cohen_kappa(pred, gold),
                          "majority baseline": float(max(gold.mean(), 1 - gold.mean()))})
     return pd.DataFrame(rows)
-
-
-def read_judge_agreement(table: pd.DataFrame) -> list[str]:
-    """One sentence per call over all labels."""
-    out = []
-    for _, r in table[table.answers == "all"].iterrows():
-        kappa = r["Cohen's kappa"]
-        out.append(f"rule judge vs reference labels, {r.call}: agreement {r.agreement:.0%} on {int(r.responses)} answers "
-                   f"(majority baseline {r['majority baseline']:.0%}), κ = {kappa:.2f}")
-    return out

@@ -17,9 +17,6 @@ from hneuron_utils.data import QARecord
 from hneuron_utils.stats import rate_with_ci
 
 
-
-
-
 def rule(params: Mapping[str, Any]) -> Any:
     from hneuron_utils.data.labelling import Rule
 
@@ -120,7 +117,6 @@ def accuracy_before_after(cfg: Any, tuned_name: str, params: Mapping[str, Any]) 
     return pd.DataFrame(rows), base
 
 
-
 def load_tuned_probe(origin_dir: Any, tuned_name: str) -> tuple[pd.DataFrame, dict, dict, pd.DataFrame]:
     """The tuned model's H-neurons, classifiers (checked to belong to it) and probe examples."""
     from hneuron_utils.probes.probe import load_classifiers
@@ -153,27 +149,3 @@ def base_test_sets(base: Any, base_cett: Any, cfg: Any, params: Mapping[str, Any
                              "examples lost (no answer token)": len(lost)}
         kept_sets[name] = kept
     return features, sizes, kept_sets
-
-
-def read_transfer(transfer: pd.DataFrame, sizes: Mapping[str, dict], min_per_class: int = 10) -> list[str]:
-    """One sentence per set: the tuned probe's AUROC on the base model with words chosen by its interval
-    (against chance, and against the random-neuron probes' range), or why there is no test set (the
-    measured ceiling), or that the set is too small to read (under ``min_per_class`` per class)."""
-    from hneuron_utils.probes.generalisation import random_words, transfer_words
-
-    out = []
-    for s in dict.fromkeys(transfer["set"]):
-        r = transfer[(transfer["set"] == s) & (transfer.classifier == "H-neurons")].iloc[0]
-        rnd = transfer[(transfer["set"] == s) & (transfer.classifier != "H-neurons")].iloc[0]
-        n = min(int(r["n faithful"]), int(r["n hallucinated"]))
-        if not np.isfinite(r.auroc):
-            out.append(f"{s}: no balanced base-model test set — {sizes[s]['why smaller'] or 'a class is empty'}")
-        elif n < min_per_class:
-            out.append(f"{s}: AUROC {r.auroc:.3f} on only {n} question(s) per class — too few to read")
-        else:
-            rel = random_words(r, rnd)
-            out.append(f"{s}: the tuned model's H-neuron probe scores AUROC {r.auroc:.3f} [{r.auroc_lo:.3f}, "
-                       f"{r.auroc_hi:.3f}] on the base model (n = {int(r['n faithful'])} + {int(r['n hallucinated'])}) "
-                       f"→ it {transfer_words(r.auroc_lo, r.auroc_hi)}; random-neuron probes {rnd.auroc:.3f} "
-                       f"[{rnd.auroc_lo:.3f}, {rnd.auroc_hi:.3f}] → H-neurons {rel} random neurons")
-    return out

@@ -9,6 +9,7 @@ import torch
 from hneuron_utils import stats
 from hneuron_utils.training import drift
 from hneuron_utils.models import tiny
+from hneuron_utils.workbook import readouts
 
 
 def _pair():
@@ -75,8 +76,8 @@ def test_inertia_test_is_two_sided_and_reads_a_set_that_changed_more():
     assert res["difference hi"] < 0 and res["p (t-test, two-sided)"] < 1e-6 and res["p (permutation, two-sided)"] < 0.01
     assert res["p (t-test, one-sided)"] > 0.99  # the paper's one-sided test cannot see it
     import pandas as pd
-    text = drift.read_inertia(pd.DataFrame([{"zscore": "global", **res}]))[0]
+    text = readouts.read_inertia(pd.DataFrame([{"zscore": "global", **res}]))[0]
     assert "MORE than the others" in text
     rand = stats.inertia_test(ranks, rng.choice(2000, 30, replace=False), 2000, 0)
-    assert "no detectable difference" in drift.read_inertia(pd.DataFrame([{"zscore": "global", **rand}]))[0]
+    assert "no detectable difference" in readouts.read_inertia(pd.DataFrame([{"zscore": "global", **rand}]))[0]
     assert 0 < rand["smallest detectable difference"] < 0.5

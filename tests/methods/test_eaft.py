@@ -12,6 +12,7 @@ import torch
 from hneuron_utils import models
 from hneuron_utils.models import tiny
 from hneuron_utils.training import eaft, forgetting, sft
+from hneuron_utils.workbook import readouts
 
 
 # --------------------------------------------------------------------------- the loss
@@ -197,18 +198,18 @@ def test_paired_changes_words_and_perplexity():
     before, after = [1] * 50, [1] * 30 + [0] * 20
     c = forgetting.paired_change(before, after, 500, 0)
     assert c["change"] == pytest.approx(-0.4) and c["change hi"] < 0 and c["n"] == 50
-    assert forgetting.change_words(c["change lo"], c["change hi"]) == "fell"
-    assert forgetting.change_words(-0.1, 0.1) == "no detectable change"
+    assert readouts.change_words(c["change lo"], c["change hi"]) == "fell"
+    assert readouts.change_words(-0.1, 0.1) == "no detectable change"
     with pytest.raises(ValueError):
         forgetting.paired_change([1], [1, 0], 10, 0)
     t = forgetting.rate_rows({"untuned": before, "SFT": after}, "acc", "untuned", 500, 0)
     assert t.change.isna().tolist() == [True, False]
-    lines = forgetting.read_changes(t)
+    lines = readouts.read_changes(t)
     assert len(lines) == 1 and "→ fell" in lines[0] and "(n = 50)" in lines[0]
     nll = np.array([10.0, 20.0]), np.array([10.0, 10.0])
     p = forgetting.perplexity_rows({"untuned": nll, "SFT": (nll[0] * 1.1, nll[1])}, "untuned", 200, 0)
     assert p.rate[0] == pytest.approx(math.exp(1.5)) and p.change[1] == pytest.approx(math.exp(0.15))
-    assert "×1.162" in forgetting.read_changes(p)[0]
+    assert "×1.162" in readouts.read_changes(p)[0]
 
 
 def test_drift_tests_find_h_neurons_that_moved_more():
@@ -225,12 +226,12 @@ def test_drift_tests_find_h_neurons_that_moved_more():
     t, ranks = forgetting.drift_tests({"SFT": moved, "EAFT": ch}, h_sub, 500, 0, 200)
     t = t.set_index("loss")
     assert t.loc["SFT", "difference hi"] < 0 and t.loc["SFT", "weight-change share (H)"] > 10 * t.loc["SFT", "neuron share (H)"]
-    lines = forgetting.read_drift(t.reset_index())
+    lines = readouts.read_drift(t.reset_index())
     assert "changed MORE" in lines[0] and "changed MORE" not in lines[1]
     r = forgetting.rank_table(ranks, h_sub)
     assert len(r) == 8 and r["rank"].between(0, 1).all()
     empty, _ = forgetting.drift_tests({"SFT": ch}, np.array([], dtype=np.int64), 10, 0, 10)
-    assert "nothing to test" in forgetting.read_drift(empty)[0]
+    assert "nothing to test" in readouts.read_drift(empty)[0]
 
 
 def test_mlp_changes_on_two_tiny_models():
@@ -251,7 +252,7 @@ def test_paired_auroc_and_detector_reading():
     t = forgetting.paired_auroc(y, {"untuned": good, "SFT": rng.normal(0, 1, 120)}, "untuned", 300, 0)
     assert t.auroc[0] > 0.8 and t["change hi"][1] < 0
     t["random neurons (mean AUROC)"] = 0.5
-    assert "→ fell" in forgetting.read_detector(t)[0]
+    assert "→ fell" in readouts.read_detector(t)[0]
 
 
 def test_qa_sets_take_unused_questions_and_refuse_too_few():
@@ -286,7 +287,7 @@ def test_reidentify_gives_the_original_set_back_and_sees_a_moved_one():
     t = t.set_index("model")
     assert t.loc["untuned", "Jaccard with 03's set"] == 1.0 and t.loc["untuned", "Jaccard within the trained layers"] == 1.0
     assert t.loc["tuned", "Jaccard within the trained layers"] < 1.0
-    lines = forgetting.read_reidentify(t.reset_index(), 0.4)
+    lines = readouts.read_reidentify(t.reset_index(), 0.4)
     assert len(lines) == 3 and "Jaccard 1.00 overall" in lines[0] and "0.40" in lines[2]
 
 
@@ -314,7 +315,7 @@ def test_judge_agreement_counts_both_calls_per_model():
     assert t.loc[("all", "correct vs not"), "agreement"] == 0.75 and t.loc[("all", "wrong vs not"), "agreement"] == 0.75
     assert t.loc[("untuned", "correct vs not"), "agreement"] == 1.0 and t.loc[("SFT", "wrong vs not"), "responses"] == 2
     assert t.loc[("all", "correct vs not"), "majority baseline"] == 0.75
-    assert len(forgetting.read_judge_agreement(t.reset_index())) == 2
+    assert len(readouts.read_judge_agreement(t.reset_index())) == 2
     with pytest.raises(ValueError, match="labels must be"):
         forgetting.judge_agreement(labels.assign(label="maybe"))
 

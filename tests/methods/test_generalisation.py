@@ -12,6 +12,7 @@ from hneuron_utils.data import DataError
 from hneuron_utils.judges import RuleJudge, agreement as A
 from hneuron_utils.data.nonexist import ABSTAIN_ANSWER, AbstentionJudge
 from hneuron_utils.paths import project_root
+from hneuron_utils.workbook import readouts
 
 SHARED_BIOASQ = project_root().parent / "shared" / "data" / "bioasq" / "bioasq13b_factoid.jsonl"
 
@@ -202,13 +203,13 @@ def test_read_transfer_says_transfers_only_above_chance():
         base = {"set": "S", "n faithful": 40, "n hallucinated": 40, "accuracy": 0.6}
         return [{**base, "classifier": "random", "auroc": 0.55, "auroc_lo": 0.5, "auroc_hi": 0.6},
                 {**base, "classifier": "H-neurons", "auroc": (lo + hi) / 2, "auroc_lo": lo, "auroc_hi": hi}]
-    up = G.read_transfer(pd.DataFrame(res(0.62, 0.8)))[0]
+    up = readouts.read_transfer(pd.DataFrame(res(0.62, 0.8)))[0]
     assert "transfers (interval above chance)" in up and "above random" in up and "n = 40 + 40" in up
-    flat = G.read_transfer(pd.DataFrame(res(0.45, 0.7)))[0]
+    flat = readouts.read_transfer(pd.DataFrame(res(0.45, 0.7)))[0]
     assert "does not transfer detectably" in flat and "not separable from random" in flat
-    assert "below chance" in G.read_transfer(pd.DataFrame(res(0.2, 0.45)))[0]
+    assert "below chance" in readouts.read_transfer(pd.DataFrame(res(0.2, 0.45)))[0]
     few = pd.DataFrame(res(1.0, 1.0)).assign(**{"n faithful": 1})
-    assert "too few to read" in G.read_transfer(few)[0] and "transfers" not in G.read_transfer(few)[0]
+    assert "too few to read" in readouts.read_transfer(few)[0] and "transfers" not in readouts.read_transfer(few)[0]
 
 
 def test_agreement_by_prompt_and_its_verdicts():
@@ -217,11 +218,11 @@ def test_agreement_by_prompt_and_its_verdicts():
                             ("Bayer", False, "abstention allowed"), ("I don't know.", True, "abstention allowed")]]
     t = G.agreement_by_prompt(AbstentionJudge(), pd.DataFrame(rows))
     assert t.prompt.tolist() == ["abstention allowed", "paper", "all"] and t.responses.tolist() == [3, 2, 5]
-    assert "NOT validated" in G.read_judge(t, "paper") and "one class" in G.read_judge(t, "paper")
-    assert "→ validated" in G.read_judge(t, "abstention allowed") and "κ = 1.00" in G.read_judge(t, "abstention allowed")
-    assert "no reference labels" in G.read_judge(t, "other")
+    assert "NOT validated" in readouts.read_judge(t, "paper") and "one class" in readouts.read_judge(t, "paper")
+    assert "→ validated" in readouts.read_judge(t, "abstention allowed") and "κ = 1.00" in readouts.read_judge(t, "abstention allowed")
+    assert "no reference labels" in readouts.read_judge(t, "other")
     wrong = pd.DataFrame(rows).assign(faithful=lambda d: ~d.faithful.astype(bool))
-    assert "NOT validated" in G.read_judge(G.agreement_by_prompt(AbstentionJudge(), wrong), "abstention allowed")
+    assert "NOT validated" in readouts.read_judge(G.agreement_by_prompt(AbstentionJudge(), wrong), "abstention allowed")
 
 
 def test_the_committed_abstention_labels_validate_the_judge_under_the_system_turn():
@@ -256,9 +257,9 @@ def test_abstention_by_class_and_its_reading(tiny, tmp_path, monkeypatch):
     fake = pd.DataFrame([{"abstains": 0.1, "abstains lo": 0.0, "abstains hi": 0.2, "n": 50},
                          {"abstains": 0.5, "abstains lo": 0.4, "abstains hi": 0.6, "n": 50},
                          {"abstains": 0.4, "abstains lo": 0.25, "abstains hi": 0.55, "n": 100}])
-    assert "more often on the questions it hallucinates on" in G.read_abstention(fake)
+    assert "more often on the questions it hallucinates on" in readouts.read_abstention(fake)
     fake.loc[2, ["abstains lo"]] = -0.05
-    assert "no detectable difference" in G.read_abstention(fake)
+    assert "no detectable difference" in readouts.read_abstention(fake)
 
 
 def test_check_datasets_and_labels_for():
@@ -279,10 +280,10 @@ def test_paired_auroc_shift_and_its_words():
     clf = lambda x: x[:, 0]  # noqa: E731
     same = G.paired_auroc_shift(clf, a, a, y, 300, seed=0)
     assert same["difference"] == 0 and same["difference lo"] == 0 and same["difference hi"] == 0
-    assert "no detectable change" in G.read_shift(same)
+    assert "no detectable change" in readouts.read_shift(same)
     worse = G.paired_auroc_shift(clf, a, a + rng.normal(0, 3, a.shape), y, 300, seed=0)
     assert worse["auroc (system turn)"] < worse["auroc (paper prompt)"] and worse["difference hi"] < 0
-    assert "lowers it" in G.read_shift(worse) and "n = 120" in G.read_shift(worse)
+    assert "lowers it" in readouts.read_shift(worse) and "n = 120" in readouts.read_shift(worse)
 
 
 def test_ours_vs_paper_lines_up_the_papers_nonexist_with_the_paper_prompt_set():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hneuron_utils.introspection import analysis, confidence, injection, trials
+from hneuron_utils.workbook import readouts
 
 
 def test_depth_layers():
@@ -234,7 +235,7 @@ def test_leak_table_pairs_concepts():
     t = analysis.leak_table(_judged(), 200, 0).set_index("question")
     assert t.loc["detection", "names the concept"] == 0.75 and t.loc["neutral request", "names the concept"] == 0.25
     assert t.loc["detection minus neutral", "names the concept"] == 0.5 and t.loc["detection minus neutral", "concepts"] == 4
-    assert "never named" in analysis.read_leak(analysis.leak_table(_judged().assign(names=False), 200, 0))[0]
+    assert "never named" in readouts.read_leak(analysis.leak_table(_judged().assign(names=False), 200, 0))[0]
 
 
 def test_judge_agreement_reruns_the_rules_on_the_labelled_text():

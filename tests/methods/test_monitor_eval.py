@@ -6,6 +6,7 @@ import pytest
 from hneuron_utils.data import QARecord
 from hneuron_utils.monitor import evaluation as ev
 from hneuron_utils.monitor import live, longform, probes
+from hneuron_utils.workbook import readouts
 
 
 def test_outcome_reads_the_first_sentence_only():
@@ -103,14 +104,14 @@ def test_tables_of_the_notebook_on_synthetic_streams():
     final = {m: np.array([v[i][-1] for i in te]) for m, v in steps.items()}
     auc, diff = ev.final_auc(y[te], final, ref, np.full(len(te), 12), 100, seed=0)
     assert auc.set_index("method").auroc[ref] == 1.0 and "accuracy" not in auc
-    assert "no detectable difference" in ev.read_final(auc, diff, ref) or "beats" in ev.read_final(auc, diff, ref)
+    assert "no detectable difference" in readouts.read_final(auc, diff, ref) or "beats" in readouts.read_final(auc, diff, ref)
     early = ev.early_table(streams, te, y, fitted, h_token, spans=spans, k_h=3, positions=[1, 4, 12], n_boot=50, seed=0)
     assert set(early.tokens) == {1, 4, 12} and early.groupby("method").size().eq(3).all()
-    assert "above chance" in ev.read_early(early, ref)
+    assert "above chance" in readouts.read_early(early, ref)
     rc, at = ev.abstain_guards(steps, y, te, spans, taus, reference=ref, coverage=0.5, n_boot=50, seed=0)
     a = at.set_index("guard")
     assert a.risk[ref] == 0.0 and a.risk["no guard"] == 0.5 and f"{ref}, post hoc" in a.index
-    assert "Lower risk is better" in ev.read_abstain(at, ref, 0.5)
+    assert "Lower risk is better" in readouts.read_abstain(at, ref, 0.5)
     trace = ev.trace_table(streams, pd.DataFrame({"id": range(60), "question": "q", "hallucinated": y}), te,
                            fitted["H-neurons"], h_token, spans=spans, k_h=3, tau=0.5)
     assert set(trace.panel) == {"hallucinated", "correct"} and len(trace) == 24
@@ -129,7 +130,7 @@ def test_resample_table_pairs_guards_with_the_unguarded_answers():
     assert t.coverage["no guard"] == 1.0 and t["hallucinated among answered"]["no guard"] == 0.5
     assert t.coverage["g"] == 0.75 and t["hallucinated among answered"]["g"] == 0.0
     assert t.accuracy["g"] == 0.75 and t["accuracy minus unguarded"]["g"] == 0.25
-    assert "g: answers 75% [" in ev.read_resample(t.reset_index(), "g")
+    assert "g: answers 75% [" in readouts.read_resample(t.reset_index(), "g")
 
 
 def test_stream_round_trip_and_outcome_labels(tmp_path):
@@ -145,7 +146,7 @@ def test_stream_round_trip_and_outcome_labels(tmp_path):
     labels = ev.read_outcome_labels(p)
     a = ev.outcome_agreement(labels).iloc[0]
     assert a["agreement (wrong vs not)"] == pytest.approx(2 / 3) and a["rule wrong, hand not"] == 1 and a.answers == "all"
-    assert len(ev.outcome_disagreements(labels)) == 1 and "κ" in ev.read_agreement(ev.outcome_agreement(labels))
+    assert len(ev.outcome_disagreements(labels)) == 1 and "κ" in readouts.read_agreement(ev.outcome_agreement(labels))
     pd.DataFrame([{"id": "a", "question": "q", "answers": [], "response": "x", "label": "maybe"}]).to_json(
         p, orient="records", lines=True)
     with pytest.raises(ValueError, match="labels must be"):
@@ -153,10 +154,10 @@ def test_stream_round_trip_and_outcome_labels(tmp_path):
 
 
 def test_versus_words_follow_the_interval_and_the_direction():
-    assert ev.versus(0.01, 0.2, "A", "B") == "A beats B"
-    assert ev.versus(-0.2, -0.01, "A", "B") == "A is beaten by B"
-    assert ev.versus(-0.2, -0.01, "A", "B", higher_is_better=False) == "A beats B"
-    assert "no detectable difference" in ev.versus(-0.1, 0.1, "A", "B")
+    assert readouts.versus(0.01, 0.2, "A", "B") == "A beats B"
+    assert readouts.versus(-0.2, -0.01, "A", "B") == "A is beaten by B"
+    assert readouts.versus(-0.2, -0.01, "A", "B", higher_is_better=False) == "A beats B"
+    assert "no detectable difference" in readouts.versus(-0.1, 0.1, "A", "B")
 
 
 def test_readme_lines_of_notebook_07_read_its_saved_tables(tmp_path):

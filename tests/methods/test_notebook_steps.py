@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from hneuron_utils.interventions import steering
-from hneuron_utils.probes import baselines, generalisation as gen, probe
+from hneuron_utils.probes import baselines, probe
+from hneuron_utils.workbook import readouts
 
 
 def test_validation_split_is_per_class_disjoint_and_seeded():
@@ -37,14 +38,12 @@ def test_read_transfer_words_follow_the_intervals():
               "auroc_hi": np.nan, "n faithful": 0, "n hallucinated": 5},
              {"set": "empty", "classifier": "H-neurons", "accuracy": np.nan, "auroc": np.nan, "auroc_lo": np.nan,
               "auroc_hi": np.nan, "n faithful": 0, "n hallucinated": 5}]
-    lines = gen.read_transfer(pd.DataFrame(rows), reference_set="none")
+    lines = readouts.read_transfer(pd.DataFrame(rows), reference_set="none")
     assert "H-neurons above random" in lines[0] and "not separable from" in lines[1] and "not scored" in lines[2]
     assert "transfers (interval above chance)" in lines[0] and "does not transfer detectably" in lines[1]
 
 
 def test_origin_read_transfer_words_and_ceilings():
-    from hneuron_utils.training import origin
-
     def rows(s, n, lo, hi):
         return [{"set": s, "classifier": "random neurons (20 draws)", "n faithful": n, "n hallucinated": n,
                  "auroc": 0.5 if n else np.nan, "auroc_lo": 0.4 if n else np.nan, "auroc_hi": 0.6 if n else np.nan},
@@ -53,7 +52,7 @@ def test_origin_read_transfer_words_and_ceilings():
     t = pd.DataFrame(rows("A", 40, 0.62, 0.8) + rows("B", 3, 0.9, 1.0) + rows("C", 0, 0, 0))
     sizes = {"A": {"why smaller": ""}, "B": {"why smaller": ""},
              "C": {"why smaller": "measured ceiling: the whole pool (10 questions) yields only 0 faithful question(s)"}}
-    a, b, c = origin.read_transfer(t, sizes)
+    a, b, c = readouts.read_origin_transfer(t, sizes)
     assert "n = 40 + 40" in a and "transfers (interval above chance)" in a and "H-neurons above random neurons" in a
     assert "too few to read" in b and "transfers" not in b
     assert "measured ceiling" in c
@@ -64,6 +63,6 @@ def test_read_differences_and_headline_pick_the_best_baseline():
     y = np.repeat([0, 1], 40)
     scores = {"H-neurons": y + rng.normal(0, 0.3, 80), "noise": rng.normal(size=80), "good": y + rng.normal(0, 0.1, 80)}
     metrics, diffs = baselines.compare(y, scores, "H-neurons", 200, 0)
-    lines = baselines.read_differences(diffs)
+    lines = readouts.read_differences(diffs)
     assert any(line.startswith("H-neurons beat noise") for line in lines)
     assert metrics[~metrics.method.str.startswith("H")].sort_values("auroc").iloc[-1].method == "good"

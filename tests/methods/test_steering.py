@@ -12,6 +12,7 @@ from hneuron_utils import stats
 from hneuron_utils import interventions
 from hneuron_utils.interventions import steering
 from hneuron_utils.text.generation import Sampling
+from hneuron_utils.workbook import readouts
 
 
 def test_responses_are_cached_per_condition_and_equal_direct_generation(tiny, tmp_path, monkeypatch):
@@ -244,14 +245,14 @@ def test_read_slope_differences_chooses_words_by_the_interval():
          "n": 150, "se": 1.5, "detectable": 4.2}])
     t.loc[2] = {"benchmark": "counterfactual", "against": "random sets", "sets": 3, "difference": float("nan"),
                 "lo": float("nan"), "hi": float("nan"), "n": 0, "se": float("nan"), "detectable": float("nan")}
-    a, b, c = steering.read_slope_differences(t)
+    a, b, c = readouts.read_slope_differences(t)
     assert "not computable" in c and "nan" not in c
     assert "the H-neuron slope is higher than the random sets'" in a and "detectable" not in a
     assert "no difference from the random sets detectable (smallest detectable ±4.2" in b
     s = pd.DataFrame([{"benchmark": "falseqa", "neurons": "H-neurons", "slope": 1.0, "lo": -2.0, "hi": 3.0, "n": 150,
                        "se": 1.2, "detectable": 3.4}, {"benchmark": "falseqa", "neurons": "random 0", "slope": 0.5,
                                                        "lo": -1, "hi": 2, "n": 150, "se": 1, "detectable": 2.8}])
-    assert "no effect detectable at n = 150 (smallest detectable slope ±3.4" in steering.read_slopes(s)[0]
+    assert "no effect detectable at n = 150 (smallest detectable slope ±3.4" in readouts.read_slopes(s)[0]
 
 
 def test_readings_mark_a_benchmark_whose_judge_is_not_validated():
@@ -259,10 +260,10 @@ def test_readings_mark_a_benchmark_whose_judge_is_not_validated():
 
     s = pd.DataFrame([{"benchmark": "jailbreak", "neurons": "H-neurons", "slope": 5.0, "lo": 2.0, "hi": 8.0, "n": 100,
                        "se": 1.5, "detectable": 4.2}])
-    assert steering.read_slopes(s)[0].startswith("jailbreak: with the H-neurons scaled, compliance rises")
-    marked = steering.read_slopes(s, {"jailbreak": "judge not validated (κ = 0.41)"})[0]
+    assert readouts.read_slopes(s)[0].startswith("jailbreak: with the H-neurons scaled, compliance rises")
+    marked = readouts.read_slopes(s, {"jailbreak": "judge not validated (κ = 0.41)"})[0]
     assert marked.startswith("[judge not validated (κ = 0.41): not a finding] jailbreak")
-    assert steering.read_slopes(s, {"jailbreak": "validated"}) == steering.read_slopes(s)
+    assert readouts.read_slopes(s, {"jailbreak": "validated"}) == readouts.read_slopes(s)
 
 
 def test_knowledge_table_splits_by_closed_book_knowledge():
@@ -272,14 +273,14 @@ def test_knowledge_table_splits_by_closed_book_knowledge():
     assert rows.loc["knows the real-world answer", "compliance at α = 1"] == pytest.approx(2 / 3)
     assert rows.loc["does not know it", "compliance at α = 1"] == 1.0
     assert rows.loc["all items", "in 20–80%"]  # 4 of 5 = 0.8 lies in 20–80%
-    text = steering.read_knowledge(t, "anti_compliance")
+    text = readouts.read_knowledge(t, "anti_compliance")
     assert "3 of 6 items" in text and "n = 3" in text
     with pytest.raises(ValueError, match="one knowledge flag"):
         steering.knowledge_table([True], [True, False], 10, 0)
-    screened = steering.read_knowledge(t, "unreliable_hint", screen={"screened": 40, "known": 6})
+    screened = readouts.read_knowledge(t, "unreliable_hint", screen={"screened": 40, "known": 6})
     assert screened.startswith(text.replace("anti_compliance", "unreliable_hint"))
     assert screened.endswith("6 known among the first 40 of the pool (15.0%).")
-    blank = steering.read_knowledge(steering.knowledge_table([None, None], [True, True], 50, 0), "paper")
+    blank = readouts.read_knowledge(steering.knowledge_table([None, None], [True, True], 50, 0), "paper")
     assert "none of the 2 unmodified answers could be judged" in blank and "nan" not in blank
 
 
@@ -319,7 +320,7 @@ def test_side_effects_have_intervals_and_no_change_at_alpha_one(tiny, tmp_path, 
     assert (t["perplexity lo"] <= t.perplexity + 1e-9).all() and (t.perplexity <= t["perplexity hi"] + 1e-9).all()
     zero = t[(t.alpha == 0.0) & (t.neurons == "H-neurons")].iloc[0]
     assert zero.perplexity != pytest.approx(one.iloc[0].perplexity)  # scaling three neurons of a random model moves it
-    lines = steering.read_side_effects(t)
+    lines = readouts.read_side_effects(t)
     assert len(lines) == 4 and all("n = 3" in x and "n = 2 passages" in x for x in lines)
 
 
@@ -332,5 +333,5 @@ def test_text_nll_pools_to_the_perplexity(tiny):
 
 
 def test_edge_note_marks_ceiling_and_floor():
-    assert "ceiling" in steering.edge_note(0.99) and "floor" in steering.edge_note(0.01)
-    assert steering.edge_note(0.5) == "" and steering.edge_note(0.94) == ""
+    assert "ceiling" in readouts.edge_note(0.99) and "floor" in readouts.edge_note(0.01)
+    assert readouts.edge_note(0.5) == "" and readouts.edge_note(0.94) == ""
