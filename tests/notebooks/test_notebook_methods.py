@@ -55,7 +55,7 @@ def test_02_cett_by_hand_equals_the_package_on_the_tiny_model(tiny, backend):
 
     from hneuron_utils.features import cett
     from hneuron_utils.models import remote
-    from test_cett_extract import _examples
+    from qa_examples import examples as _examples
 
     loaded = tiny if backend == "local" else remote.simulated(tiny)
     tf = _examples(tiny)
