@@ -2,15 +2,14 @@
 batched engine's row) and 07 (one monitored decoding step, checked against the teacher-forced pass), run as
 they stand in the notebooks on the tiny model: their checks pass, they leave the model as it was, and they
 come before (05) or beside (07) the package's step that they explain."""
-import linecache
 import types
 
-import nbformat
 import numpy as np
 import pytest
 import torch
 
 from hneuron_utils.paths import project_root
+from notebook_cells import cells as _cells, position as _position, run_cells as _run
 
 NB05 = project_root() / "notebooks" / "05_intervention.ipynb"
 NB07 = project_root() / "notebooks" / "07_streaming_monitor.ipynb"
@@ -19,26 +18,6 @@ CELLS_05 = ["01736a64", "119b0c33", "cde5dcd4", "0f0aedbe", "c2c333c3"]
 CELLS_07 = ["385c0378", "aaf959fb", "d456a773", "e1d8053f", "b9a07219"]
 QUESTIONS = ["Why is the sun cold?", "Why do cats bark at the moon every night of the year, and what does it mean?",
              "Who wrote Hamlet?", "Name a prime number.", "Why is the sky blue?"]
-
-
-def _cells(path) -> list:
-    return nbformat.read(path, as_version=4).cells
-
-
-def _run(path, ids: list[str], ns: dict) -> dict:
-    """Execute the code cells ``ids`` of ``path`` in ``ns`` (their source registered with linecache, as
-    IPython does, so that nnsight can read a trace's body)."""
-    by_id = {c.id: c for c in _cells(path)}
-    for cid in ids:
-        src = by_id[cid].source
-        name = f"<{path.stem}:{cid}>"
-        linecache.cache[name] = (len(src), None, src.splitlines(True), name)
-        exec(compile(src, name, "exec"), ns)
-    return ns
-
-
-def _position(path, needle: str) -> int:
-    return next(i for i, c in enumerate(_cells(path)) if c.cell_type == "code" and needle in c.source)
 
 
 def _hooks(loaded) -> int:

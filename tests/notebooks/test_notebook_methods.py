@@ -2,41 +2,20 @@
 scikit-learn), run as they stand in the notebooks on small inputs: their checks against the package's fast
 path pass, and they come before the package's step that they explain."""
 import contextlib
-import linecache
 import types
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
 from hneuron_utils.paths import project_root
+from notebook_cells import cells as _cells, position as _position, run_cells as _run
 
 NB02 = project_root() / "notebooks" / "02_extract_cett.ipynb"
 NB03 = project_root() / "notebooks" / "03_sparse_probe.ipynb"
 # the method cells, in order (their ids are fixed in the committed notebooks)
 CELLS_02 = ["5cd21dd1", "7d555e93", "400e9c21", "2bca4203"]
 CELLS_03 = ["394927ec", "5ad4fbd1", "112f4efa", "44ce95dc", "6ba504bd", "4498ebd4"]
-
-
-def _cells(path) -> list:
-    return nbformat.read(path, as_version=4).cells
-
-
-def _run(path, ids: list[str], ns: dict) -> dict:
-    """Execute the code cells ``ids`` of ``path`` in ``ns`` (their source registered with linecache, as
-    IPython does, so that nnsight can read a trace's body)."""
-    by_id = {c.id: c for c in _cells(path)}
-    for cid in ids:
-        src = by_id[cid].source
-        name = f"<{path.stem}:{cid}>"
-        linecache.cache[name] = (len(src), None, src.splitlines(True), name)
-        exec(compile(src, name, "exec"), ns)
-    return ns
-
-
-def _position(path, needle: str) -> int:
-    return next(i for i, c in enumerate(_cells(path)) if c.cell_type == "code" and needle in c.source)
 
 
 def test_the_method_cells_come_before_the_package_steps_they_explain():
