@@ -79,7 +79,7 @@ def cached_rows(benchmark: str, model: str, max_new_tokens: int, names: dict[str
                 counterfactual_prompt: str = "unreliable_hint") -> dict[tuple, list[dict]]:
     """Distinct responses per condition (α, neuron set) in the stage cache to the prompts notebook 05 builds
     now (checked against the prompt digest in each cache key), as sheet lines."""
-    from hneuron_utils.interventions.steering import render
+    from hneuron_utils.text.generation import render
     from hneuron_utils.cache import digest
 
     from hneuron_utils.judges.agreement import oc_label_items

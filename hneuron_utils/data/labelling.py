@@ -21,7 +21,7 @@ from hneuron_utils.data import QARecord
 from hneuron_utils.text.generation import PAPER_SUFFIX, Sampling, question_prompt, sample_many
 from hneuron_utils.judges import Judge, normalize, usable_aliases, Verdict
 from hneuron_utils.cache import cached_map
-from hneuron_utils.models.loading import model_key  # noqa: F401  (re-exported: a stage key names the model)
+from hneuron_utils.models.loading import model_key
 
 LEAK_POLICIES = ("drop_aliases", "drop_questions", "keep")
 FAITHFUL, HALLUCINATED = 0, 1  # probe labels: 1 = hallucinated

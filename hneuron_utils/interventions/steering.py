@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from hneuron_utils.cache import cached_map, digest
-from hneuron_utils.text.generation import render  # noqa: F401  (re-exported: the prompts of every condition)
+from hneuron_utils.text.generation import render
 
 Messages = list[dict[str, str]]
 

@@ -295,7 +295,7 @@ class ServedModel:
     # ------------------------------------------------------------------------------- bookkeeping
 
     def describe(self) -> dict[str, Any]:
-        """What the workbook records about the model (``labelling.model_key`` reads the stage-key fields:
+        """What the workbook records about the model (``models.model_key`` reads the stage-key fields:
         the served model's id stands in for the architecture and weights, which the server keeps)."""
         return {"model": self.name, "source": f"openai:{self.served_model}", "architecture": None,
                 "dtype": "server", "parameters": None, "weights_sha256": None, "base_url": self.base_url,

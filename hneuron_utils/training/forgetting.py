@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hneuron_utils.stats import rate_with_ci
-from hneuron_utils.stats import paired_auroc  # noqa: F401  (re-exported for the readers of its table)
+from hneuron_utils.stats import paired_auroc, rate_with_ci
 
 Pair = tuple[str, str]
 

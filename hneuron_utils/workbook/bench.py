@@ -237,7 +237,7 @@ def run_steer(model: str, n: int, alphas: tuple[float, ...], sets: int, k: int, 
         else:
             os.environ["HNEURON_CACHE"] = old_cache
     ic = n * len(conds)
-    prompt_tokens = sum(len(loaded.tokenizer(steering.render(loaded.tokenizer, c))["input_ids"]) for c in convs)
+    prompt_tokens = sum(len(loaded.tokenizer(generation.render(loaded.tokenizer, c))["input_ids"]) for c in convs)
     new_tokens = sum(r["n_tokens"] for c in conds for r in bat[c].values())
     flops = 2 * body * (prompt_tokens * len(conds) + new_tokens)
     same = sum(bat[c][i]["text"] == per[c][i]["text"] for c in conds for i in ids)

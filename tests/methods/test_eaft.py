@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hneuron_utils import models
+from hneuron_utils import models, stats
 from hneuron_utils.models import tiny
 from hneuron_utils.training import eaft, forgetting, sft
 from hneuron_utils.workbook import readouts
@@ -249,7 +249,7 @@ def test_paired_auroc_and_detector_reading():
     rng = np.random.default_rng(0)
     y = np.array([0] * 60 + [1] * 60)
     good = y + rng.normal(0, 0.5, 120)
-    t = forgetting.paired_auroc(y, {"untuned": good, "SFT": rng.normal(0, 1, 120)}, "untuned", 300, 0)
+    t = stats.paired_auroc(y, {"untuned": good, "SFT": rng.normal(0, 1, 120)}, "untuned", 300, 0)
     assert t.auroc[0] > 0.8 and t["change hi"][1] < 0
     t["random neurons (mean AUROC)"] = 0.5
     assert "→ fell" in readouts.read_detector(t)[0]

@@ -11,6 +11,7 @@ import torch
 from hneuron_utils import stats
 from hneuron_utils import interventions
 from hneuron_utils.interventions import steering
+from hneuron_utils.text import generation
 from hneuron_utils.text.generation import Sampling
 from hneuron_utils.workbook import readouts
 
@@ -22,7 +23,7 @@ def test_responses_are_cached_per_condition_and_equal_direct_generation(tiny, tm
     flat = [3, 130, 261]
     s = Sampling(max_new_tokens=8)
     got = steering.responses(tiny, ids, convs, flat, 0.0, sampling=s)
-    direct = interventions.generate_scaled(tiny, [steering.render(tiny.tokenizer, c) for c in convs], flat, 0.0, s,
+    direct = interventions.generate_scaled(tiny, [generation.render(tiny.tokenizer, c) for c in convs], flat, 0.0, s,
                                           keys=ids)
     assert [got[i]["text"] for i in ids] == [o[0].text for o in direct]
     assert all(got[i]["n_tokens"] == len(o[0].token_ids) for i, o in zip(ids, direct))

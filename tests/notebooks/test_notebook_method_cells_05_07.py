@@ -49,16 +49,16 @@ def test_the_method_cells_sit_where_they_explain():
 
 
 def test_05_the_write_by_hand_equals_the_engine_row(model):
-    from hneuron_utils.interventions import steering
+    from hneuron_utils.text import generation
 
     items = {"falseqa": [types.SimpleNamespace(id=f"q{i}", question=q) for i, q in enumerate(QUESTIONS[:2])]}
     messages = {"falseqa": lambda it: [{"role": "user", "content": it.question}]}
     d_ff = model.d_ff
     sets = {"H-neurons": [d_ff + 5, 3, (model.n_layers - 1) * d_ff + 1, 9]}  # layers out of order, as 03's file lists them
-    prompt = steering.render(model.tokenizer, messages["falseqa"](items["falseqa"][0]))
+    prompt = generation.render(model.tokenizer, messages["falseqa"](items["falseqa"][0]))
     hooks, before = _hooks(model), _logits(model, prompt)
     ns = _run(NB05, CELLS_05, {"cfg": types.SimpleNamespace(oc_benchmarks=["falseqa"]), "loaded": model,
-                               "steering": steering, "messages": messages, "items": items, "alphas": [0.0, 1.0, 3.0],
+                               "generation": generation, "messages": messages, "items": items, "alphas": [0.0, 1.0, 3.0],
                                "sets": sets})
     assert ns["demo_alpha"] == 3.0 and ns["demo_prompt"] == prompt  # the shorter prompt
     mask = ns["demo_batch"].attention_mask
