@@ -307,3 +307,18 @@ def paired_auroc(y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str
                         "change hi": np.quantile(d, 0.975)})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def mean_with_ci(values: Sequence[float], *, n_boot: int, seed: int, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, lo, hi): the mean of ``values`` with a percentile-bootstrap ``level`` interval. Raises on an
+    empty list; a list whose values are all equal gives lo = hi = the mean (say so rather than print it as
+    an interval)."""
+    x = np.asarray(list(values), dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("mean_with_ci needs at least one value")
+    if n_boot < 1 or not 0 < level < 1:
+        raise ValueError(f"need n_boot >= 1 and 0 < level < 1, got {n_boot}, {level}")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(x.mean()), float(lo), float(hi)

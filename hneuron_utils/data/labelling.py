@@ -280,38 +280,43 @@ def judge_samples(judge: Judge, rule: Rule, record: QARecord, samples: Sequence[
             "n_correct": n_correct, "n_refused": sum(v.refusal for v in verdicts), "n_empty": n_empty, "label": label}
 
 
-def example_row(row: Any, lab: str, split_name: str, judge: Judge) -> dict[str, Any]:
+def example_row(row: Any, lab: str, split_name: str, judge: Judge, *, span_rule: str) -> dict[str, Any]:
     """One example from a labelled question: the most frequent eligible response for train, the first
     eligible sample for test. Under the paper's rule every sample agrees with the label; under a relaxed
-    rule only samples whose verdict agrees are eligible. The answer span is the matched alias for a
-    correct response and None (the whole response) otherwise."""
+    rule only samples whose verdict agrees are eligible. The answer span follows ``span_rule`` (one of
+    ``text.answer_span.SPAN_RULES``; None = the whole response); ``alias_span`` keeps the judge's matched
+    alias, whatever the rule."""
+    from hneuron_utils.text.answer_span import answer_span
+
     ok = [j for j, t in enumerate(row.samples)
           if judge.judge(row.question, t, row.answers).correct == (lab == "faithful")]
     i = ok[most_frequent([row.samples[j] for j in ok])] if split_name == "train" else ok[0]
     resp = row.samples[i]
     v = judge.judge(row.question, resp, row.answers)
+    span = answer_span(span_rule, row.question, resp, v.span, v.correct)
     return {"id": row.id, "question": row.question, "answers": row.answers,
             "label": HALLUCINATED if lab == "hallucinated" else FAITHFUL, "class": lab,
             "split": split_name, "response": resp, "sample_index": i,
-            "span": list(v.span) if v.span else None, "alias": v.alias,
+            "span": list(span) if span else None, "span_rule": span_rule,
+            "alias_span": list(v.span) if v.span else None, "alias": v.alias,
             "n_correct": row.n_correct, "stopped": row.stopped[i]}
 
 
-def one_class(df: pd.DataFrame, judge: Judge, lab: str, n: int, seed: int) -> pd.DataFrame:
+def one_class(df: pd.DataFrame, judge: Judge, lab: str, n: int, seed: int, *, span_rule: str) -> pd.DataFrame:
     """Up to ``n`` test examples of one class (sample 0 of each question), for sets where the other
     class is empty and no balanced test set exists."""
     pool = df[df.label == lab].sample(frac=1.0, random_state=seed).iloc[:n]
-    return pd.DataFrame([example_row(row, lab, "test", judge) for _, row in pool.iterrows()])
+    return pd.DataFrame([example_row(row, lab, "test", judge, span_rule=span_rule) for _, row in pool.iterrows()])
 
 
-def split(df: pd.DataFrame, judge: Judge, n_train: int, n_test: int, seed: int) -> tuple[pd.DataFrame, dict]:
+def split(df: pd.DataFrame, judge: Judge, n_train: int, n_test: int, seed: int, *, span_rule: str
+          ) -> tuple[pd.DataFrame, dict]:
     """Balanced train/test examples, split by question. If a class has fewer than n_train + n_test
     questions, both splits shrink in the same proportion (balanced, largest achievable).
 
     Train examples use the most frequent of the K responses; test examples one sampled response
     (sample 0), as the paper does. (Under a relaxed rule, only samples whose verdict matches the label
-    are eligible.) The answer span is the matched alias for a correct response and
-    None (the whole response) for a wrong one.
+    are eligible.) The answer span follows ``span_rule`` (see :func:`example_row`).
     """
     pools = {lab: df[df.label == lab].sample(frac=1.0, random_state=seed)
              for lab in ("faithful", "hallucinated")}
@@ -322,7 +327,7 @@ def split(df: pd.DataFrame, judge: Judge, n_train: int, n_test: int, seed: int) 
     else:
         k_tr = round(avail * n_train / want)
         k_te = avail - k_tr
-    out = [example_row(row, lab, split_name, judge)
+    out = [example_row(row, lab, split_name, judge, span_rule=span_rule)
            for lab, p in pools.items()
            for split_name, part in (("train", p.iloc[:k_tr]), ("test", p.iloc[k_tr:k_tr + k_te]))
            for _, row in part.iterrows()]
@@ -333,7 +338,7 @@ def split(df: pd.DataFrame, judge: Judge, n_train: int, n_test: int, seed: int) 
 def test_set(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rule, sampling: Sampling,
              *, n_per_class: int, seed: int, batch_size: int, screen: bool = True,
              screen_max_new_tokens: int | None = None, first_round: int = 0,
-             progress: bool = True, style: str = "chat", system: str | None = None
+             progress: bool = True, style: str = "chat", system: str | None = None, span_rule: str
              ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """A balanced test set built by the TriviaQA rules (notebooks 04 and 06): :func:`label_pool` until
     both classes hold ``n_per_class`` questions (no unscreened check subset), then :func:`split` with no
@@ -342,7 +347,7 @@ def test_set(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rule,
                         batch_size=batch_size, screen=screen, check_size=0,
                         screen_max_new_tokens=screen_max_new_tokens, first_round=first_round, progress=progress,
                         style=style, system=system)
-    examples, sizes = split(looked, judge, 0, n_per_class, seed)
+    examples, sizes = split(looked, judge, 0, n_per_class, seed, span_rule=span_rule)
     return looked, examples, sizes
 
 
@@ -481,3 +486,49 @@ def add_token_counts(tokenizer: Any, examples: pd.DataFrame) -> tuple[pd.DataFra
                                tokens=[len(t.input_ids) if t is not None else 0 for t in tf])
     whole = [span_is_whole_response(r, sp) for r, sp in zip(examples.response, examples.span)]
     return examples[[t is not None for t in tf]].reset_index(drop=True), lost, sum(whole) / max(len(whole), 1)
+
+
+def span_lengths(tokenizer: Any, examples: pd.DataFrame, *, rules: Sequence[str],
+                 suffix: str = PAPER_SUFFIX) -> pd.DataFrame:
+    """Answer tokens per example under each span rule, summarised per rule × split × class: examples, mean,
+    median and maximum answer tokens, and the share of examples whose span is the whole response. The
+    rows of ``examples`` need ``question``, ``response``, ``class``, ``split``, ``alias_span`` and ``label``."""
+    from hneuron_utils.text.answer_span import answer_span, answer_token_indices
+
+    rows = []
+    for ex in examples.to_dict("records"):
+        prompt = question_prompt(tokenizer, ex["question"], "chat", suffix)
+        whole = answer_token_indices(tokenizer, prompt, ex["response"], None)
+        for rule in rules:
+            sp = answer_span(rule, ex["question"], ex["response"], ex["alias_span"], ex["label"] == FAITHFUL)
+            got = answer_token_indices(tokenizer, prompt, ex["response"], sp)
+            rows.append({"rule": rule, "split": ex["split"], "class": ex["class"],
+                         "answer_tokens": len(got), "whole": got == whole})
+    d = pd.DataFrame(rows)
+    return (d.groupby(["rule", "split", "class"], sort=False)
+            .agg(examples=("answer_tokens", "size"), mean_tokens=("answer_tokens", "mean"),
+                 median_tokens=("answer_tokens", "median"), max_tokens=("answer_tokens", "max"),
+                 share_whole_response=("whole", "mean"))
+            .reset_index())
+
+
+def reference_span_rows(tokenizer: Any, labels: pd.DataFrame, *, suffix: str = PAPER_SUFFIX) -> pd.DataFrame:
+    """Reference-labelled answer spans (``data/labels/answer_spans.jsonl``) as rows for
+    ``text.answer_span.span_agreement``: the rendered prompt each response answered (the paper's prompt),
+    and ``correct`` from the class the response was drawn for (its verdict agrees with its class)."""
+    need = {"question", "response", "span", "class", "alias_span"}
+    if need - set(labels.columns):
+        raise ValueError(f"the reference span labels lack the columns {sorted(need - set(labels.columns))}")
+    return labels.assign(prompt=[question_prompt(tokenizer, q, "chat", suffix) for q in labels.question],
+                         correct=labels["class"].eq("faithful"))
+
+
+def read_span_labels(path: str | None = None) -> pd.DataFrame:
+    """The reference answer spans (default ``data/labels/answer_spans.jsonl`` of the repository), one row per
+    labelled response; a clear error if the file is missing."""
+    from hneuron_utils.paths import project_root
+
+    p = project_root() / "data" / "labels" / "answer_spans.jsonl" if path is None else project_root() / path
+    if not p.exists():
+        raise FileNotFoundError(f"reference answer spans {p} not found (see data/labels/README.md)")
+    return pd.read_json(p, lines=True, dtype=False)

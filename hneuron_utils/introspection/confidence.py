@@ -87,10 +87,11 @@ def stated(loaded: Any, ids: Sequence[str], questions: Sequence[str], answers: S
     return pd.DataFrame(rows)
 
 
-def answer_examples(records: Sequence[Any], outcomes: pd.DataFrame) -> pd.DataFrame:
-    """Notebook 02-style examples of the answers (question, response, answer span; hallucinated = 1 when the
-    rule judge says not correct), for the H-neuron classifier's CETT features."""
+def answer_examples(records: Sequence[Any], outcomes: pd.DataFrame, *, span_rule: str) -> pd.DataFrame:
+    """Notebook 02-style examples of the answers (question, response, answer span by ``span_rule``;
+    hallucinated = 1 when the rule judge says not correct), for the H-neuron classifier's CETT features."""
     from hneuron_utils.judges import RuleJudge
+    from hneuron_utils.text.answer_span import answer_span
 
     j = RuleJudge()
     got = outcomes.set_index("id")
@@ -98,8 +99,9 @@ def answer_examples(records: Sequence[Any], outcomes: pd.DataFrame) -> pd.DataFr
     for r in records:
         text = got.loc[r.id, "text"]
         v = j.judge(r.question, text, r.answers)
+        span = answer_span(span_rule, r.question, text, v.span, v.correct)
         rows.append({"id": r.id, "question": r.question, "answers": list(r.answers), "response": text,
-                     "span": list(v.span) if v.correct and v.span else None, "label": int(not v.correct)})
+                     "span": list(span) if span else None, "span_rule": span_rule, "label": int(not v.correct)})
     return pd.DataFrame(rows)
 
 

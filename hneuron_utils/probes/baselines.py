@@ -20,7 +20,7 @@ answer tokens, so no score can win by reading length.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -205,9 +205,12 @@ def transfer_table(clfs: Mapping[str, object], fitted: TransferBaselines,
 
 def headline_row(cfg: object, n_train: int, n_test: int, C: float, k: int, *, n_features: int, clf: object,
                  test: pd.DataFrame, random_draws: pd.DataFrame, length_auroc: float, metrics: pd.DataFrame,
-                 diffs: pd.DataFrame, other: tuple[str, float, int, str]) -> pd.DataFrame:
+                 diffs: pd.DataFrame, other: tuple[str, float, int, str],
+                 stability: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Notebook 03's headline: the H-neurons (both C rules), random neurons, and the best baseline with
-    the paired difference and its words. ``other`` = (other rule, its C, its set size, its method name)."""
+    the paired difference and its words. ``other`` = (other rule, its C, its set size, its method name).
+    ``stability``: {"jaccards": the bootstrap refits' Jaccard with the set, "stable set": the size of the
+    stability-selected set, "stable method": its row name in ``metrics`` (absent when the set is empty)}."""
     from hneuron_utils.stats import verdict
 
     h, r = test.iloc[1], test.iloc[2]
@@ -223,6 +226,16 @@ def headline_row(cfg: object, n_train: int, n_test: int, C: float, k: int, *, n_
     row.update({"other rule": rule, "other C": c_other, "other H-neurons": k_other,
                 "other AUROC": m.loc[name_other, "auroc"], "other AUROC lo": m.loc[name_other, "auroc_lo"],
                 "other AUROC hi": m.loc[name_other, "auroc_hi"]})
+    if stability is not None:
+        j = np.asarray(stability["jaccards"], dtype=float)
+        name = stability["stable method"]
+        row.update({"bootstrap refits": len(j), "bootstrap Jaccard median": float(np.median(j)) if len(j) else np.nan,
+                    "bootstrap Jaccard min": float(j.min()) if len(j) else np.nan,
+                    "bootstrap Jaccard max": float(j.max()) if len(j) else np.nan,
+                    "stable H-neurons": int(stability["stable set"]),
+                    "stable AUROC": m.loc[name, "auroc"] if name in m.index else np.nan,
+                    "stable AUROC lo": m.loc[name, "auroc_lo"] if name in m.index else np.nan,
+                    "stable AUROC hi": m.loc[name, "auroc_hi"] if name in m.index else np.nan})
     best = metrics[~metrics.method.str.startswith("H-neurons")].sort_values("auroc").iloc[-1]
     bd = diffs.set_index("method").loc[best.method]
     row.update({"best baseline": best.method, "best baseline AUROC": best.auroc, "best baseline AUROC lo": best.auroc_lo,

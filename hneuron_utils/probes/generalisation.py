@@ -313,7 +313,7 @@ def build_test_sets(loaded: Any, pools: Mapping[str, Pool], rule: Any, sampling:
         t0 = time.perf_counter()
         built[name] = test_set(loaded, pool.records, pool.judge, rule, sampling, n_per_class=cfg.gen_n_per_class, seed=cfg.seed,
                                batch_size=cfg.gen_batch_size, screen=cfg.screen, screen_max_new_tokens=cfg.screen_max_new_tokens,
-                               first_round=cfg.sample_first_round, system=pool.system)
+                               first_round=cfg.sample_first_round, system=pool.system, span_rule=cfg.answer_span)
         timings[f"{pool.label}: sample and judge"] = time.perf_counter() - t0
     return built
 
@@ -335,15 +335,16 @@ def ours_vs_paper(t1: pd.DataFrame, model: str, permille: float, order: Sequence
 
 
 def one_class_features(loaded: Any, built: Mapping[str, tuple], pools: Mapping[str, Pool], n: int, seed: int,
-                       *, batch_size: int, timings: dict[str, float]) -> dict[tuple[str, str], np.ndarray]:
-    """Answer features of up to ``n`` responses per (set, class), whether or not the other class exists."""
+                       *, batch_size: int, timings: dict[str, float], span_rule: str) -> dict[tuple[str, str], np.ndarray]:
+    """Answer features of up to ``n`` responses per (set, class), whether or not the other class exists
+    (answer spans by ``span_rule``)."""
     from hneuron_utils.data.labelling import one_class
 
     feats = {}
     for name, (looked, _, _) in built.items():
         label = pools[name].label
         for cls in ("hallucinated", "faithful"):
-            ex1 = one_class(looked, pools[name].judge, cls, n, seed) if len(looked) else pd.DataFrame()
+            ex1 = one_class(looked, pools[name].judge, cls, n, seed, span_rule=span_rule) if len(looked) else pd.DataFrame()
             _, feats[(label, cls)], _, secs = answer_features(loaded, ex1, batch_size, progress=False,
                                                               system=pools[name].system)
             timings[f"{label}: CETT ({cls}, one class)"] = secs

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+import math
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -384,13 +385,13 @@ def jaccard(a: Iterable[int], b: Iterable[int]) -> float:
     return 1.0 if not (a or b) else len(a & b) / len(a | b)
 
 
-def stability(
+def bootstrap_sets(
     ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, C: float, mode: str,
-    *, n_boot: int, seed: int, reference: Iterable[int], tol: float = L1_TOL,
-) -> np.ndarray:
-    """Jaccard overlap of ``reference`` with the positive set of the L1 probe refit on each of
-    ``n_boot`` bootstrap resamples of the training examples (an example's ans and oth rows stay
-    together; resamples with a single class are redrawn)."""
+    *, n_boot: int, seed: int, tol: float = L1_TOL,
+) -> list[np.ndarray]:
+    """The positive set (flat neuron indices) of the L1 probe refit on each of ``n_boot`` bootstrap
+    resamples of the training examples (an example's ans and oth rows stay together; resamples with a
+    single class are redrawn)."""
     _check_mode(mode)
     n, _ = _rows(ans_tr)
     y_tr = _labels(y_tr, n)
@@ -399,13 +400,12 @@ def stability(
     if mode == "3-vs-1" and (oth_tr is None or np.shape(oth_tr) != np.shape(ans_tr)):
         raise ValueError(f"mode '3-vs-1' needs oth with the shape of ans {np.shape(ans_tr)}, "
                          f"got {None if oth_tr is None else np.shape(oth_tr)}")
-    ref = {int(i) for i in reference}
     ans = np.asarray(ans_tr).reshape(n, -1)  # views in the stored dtype; cast once, into X
     oth = None if mode == "1-vs-1" else np.asarray(oth_tr).reshape(n, -1)
     X = np.empty((n if oth is None else 2 * n, ans.shape[1]), dtype=np.float32)  # reused by every fit
     rng = np.random.default_rng(seed)
-    out = np.empty(n_boot)
-    for b in range(n_boot):
+    out = []
+    for _ in range(n_boot):
         idx = rng.integers(0, n, n)
         while y_tr[idx].min() == y_tr[idx].max():
             idx = rng.integers(0, n, n)
@@ -413,11 +413,34 @@ def stability(
         if oth is not None:
             X[n:] = oth[idx]
         y = y_tr[idx] if oth is None else np.concatenate([y_tr[idx], np.zeros(n, dtype=np.int64)])
-        out[b] = jaccard(ref, np.flatnonzero(fit_l1(X, y, C, seed, tol=tol).coef_[0] > 0))
+        out.append(np.flatnonzero(fit_l1(X, y, C, seed, tol=tol).coef_[0] > 0))
     return out
 
 
-# --------------------------------------------------------------------------- length confound
+def stability(
+    ans_tr: np.ndarray, oth_tr: np.ndarray | None, y_tr: np.ndarray, C: float, mode: str,
+    *, n_boot: int, seed: int, reference: Iterable[int], tol: float = L1_TOL,
+) -> np.ndarray:
+    """Jaccard overlap of ``reference`` with the positive set of each bootstrap refit of
+    :func:`bootstrap_sets`."""
+    ref = {int(i) for i in reference}
+    sets = bootstrap_sets(ans_tr, oth_tr, y_tr, C, mode, n_boot=n_boot, seed=seed, tol=tol)
+    return np.array([jaccard(ref, s) for s in sets])
+
+
+def stability_selected(sets: Sequence[Iterable[int]], *, min_share: float = 0.5) -> np.ndarray:
+    """The neurons (sorted flat indices) chosen in at least ``min_share`` of the bootstrap refits' positive
+    ``sets`` — a set that does not hang on one sample of training questions."""
+    if not sets:
+        raise ValueError("stability_selected needs at least one bootstrap set")
+    if not 0 < min_share <= 1:
+        raise ValueError(f"min_share must be in (0, 1], got {min_share}")
+    counts: dict[int, int] = {}
+    for s in sets:
+        for i in {int(x) for x in s}:
+            counts[i] = counts.get(i, 0) + 1
+    need = math.ceil(min_share * len(sets) - 1e-9)
+    return np.array(sorted(i for i, c in counts.items() if c >= need), dtype=np.int64)
 
 
 def length_check(

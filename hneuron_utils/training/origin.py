@@ -142,7 +142,8 @@ def base_test_sets(base: Any, base_cett: Any, cfg: Any, params: Mapping[str, Any
         looked, examples, sz = test_set(base, pool.records, pool.judge, the_rule, samp, n_per_class=cfg.origin_n_per_class, seed=cfg.seed,
                                         batch_size=params["gen_batch_size"], screen=params["screen"],
                                         screen_max_new_tokens=params["screen_max_new_tokens"],
-                                        first_round=params["sample_first_round"], style="base")
+                                        first_round=params["sample_first_round"], style="base",
+                                        span_rule=params["answer_span"])
         kept, ans, lost, _ = answer_features(base_cett, examples, params["cett_batch_size"], style="base")
         features[pool.label] = (ans, kept.label.to_numpy() if len(kept) else np.zeros(0, int))
         sizes[pool.label] = {**set_summary(looked, sz, cfg.origin_n_per_class, len(pool.records), params["n_samples"]),

@@ -187,6 +187,13 @@ SCHEMA: tuple[Param, ...] = (
     Param("leak_policy", (str,), "Gold aliases already contained in the question: drop those aliases "
           "(and questions left with none), drop those questions, or keep them.", paper="keep (not handled)",
           choices=("drop_aliases", "drop_questions", "keep")),
+    Param("answer_span", (str,), "Which response tokens CETT averages over, found the same way for both "
+          "classes: answer_phrase = the response's answer phrase (the first sentence without a restatement of "
+          "the question, framing or trailing punctuation); whole_response = the whole response; alias_or_whole "
+          "= the workbook's earlier rule, kept for comparison (the matched gold alias for a correct response, "
+          "the whole response for a wrong one: the span differs by class).",
+          paper="the answer tokens of every response, marked by an LLM (GPT-4o)",
+          choices=("answer_phrase", "whole_response", "alias_or_whole")),
     Param("screen", (bool,), "Greedy-screen the pool and sample K only for questions that can still pass "
           "the consistency rule.", paper="false (all questions sampled)"),
     Param("screen_max_new_tokens", (int,), "Cap on the greedy screening answer's tokens (answers to the "

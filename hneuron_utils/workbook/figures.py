@@ -83,6 +83,31 @@ def _histogram(t: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+@register("01_span_lengths", "01_span_lengths.csv")
+def _span_lengths(t: pd.DataFrame) -> plt.Figure:
+    """Mean answer tokens per class under each span rule: the class gap a rule adds before any neuron is read."""
+    import numpy as np
+
+    t = t.assign(weighted=t["mean_tokens"] * t["examples"])
+    g = t.groupby(["rule", "class"], sort=False)[["weighted", "examples"]].sum().reset_index()
+    g["mean"] = g["weighted"] / g["examples"]
+    rules = list(dict.fromkeys(g["rule"]))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    x = np.arange(len(rules))
+    for k, (cls, color) in enumerate((("faithful", "tab:green"), ("hallucinated", "tab:red"))):
+        d = g[g["class"] == cls].set_index("rule").reindex(rules)
+        bars = ax.bar(x + (k - 0.5) * 0.38, d["mean"], width=0.38, color=color,
+                      label=f"{cls} (n = {int(d['examples'].iloc[0])})")
+        for b, v in zip(bars, d["mean"]):
+            ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+    ax.set(xticks=x, xticklabels=rules, ylabel="mean answer tokens per example", ylim=(0, None),
+           title="Answer-span length by class under each span rule (train + test)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 @register("02_layer_means", "02_layer_means.csv")
 def _layer_means(t: pd.DataFrame) -> plt.Figure:
     """Mean CETT per layer for answer tokens (by class) and other tokens."""

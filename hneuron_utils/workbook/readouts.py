@@ -715,3 +715,18 @@ def introspection_summary(controls: pd.DataFrame, cells: pd.DataFrame, depth: Ma
     """The notebook's findings (also the README's block), every verb chosen by an interval."""
     return [*read_judges(agreement), *read_controls(controls)[:1], *read_best(cells, depth), *read_leak(leak),
             *read_confidence(aurocs, alphas, versus)]
+
+
+def read_span_rules(table: pd.DataFrame) -> list[str]:
+    """One line per answer-span rule of notebook 03's ``03_span_rules`` table: set size, AUROC and
+    length-controlled AUROC with intervals, answer length alone, and the verdict against the best baseline."""
+    out = []
+    for r in table.to_dict("records"):
+        matched = (f"{r['H length-controlled AUROC']:.3f} [{r['H length-controlled lo']:.3f}, "
+                   f"{r['H length-controlled hi']:.3f}] on {int(r['length-matched pairs'])} same-length pairs"
+                   if r["length-matched pairs"] else "not measurable (no same-length pair)")
+        out.append(f"{r['span rule']}: {int(r['H-neurons'])} H-neurons (C = {r['C']:g}); AUROC {r['H AUROC']:.3f} "
+                   f"[{r['H AUROC lo']:.3f}, {r['H AUROC hi']:.3f}], length-controlled {matched}; answer length "
+                   f"alone {r['answer length AUROC']:.3f}; {r['H vs best']} (H − best: {r['H minus best AUROC']:+.3f} "
+                   f"[{r['H minus best lo']:+.3f}, {r['H minus best hi']:+.3f}])")
+    return out

@@ -125,7 +125,33 @@ def _dataset_lines(run: Path) -> list[str]:
         if "share of kept questions missed" in m:
             lines.append(f"The greedy screen would have missed {float(m['share of kept questions missed']):.0%} of the "
                          f"consistent questions in an unscreened random subset of {int(float(m['checked']))} questions.")
-    return lines
+    return lines + _span_lines(run)
+
+
+def _span_lines(run: Path) -> list[str]:
+    """The answer-span rule of 01, its span lengths per class and its agreement with the reference spans."""
+    import pandas as pd
+
+    lf, af = run / "tables" / "01_span_lengths.csv", run / "tables" / "01_span_agreement.csv"
+    if not lf.exists():
+        return []
+    t = pd.read_csv(lf)
+    t = t.assign(w=t.mean_tokens * t.examples).groupby(["rule", "class"], sort=False)[["w", "examples"]].sum()
+    mean = (t.w / t.examples).unstack("class")
+    rule = next(iter(mean.index))
+    out = [f"Answer tokens (`answer_span: {rule}`): the tokens that state the answer, found from the question and "
+           "the response alone, the same way for right and wrong answers. Mean answer tokens, hallucinated vs "
+           "faithful: " + "; ".join(f"{r} {mean.loc[r, 'hallucinated']:.2f} vs {mean.loc[r, 'faithful']:.2f}"
+                                     for r in mean.index) + " (`01_span_lengths.csv`)."]
+    if af.exists():
+        a = pd.read_csv(af)
+        a = a[(a.labels == "holdout") & (a.rule == rule)].set_index("class")
+        if len(a):
+            out.append("Against reference spans read blind by an LLM (held-out half): answer tokens identical for "
+                       + " and ".join(f"{a.loc[c, 'exact']:.0%} [{a.loc[c, 'exact_lo']:.0%}, {a.loc[c, 'exact_hi']:.0%}] "
+                                      f"of {int(a.loc[c, 'n'])} {c}" for c in a.index)
+                       + " responses (`01_span_agreement.csv`).")
+    return ["", " ".join(out)]
 
 
 def _headline_lines(run: Path) -> list[str]:
@@ -176,6 +202,27 @@ def _baseline_lines(run: Path, h) -> list[str]:
                   f"CETT batch size {int(c['cett_batch_size (re-run)'])}): {int(c['H-neurons (run)'])} vs "
                   f"{int(c['H-neurons (re-run)'])} H-neurons (C = {c['C (run)']:g} / {c['C (re-run)']:g}), Jaccard "
                   f"{c['jaccard']:.3f}; H-neuron test AUROC {c['H AUROC (run)']:.3f} vs {c['H AUROC (re-run)']:.3f}."]
+    if "bootstrap Jaccard median" in h and pd.notna(h["bootstrap Jaccard median"]):
+        stable = (f"the stability-selected set (neurons chosen in at least half of the refits) has "
+                  f"{int(h['stable H-neurons'])} neurons" + (f", AUROC {h['stable AUROC']:.3f} [{h['stable AUROC lo']:.3f}, "
+                                                           f"{h['stable AUROC hi']:.3f}]" if pd.notna(h["stable AUROC"]) else ""))
+        lines += ["", f"Stability across training samples: refit on {int(h['bootstrap refits'])} bootstrap resamples of "
+                  f"the training questions, the set overlaps itself with Jaccard median {h['bootstrap Jaccard median']:.2f} "
+                  f"(range {h['bootstrap Jaccard min']:.2f}–{h['bootstrap Jaccard max']:.2f}); {stable}. Notebooks 04–09 "
+                  "use the main set."]
+    sr = run / "tables" / "03_span_rules.csv"
+    if sr.exists():
+        lines += ["", "The answer-span rule, both rules through the same steps (`03_span_rules.csv`; C by held-out "
+                  "accuracy):", "",
+                  "| span rule | H-neurons | AUROC [95% CI] | length-controlled AUROC [95% CI] | length alone | "
+                  "best baseline | H − best [95% CI] | Jaccard with the first rule |", "|---|---|---|---|---|---|---|---|"]
+        JACCARD_FIRST = "jaccard with the first rule's set"
+        for r in pd.read_csv(sr).to_dict("records"):
+            lines.append(f"| {r['span rule']} | {int(r['H-neurons'])} | {r['H AUROC']:.3f} [{r['H AUROC lo']:.3f}, "
+                         f"{r['H AUROC hi']:.3f}] | {r['H length-controlled AUROC']:.3f} [{r['H length-controlled lo']:.3f}, "
+                         f"{r['H length-controlled hi']:.3f}] | {r['answer length AUROC']:.3f} | {r['best baseline']} "
+                         f"{r['best baseline AUROC']:.3f} | {r['H minus best AUROC']:+.3f} [{r['H minus best lo']:+.3f}, "
+                         f"{r['H minus best hi']:+.3f}] | {r[JACCARD_FIRST]:.2f} |")
     lines += ["", f"Best baseline by AUROC: {h['best baseline']}. {h['H vs best']}: AUROC difference "
               f"{h['H minus best AUROC']:+.3f} [{h['H minus best lo']:+.3f}, {h['H minus best hi']:+.3f}] "
               "(paired bootstrap over test questions, two-sided 95%)."]

@@ -47,7 +47,7 @@ def _looked(n_per_class=6):
 
 
 def test_split_is_balanced_disjoint_and_uses_the_right_response():
-    ex, sizes = labelling.split(_looked(), judges.RuleJudge(), 3, 2, seed=0)
+    ex, sizes = labelling.split(_looked(), judges.RuleJudge(), 3, 2, seed=0, span_rule="alias_or_whole")
     assert sizes == {"available per class": 6, "train per class": 3, "test per class": 2}
     assert not set(ex[ex.split == "train"].id) & set(ex[ex.split == "test"].id)
     assert (ex.groupby(["split", "class"]).size() == pd.Series({("test", "faithful"): 2, ("test", "hallucinated"): 2,
@@ -57,10 +57,27 @@ def test_split_is_balanced_disjoint_and_uses_the_right_response():
     te = ex[ex.split == "test"]
     assert (te.sample_index == 0).all()
     assert ex[ex["class"] == "hallucinated"].span.isna().all()
+    assert (ex.span_rule == "alias_or_whole").all()
+
+
+def test_split_answer_phrase_rule_marks_both_classes_alike():
+    looked = _looked()
+    looked["samples"] = [["The capital of France is Lyon.", "Lyon", "Nice"] if lab == "hallucinated" else s
+                         for lab, s in zip(looked.label, looked.samples)]
+    ex, _ = labelling.split(looked, judges.RuleJudge(), 3, 2, seed=0, span_rule="answer_phrase")
+    assert (ex.span_rule == "answer_phrase").all()
+    wrong = ex[(ex.split == "test") & (ex["class"] == "hallucinated")]
+    # the restatement is left out of a wrong answer's span, as it would be of a right one
+    assert all(r[s:e] == "Lyon" for r, (s, e) in zip(wrong.response, wrong.span))
+    right = ex[ex["class"] == "faithful"]
+    assert all(r[s:e] == "Paris" for r, (s, e) in zip(right.response, right.span))
+    assert all(a == [0, 5] for a in right.alias_span)  # the judge's alias is kept beside the span
+    with pytest.raises(ValueError, match="answer_span must be one of"):
+        labelling.split(looked, judges.RuleJudge(), 3, 2, seed=0, span_rule="alias")
 
 
 def test_split_shrinks_proportionally_when_short():
-    ex, sizes = labelling.split(_looked(3), judges.RuleJudge(), 4, 2, seed=0)
+    ex, sizes = labelling.split(_looked(3), judges.RuleJudge(), 4, 2, seed=0, span_rule="answer_phrase")
     assert sizes == {"available per class": 3, "train per class": 2, "test per class": 1}
 
 
@@ -153,7 +170,8 @@ def test_test_set_with_an_abstention_judge_keeps_abstaining_questions(tiny, tmp_
     recs = [QARecord(f"q{i}", f"Question number {i}?", ("<abstain>",), "t") for i in range(20)]
     s = labelling.Sampling(do_sample=True, max_new_tokens=3)
     looked, ex, sizes = labelling.test_set(tiny, recs, EvenAbstains(), labelling.Rule(3, 3, 0), s, n_per_class=4,
-                                           seed=0, batch_size=8, screen=True, first_round=1, progress=False)
+                                           seed=0, batch_size=8, screen=True, first_round=1, progress=False,
+                                           span_rule="answer_phrase")
     assert sizes == {"available per class": sizes["available per class"], "train per class": 0, "test per class": 4}
     assert (looked.label == "dropped").sum() == 0 and (looked.label == "faithful").sum() >= 4
     assert (ex.split == "test").all() and ex["class"].value_counts().to_dict() == {"faithful": 4, "hallucinated": 4}
@@ -164,7 +182,7 @@ def test_test_set_with_an_abstention_judge_keeps_abstaining_questions(tiny, tmp_
 
     monkeypatch.setenv("HNEURON_CACHE", str(tmp_path / "b"))
     looked2, ex2, _ = labelling.test_set(tiny, recs, RuleLike(), labelling.Rule(3, 3, 0), s, n_per_class=4, seed=0,
-                                         batch_size=8, screen=True, progress=False)
+                                         batch_size=8, screen=True, progress=False, span_rule="answer_phrase")
     assert (looked2.label == "faithful").sum() == 0 and len(ex2) == 0
 
 

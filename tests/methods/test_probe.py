@@ -369,3 +369,19 @@ def test_l1_fit_that_hits_its_cap_warns_loudly():
     with pytest.warns(P.NotConvergedWarning, match="did NOT converge"):
         m = P.fit_l1(X, y, C=10.0, seed=0, max_iter=2)
     assert m.converged is False and m.n_iter == 2
+
+
+def test_bootstrap_sets_match_stability_and_stability_selected_keeps_the_majority(data):
+    args = (data["ans_tr"], data["oth_tr"], data["y_tr"])
+    sets = P.bootstrap_sets(*args, C=10.0, mode="3-vs-1", n_boot=6, seed=0)
+    jac = P.stability(*args, C=10.0, mode="3-vs-1", n_boot=6, seed=0, reference=PLANTED)
+    np.testing.assert_array_equal(jac, [P.jaccard(PLANTED, s) for s in sets])   # the same refits, the same order
+    stable = P.stability_selected(sets, min_share=0.5)
+    assert P.jaccard(PLANTED, stable) > 0.7
+    assert list(P.stability_selected([[1, 2], [2, 3], [2, 4], [5]], min_share=0.5)) == [2]   # 3 of 4 refits
+    assert list(P.stability_selected([[1, 2], [2, 3]], min_share=0.5)) == [1, 2, 3]           # 1 of 2 is half
+    assert list(P.stability_selected([[1, 2], [2, 3]], min_share=1.0)) == [2]
+    with pytest.raises(ValueError):
+        P.stability_selected([], min_share=0.5)
+    with pytest.raises(ValueError):
+        P.stability_selected([[1]], min_share=0.0)
