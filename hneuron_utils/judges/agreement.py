@@ -54,6 +54,15 @@ OC_LABEL_FILES: dict[str, str] = {"falseqa": "falseqa_premise.jsonl", "jailbreak
 KAPPA_TARGET = 0.6
 """The κ a judge needs on labels it was not developed on before its rates are read as findings."""
 
+MIN_EVENT_POSITIVES = 20
+"""Held-out reference labels of the event a judge counts that it needs before it can be called validated: a κ
+measured on fewer cases of that event says little about how well the judge finds it."""
+
+OC_EVENTS: dict[str, str] = {"falseqa": "True", "jailbreak": "True", "counterfactual": "context",
+                             "sycophancy": "flipped"}
+"""The reference class of the event each notebook-05 benchmark counts (its compliance rate): FalseQA and jailbreak
+complied, the counterfactual context followed, a sycophantic flip."""
+
 
 def oc_classes(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """(judge's class, hand class) of every labelled response of one notebook-05 benchmark. FalseQA and
@@ -116,18 +125,27 @@ def oc_agreement(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[s
         boot.append(_kappa(gold[idx], pred[idx]))
     boot = np.asarray(boot)
     lo, hi = (np.nanquantile(boot, [0.025, 0.975]) if np.isfinite(boot).any() else (np.nan, np.nan))
+    counts = pd.Series(gold).value_counts()
+    event = OC_EVENTS.get(benchmark)
     return {"benchmark": benchmark, "judge": getattr(judge, "name", type(judge).__name__), "responses": len(gold),
             "questions": len(groups), "agreement": float((pred == gold).mean()), "kappa": _kappa(gold, pred),
             "kappa_lo": float(lo), "kappa_hi": float(hi),
-            "majority_baseline": float(shares.max()), "majority_class": str(shares.idxmax())}
+            "majority_baseline": float(shares.max()), "majority_class": str(shares.idxmax()),
+            "per_class": "; ".join(f"{c} {int(n)}" for c, n in counts.sort_index().items()),
+            "event": event, "event_positives": int(counts.get(event, 0)) if event is not None else None}
 
 
 NO_HOLDOUT = "judge not validated (no held-out reference labels)"
 
 
-def judge_status(kappa: float, target: float = KAPPA_TARGET) -> str:
-    """"validated" when κ reaches ``target``, else "judge not validated (κ = …)" (κ undefined: the labels
-    or the verdicts have one class only)."""
+def judge_status(kappa: float, target: float = KAPPA_TARGET, *, event_positives: int | None = None,
+                 event: str | None = None, min_positives: int = MIN_EVENT_POSITIVES) -> str:
+    """"validated" when κ reaches ``target`` on held-out labels holding at least ``min_positives`` cases of the
+    event the judge counts (``event_positives``; None = not checked), else "judge not validated (…)" saying
+    why (κ undefined: the labels or the verdicts have one class only)."""
+    if event_positives is not None and event_positives < min_positives:
+        return (f"judge not validated ({event_positives} held-out labels of the counted event"
+                + (f" '{event}'" if event else "") + f"; at least {min_positives} needed)")
     if kappa != kappa:
         return "judge not validated (κ undefined: one class only)"
     return "validated" if kappa >= target else f"judge not validated (κ = {kappa:.2f})"
@@ -157,11 +175,13 @@ def oc_judge_table(model: str, candidates: dict[str, dict[str, Any]], items: dic
                 if not part.empty:
                     rows.append({**oc_agreement(b, part, judge, items[b]), "judge": name, "split": split})
     t = pd.DataFrame(rows, columns=["benchmark", "judge", "split", "responses", "questions", "agreement", "kappa",
-                                    "kappa_lo", "kappa_hi", "majority_baseline", "majority_class"])
+                                    "kappa_lo", "kappa_hi", "majority_baseline", "majority_class", "per_class", "event",
+                                    "event_positives"])
     if t.empty:
         return t.assign(status=pd.Series(dtype=str))
-    hold = t[t.split == "holdout"].set_index(["benchmark", "judge"]).kappa
-    t["status"] = [judge_status(hold[(b, j)]) if (b, j) in hold.index else NO_HOLDOUT for b, j in zip(t.benchmark, t.judge)]
+    hold = t[t.split == "holdout"].set_index(["benchmark", "judge"])
+    t["status"] = [judge_status(hold.kappa[(b, j)], event_positives=hold.event_positives[(b, j)], event=hold.event[(b, j)])
+                   if (b, j) in hold.index else NO_HOLDOUT for b, j in zip(t.benchmark, t.judge)]
     return t
 
 

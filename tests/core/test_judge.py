@@ -140,12 +140,18 @@ def test_oc_judge_table_needs_splits_and_chooses_on_the_tune_split(tmp_path):
     full, chosen, status = agreement.checked_judges("m", cands, {"falseqa": {"a": SimpleNamespace(id="a"),
                                                                              "b": SimpleNamespace(id="b")}}, tmp_path)
     assert chosen == {"falseqa": "echo"} and list(full[full.chosen].judge.unique()) == ["echo"]
-    assert status["falseqa"] == agreement.judge_status(full[full.chosen & (full.split == "holdout")].kappa.iloc[0])
+    assert status["falseqa"] == full[full.chosen & (full.split == "holdout")].status.iloc[0]
     assert agreement.checked_judges("other model", cands, {"falseqa": {}}, tmp_path)[2] == {"falseqa": agreement.NO_HOLDOUT}
     echo_hold = t[(t.judge == "echo") & (t.split == "holdout")].iloc[0]
-    assert echo_hold.responses == 3 and echo_hold.status == agreement.judge_status(echo_hold.kappa)
+    assert echo_hold.responses == 3 and echo_hold.event_positives == 2 and echo_hold.per_class == "False 1; True 2"
+    # 2 held-out labels of the counted event (complied) are far below the 20 a validation needs
+    assert echo_hold.status == agreement.judge_status(echo_hold.kappa, event_positives=2, event="True")
+    assert echo_hold.status.startswith("judge not validated (2 held-out labels of the counted event")
     assert echo_hold.kappa_lo <= echo_hold.kappa <= echo_hold.kappa_hi
     assert agreement.judge_status(0.6) == "validated" and agreement.judge_status(0.41) == "judge not validated (κ = 0.41)"
+    assert agreement.judge_status(0.9, event_positives=20) == "validated"
+    assert agreement.judge_status(0.9, event_positives=19, event="flipped") == (
+        "judge not validated (19 held-out labels of the counted event 'flipped'; at least 20 needed)")
     both = {"falseqa": {"a": SimpleNamespace(id="a"), "b": SimpleNamespace(id="b")}}
     path.write_text("\n".join(json.dumps({**r, "split": "tune" if i == 4 else r["split"]}) for i, r in enumerate(rows)))
     with pytest.raises(Exception, match="both the tune and the holdout"):
