@@ -1,4 +1,4 @@
-"""Tables into words: every sentence a notebook or the README prints about a result.
+"""Tables into words: every sentence a notebook, the README or a run's RESULTS.md prints about a result.
 
 The methods layer returns tables; the functions here read them. Each verb is chosen by an interval (a
 difference whose 95% interval excludes 0, a rate whose interval clears a threshold), never typed in by hand.
@@ -439,7 +439,7 @@ def read_reidentify(table: pd.DataFrame, bootstrap_jaccard: float | None) -> lis
 def forgetting_summary(outcomes: pd.DataFrame, versus: pd.DataFrame, drift: pd.DataFrame, detector: pd.DataFrame,
             conflicts: pd.DataFrame, *, again: pd.DataFrame | None = None, bootstrap_jaccard: float | None = None,
             agreement: pd.DataFrame | None = None) -> list[str]:
-    """The notebook's findings in a few sentences (also the README's block), every word chosen by an interval."""
+    """The notebook's findings in a few sentences (also the run's RESULTS.md), every word chosen by an interval."""
     c = conflicts.set_index("measure")
     share = c.loc["share of tokens that are confident conflicts"]
     sft_l, eaft_l = (c.loc[f"share of the {k} loss on conflicts"] for k in ("SFT", "EAFT"))
@@ -712,7 +712,7 @@ def read_leak(leak: pd.DataFrame) -> list[str]:
 
 def introspection_summary(controls: pd.DataFrame, cells: pd.DataFrame, depth: Mapping[int, str], leak: pd.DataFrame,
             aurocs: pd.DataFrame, *, alphas: pd.DataFrame, versus: pd.DataFrame, agreement: pd.DataFrame) -> list[str]:
-    """The notebook's findings (also the README's block), every verb chosen by an interval."""
+    """The notebook's findings (also the run's RESULTS.md), every verb chosen by an interval."""
     return [*read_judges(agreement), *read_controls(controls)[:1], *read_best(cells, depth), *read_leak(leak),
             *read_confidence(aurocs, alphas, versus)]
 

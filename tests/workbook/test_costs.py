@@ -1,4 +1,4 @@
-"""The paper-scale cost table: its arithmetic and that the README shows what it computes."""
+"""The paper-scale cost table: its arithmetic and that docs/workbook-notes.md shows what it computes."""
 
 from hneuron_utils.workbook import config, costs
 from hneuron_utils.paths import project_root
@@ -17,7 +17,7 @@ def test_stage_costs_follow_the_profile_and_the_shape():
     assert abs(cett.PFLOP - 2 * 1e9 * n_ex * 50 / 1e15) < 0.05
 
 
-def test_the_readme_shows_the_computed_costs():
-    text = (project_root() / "README.md").read_text()
+def test_the_notes_show_the_computed_costs():
+    text = (project_root() / costs.NOTES).read_text()
     block = text.split(costs.BEGIN, 1)[1].split(costs.END, 1)[0].strip()
     assert block == costs.markdown(costs.costs(), costs.default_run_lengths()["sequence tokens"])

@@ -1,3 +1,5 @@
+import re
+
 import pandas as pd
 import pytest
 
@@ -7,12 +9,123 @@ from hneuron_utils.paths import project_root
 RUN = project_root() / "results" / "default"
 
 
-@pytest.mark.skipif(not (RUN / "run_log.json").exists(), reason="no committed default run yet")
-def test_readme_results_block_matches_committed_default_run():
-    assert report.readme_block() == report.results_block(RUN), \
-        "README results are stale: run `python -m hneuron_utils.workbook.report --update-readme`"
+STALE = "run `python -m hneuron_utils.workbook.report --update-readme`"
+COMMITTED = pytest.mark.skipif(not (RUN / "run_log.json").exists(), reason="no committed default run yet")
+INTERVAL = re.compile(r"\[\s*([+\-−]?\d+(?:\.\d+)?)%?,\s*([+\-−]?\d+(?:\.\d+)?)%?\s*\]")
+
+
+def _collapsed(text: str) -> list[str]:
+    """Printed intervals '[x, x]' whose ends are the same number (written here, not taken from report.py)."""
+    num = lambda s: float(s.replace("−", "-"))  # noqa: E731
+    return [m.group(0) for m in INTERVAL.finditer(text) if num(m.group(1)) == num(m.group(2))]
+
+
+@COMMITTED
+def test_readme_findings_block_matches_committed_default_run():
+    assert report.readme_block() == report.findings_block(RUN), f"README findings are stale: {STALE}"
     assert report.readme_block(begin=report.TIME_BEGIN, end=report.TIME_END) == report.time_line(RUN), \
-        "README time line is stale: run `python -m hneuron_utils.workbook.report --update-readme`"
+        f"README time line is stale: {STALE}"
+
+
+@COMMITTED
+def test_results_md_matches_committed_default_run():
+    assert (RUN / "RESULTS.md").read_text() == report.results_markdown(RUN), f"RESULTS.md is stale: {STALE}"
+    assert report.results_block(RUN) in report.results_markdown(RUN)
+
+
+@COMMITTED
+def test_readme_is_short_and_starts_with_the_findings():
+    lines = (project_root() / "README.md").read_text().splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines (at most 250)"
+    first = next(i for i, x in enumerate(lines) if x.startswith(report.FINDINGS_BEGIN))
+    assert first < 60, f"the findings block starts on line {first + 1} (must be within the first 60)"
+    block = report.readme_block()
+    assert 1 <= len(block.splitlines()) <= 10 and len(report.findings_block(RUN).splitlines()) <= report.MAX_FINDINGS
+    assert all(x.startswith("- **0") for x in block.splitlines())
+    text = "\n".join(lines).lower()
+    assert "hand label" not in text and "by hand" not in text
+
+
+@COMMITTED
+def test_no_collapsed_interval_in_readme_or_results():
+    for f in (project_root() / "README.md", RUN / "RESULTS.md"):
+        assert not _collapsed(f.read_text()), f"{f.name} prints a collapsed interval: {_collapsed(f.read_text())}"
+
+
+def test_uncollapse_rewrites_only_collapsed_intervals():
+    text = "AUROC 0.500 [0.500, 0.500]; 0.0% [0.0%, 0.0%]; +0.0 points [+0.0, +0.0]; [-0.0, +0.0]; 0.7 [0.6, 0.8]"
+    out = report.uncollapse(text)
+    assert not _collapsed(out) and "0.7 [0.6, 0.8]" in out
+    assert "0.500 (interval not estimable: every resample gave 0.500)" in out
+    assert "0.0% (interval not estimable: every resample gave 0.0%)" in out
+    assert report._iv(0.5, 0.5, 0.5) == "0.500 (interval not estimable: every resample gave 0.500)"
+    assert report._iv(0.5, 0.4, 0.6) == "0.500 [0.400, 0.600]"
+
+
+def test_paper_words_follow_the_interval():
+    assert report.paper_words(0.01, 0.2, "x").endswith("this run agrees")
+    assert report.paper_words(-0.2, -0.01, "x").endswith("this run contradicts it")
+    assert "neither confirm nor contradict" in report.paper_words(-0.1, 0.1, "x")
+
+
+def _finetune_run(tmp_path, lo_sft: float, lo_eaft: float):
+    import json
+
+    log = {"params": {}, "notebooks": {"08_eaft_vs_sft.ipynb": {"status": "ok", "started": "t1"}}}
+    (tmp_path / "run_log.json").write_text(json.dumps(log))
+    t = tmp_path / "tables"
+    t.mkdir(exist_ok=True)
+    m = "new domain: held-out accuracy"
+    pd.DataFrame([{"measure": m, "model": "untuned", "rate": 0.3, "lo": 0.2, "hi": 0.4, "n": 100},
+                  {"measure": m, "model": "SFT", "rate": 0.4, "lo": 0.3, "hi": 0.5, "n": 100, "change": 0.1,
+                   "change lo": lo_sft, "change hi": 0.2},
+                  {"measure": m, "model": "EAFT", "rate": 0.45, "lo": 0.35, "hi": 0.55, "n": 100, "change": 0.15,
+                   "change lo": lo_eaft, "change hi": 0.25}]).to_csv(t / "08_outcomes.csv", index=False)
+    pd.DataFrame([{"measure": m, "comparison": "EAFT − SFT", "change": 0.05, "change lo": -0.02, "change hi": 0.1, "n": 100},
+                  {"measure": "TriviaQA accuracy on questions answered right before", "comparison": "EAFT − SFT",
+                   "change": 0.08, "change lo": 0.02, "change hi": 0.14, "n": 200}]).to_csv(t / "08_eaft_minus_sft.csv",
+                                                                                          index=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize("lo_sft, lo_eaft", [(0.0, 0.05), (-0.05, 0.05), (0.05, -0.1)])
+def test_finetune_finding_is_inconclusive_when_a_tuning_did_not_learn(tmp_path, lo_sft, lo_eaft):
+    block = report.findings_block(_finetune_run(tmp_path, lo_sft, lo_eaft))
+    line = next(x for x in block.splitlines() if "**08**" in x)
+    assert "inconclusive: the tuning did not teach the new domain" in line
+    assert "EAFT − SFT +" not in line and "higher under EAFT" not in line
+
+
+def test_finetune_finding_reads_eaft_minus_sft_when_both_tunings_learned(tmp_path):
+    line = report.findings_block(_finetune_run(tmp_path, 0.05, 0.05))
+    assert "inconclusive" not in line and "both tunings taught it" in line
+    assert "EAFT − SFT +8.0 [+2.0, +14.0] points (n = 200) → higher under EAFT" in line
+
+
+def test_origin_finding_is_inconclusive_when_the_tuned_model_is_not_more_accurate(tmp_path):
+    import json
+
+    (tmp_path / "run_log.json").write_text(json.dumps({"params": {}, "notebooks": {}}))
+    t = tmp_path / "tables"
+    t.mkdir()
+
+    def accuracy(base: float, tuned: float) -> None:
+        pd.DataFrame([{"model": "base (b)", "questions": 300, "accuracy": base},
+                      {"model": "tuned", "questions": 300, "accuracy": tuned}]).to_csv(t / "06_accuracy.csv", index=False)
+
+    accuracy(0.10, 0.12)
+    assert "not shown to be instruction-tuned" in report.findings_block(tmp_path)
+    accuracy(0.10, 0.40)
+    block = report.findings_block(tmp_path)
+    assert "the tuning raised TriviaQA accuracy" in block and "inconclusive" not in block
+    assert not _collapsed(block) and "of 300" in block
+
+
+def test_findings_block_of_an_empty_run_invents_nothing(tmp_path):
+    import json
+
+    (tmp_path / "run_log.json").write_text(json.dumps({"params": {}, "notebooks": {}}))
+    assert report.findings_block(tmp_path) == "- (no findings: the run has no result tables yet)"
 
 
 def test_generalisation_lines_show_every_set_and_empty_ones(tmp_path):
@@ -74,8 +187,8 @@ def test_update_readme_rewrites_every_generated_block(tmp_path):
            "notebooks": {"00_setup.ipynb": {"status": "ok", "seconds": 60.0, "started": "t2"}}}
     (tmp_path / "run_log.json").write_text(json.dumps(log))
     readme = tmp_path / "README.md"
-    readme.write_text(f"top\n{report.TIME_BEGIN}\nold\n{report.TIME_END}\nmiddle\n{report.BEGIN}\nold\n{report.END}\n"
-                      f"{report.REDRAW_BEGIN}\nold\n{report.REDRAW_END}\n")
+    readme.write_text(f"top\n{report.TIME_BEGIN}\nold\n{report.TIME_END}\nmiddle\n{report.FINDINGS_BEGIN}\nold\n"
+                      f"{report.FINDINGS_END}\n")
     (tmp_path / "tables").mkdir()
     pd.DataFrame([{"outcome": "greedy screen: correct/wrong flips", "differ": 3, "n": 200, "share": 0.015, "lo": 0.005,
                    "hi": 0.043, "dtype": "float32", "cpu capability (torch)": "AVX2",
@@ -83,9 +196,13 @@ def test_update_readme_rewrites_every_generated_block(tmp_path):
                    "run's commit": "abc"}]).to_csv(tmp_path / "tables" / "01_redraw_x_summary.csv", index=False)
     assert report.update_readme(tmp_path, readme) and not report.update_readme(tmp_path, readme)
     assert report.readme_block(readme, report.TIME_BEGIN, report.TIME_END) == report.time_line(tmp_path)
-    assert report.readme_block(readme) == report.results_block(tmp_path)
-    redraw = report.readme_block(readme, report.REDRAW_BEGIN, report.REDRAW_END)
-    assert "float32 on a CPU with torch capability AVX2" in redraw and "flips 3 of 200 (1.5% [0.5, 4.3])" in redraw
+    assert report.readme_block(readme) == report.findings_block(tmp_path)
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert md == report.results_markdown(tmp_path) and report.results_block(tmp_path) in md
+    assert report.time_line(tmp_path) in md and "--update-readme" in md.splitlines()[2]
+    assert "float32 on a CPU with torch capability AVX2" in md and "flips 3 of 200 (1.5% [0.5, 4.3])" in md
+    (tmp_path / "RESULTS.md").write_text("edited")  # an edit of RESULTS.md is overwritten
+    assert report.update_readme(tmp_path, readme) and (tmp_path / "RESULTS.md").read_text() == md
     readme.write_text("no blocks")
     with pytest.raises(ValueError, match="no generated block"):
         report.update_readme(tmp_path, readme)
