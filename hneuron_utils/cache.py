@@ -24,6 +24,15 @@ def digest(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:n]
 
 
+def file_digest(path: Path | str, n: int = 16) -> str:
+    """A hex digest of a file's bytes (for recording which version of an input a notebook read)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:n]
+
+
 def stage_dir(name: str, key_params: dict[str, Any]) -> Path:
     """The folder of stage ``name`` for these parameters; writes ``params.json`` for the record."""
     d = cache_root() / "stages" / name / digest(key_params)

@@ -21,7 +21,9 @@ class Notebook:
 
     ``needs`` lists files of ``results/<run>/data/`` that earlier notebooks write (their names start
     with the writing notebook's number); a missing one stops the notebook with a message that names the
-    notebook to run first.
+    notebook to run first. Every input read through the notebook (its ``needs``, :meth:`need`,
+    :meth:`read_table`) is recorded with a digest of its bytes; :meth:`finish` writes them to
+    ``tables/<NN>_inputs.csv``, so a later report can tell whether an input changed after the notebook ran.
     """
 
     def __init__(self, number: str, cfg: Any, needs: Sequence[str] = ()):
@@ -32,6 +34,7 @@ class Notebook:
         self.tables, self.data = self.run / "tables", self.run / "data"
         self.figures = paths.figures_dir(cfg.run_name, getattr(cfg, "figures_dir", None))
         self.timings: dict[str, float] = {}
+        self.inputs: dict[str, str] = {}
         missing = [f for f in needs if not (self.data / f).exists()]
         if missing:
             first = sorted({f[:2] for f in missing})
@@ -40,6 +43,8 @@ class Notebook:
                 f"with run_name={cfg.run_name!r} first")
         self.tables.mkdir(parents=True, exist_ok=True)
         self.data.mkdir(parents=True, exist_ok=True)
+        for f in needs:
+            self._record(self.data / f)
 
     # ------------------------------------------------------------------ inputs
     def path(self, name: str) -> Path:
@@ -58,13 +63,22 @@ class Notebook:
         p = self.tables / f"{name}.csv"
         if not p.exists():
             raise FileNotFoundError(f"{p} not found: run notebook {name[:2]} with run_name={self.cfg.run_name!r} first")
+        self._record(p)
         return pd.read_csv(p, **kw)
 
     def need(self, name: str) -> Path:
         p = self.data / name
         if not p.exists():
             raise FileNotFoundError(f"{p} not found: run notebook {name[:2]} with run_name={self.cfg.run_name!r} first")
+        self._record(p)
         return p
+
+    def _record(self, p: Path) -> None:
+        """Remember the digest of an input of an earlier notebook (this notebook's own files are outputs)."""
+        from hneuron_utils.cache import file_digest
+
+        if not p.name.startswith(self.number):
+            self.inputs[str(p.relative_to(self.run))] = file_digest(p)
 
     # ------------------------------------------------------------------ outputs
     def save(self, table: pd.DataFrame | pd.Series, name: str, figure: bool | str = False, index: bool | None = None
@@ -110,7 +124,10 @@ class Notebook:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
 
     def finish(self) -> pd.DataFrame:
-        """Save the stage timings as ``tables/<NN>_timings.csv`` and return them."""
+        """Save the stage timings as ``tables/<NN>_timings.csv`` and the inputs read (file, digest) as
+        ``tables/<NN>_inputs.csv``; return the timings."""
         t = pd.Series(self.timings, name="seconds", dtype=float).round(1).to_frame()
         t.to_csv(self.tables / f"{self.number}_timings.csv")
+        pd.DataFrame(sorted(self.inputs.items()), columns=["file", "digest"]).to_csv(
+            self.tables / f"{self.number}_inputs.csv", index=False)
         return t

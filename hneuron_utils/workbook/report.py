@@ -52,7 +52,7 @@ def results_block(run: Path) -> str:
     lines.append(f"| **sum of the times above** | | **{total / 60:.1f} min** | | | "
                  + (f"**{sum(f['seconds'] for f in fresh.values()) / 60:.1f} min** ({len(fresh)} of "
                     f"{len(log['notebooks'])} notebooks measured) |" if fresh else "|"))
-    lines += _stale_lines(log)
+    lines += _stale_lines(log, run)
     lines += _layout_lines(log)
     for e in log.get("earlier", []):
         lines.append(f"\nAn earlier run of `{e['notebook']}` in this results folder (started {e.get('started', '?')}, "
@@ -844,24 +844,54 @@ def _layout_lines(log: dict) -> list[str]:
               "concept and the notebooks were rewritten as tutorials); re-running them gives the new text."]
 
 
-def _stale(log: dict) -> dict[str, list[str]]:
-    """Notebooks whose latest run started before an upstream notebook's latest run: {notebook: [upstream, ...]}.
-    Their results use the upstream outputs of an earlier run (e.g. an earlier H-neuron set)."""
+NEEDS = re.compile(r'Notebook\(\\?"(\d\d)\\?", cfg(?:, needs=\[([^\]]*)\])?\)')
+
+
+def declared_needs() -> dict[str, list[str]]:
+    """The input files each notebook declares (``Notebook("NN", cfg, needs=[...])`` in its source)."""
+    out = {}
+    for nb in sorted((project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        m = NEEDS.search(nb.read_text(encoding="utf-8"))
+        if m:
+            out[m.group(1)] = re.findall(r'\\?"([^"\\]+)\\?"', m.group(2) or "")
+    return out
+
+
+def _stale(log: dict, run: Path | None = None) -> dict[str, list[str]]:
+    """Notebooks whose inputs changed after their latest run: {notebook: [what changed, ...]}.
+
+    Where the notebook recorded its inputs (``tables/<NN>_inputs.csv``: each file read and its digest), it is
+    stale when one of those files now has another digest. Where it did not (runs before the record existed),
+    it is stale when a notebook that writes one of its declared inputs (``needs``) ran after it started; such
+    an entry says that it was judged by start times. A notebook that reads nothing of another never is."""
+    import pandas as pd
+
+    from hneuron_utils.cache import file_digest
+
     nbs = log["notebooks"]
+    needs = declared_needs()
     out = {}
     for name, e in sorted(nbs.items()):
-        newer = [u for u, ue in sorted(nbs.items()) if "00" < u[:2] < name[:2]  # 00 is a tour: nothing reads it
-                 and ue.get("started", "") > e.get("started", "")]
+        rec = run / "tables" / f"{name[:2]}_inputs.csv" if run is not None else None
+        if rec is not None and rec.exists():
+            t = pd.read_csv(rec)
+            changed = [f"`{Path(f).name}` (changed since it ran)" for f, d in zip(t.file, t.digest)
+                       if not (run / f).exists() or file_digest(run / f) != d]
+            if changed:
+                out[name] = changed
+            continue
+        upstream = {f[:2] for f in needs.get(name[:2], [])}
+        newer = [f"`{u[:2]}` (ran later; judged by start times: this run predates recorded inputs)"
+                 for u, ue in sorted(nbs.items()) if u[:2] in upstream and ue.get("started", "") > e.get("started", "")]
         if newer:
             out[name] = newer
     return out
 
 
-def _stale_lines(log: dict) -> list[str]:
+def _stale_lines(log: dict, run: Path | None = None) -> list[str]:
     """The stale notebooks (``_stale``) in words, for the results block."""
-    out = [f"`{name}` predates the latest run of {', '.join(f'`{u}`' for u in newer)}: its results use those "
-           "notebooks' outputs from an earlier run (for 04–06: the earlier H-neuron set), until it is re-run."
-           for name, newer in _stale(log).items()]
+    out = [f"`{name}`: {', '.join(why)} — its results use earlier inputs until it is re-run."
+           for name, why in _stale(log, run).items()]
     return ["", "**Stale results.** " + " ".join(out)] if out else []
 
 
@@ -935,8 +965,7 @@ def _stale_note(stale: dict[str, list[str]], prefix: str) -> str:
     name = next((n for n in stale if n.startswith(prefix)), None)
     if name is None:
         return ""
-    return (" **Stale:** this notebook predates the latest run of " + ", ".join(u.split("_")[0] for u in stale[name])
-            + " and reads those notebooks' earlier outputs until it is re-run.")
+    return " **Stale:** inputs changed after it ran — " + ", ".join(stale[name]) + "; read it as an earlier run's."
 
 
 def _read(run: Path, name: str):
@@ -1178,21 +1207,45 @@ def _finding_09(run: Path, stale: dict) -> str | None:
                             + versus(r["lo of difference"], r["hi of difference"], "P(yes)", "the H-neuron classifier")
                             if h is not None else ""))
     if cells is not None and "adjusted lo" in cells:
-        from hneuron_utils.introspection.analysis import best_cell
-
-        b = best_cell(cells)
-        k = len(cells[(cells.condition == "concept") & (cells.measure == "detect_and_name")])
-        words = ("more often than with a random vector of the same norm, also after a Bonferroni correction for "
-                 "choosing the best cell" if b["adjusted lo"] > 0 else
-                 "less often than with a random vector" if b["adjusted hi"] < 0 else
-                 "not detectably more often than with a random vector once the choice of the best cell is corrected for")
-        parts.append(f"concept injection, best of {k} cells (layer {int(b.layer)}, strength {b.strength:g}; chosen on these "
-                     f"trials): claims a detection and names the concept in {_wilson_pct(b.rate, int(b.n))} trials, minus "
-                     f"the random-vector control {_iv(100 * b['minus random'], 100 * b['adjusted lo'], 100 * b['adjusted hi'], '+.1f')}"
-                     f" points (Bonferroni-adjusted) → {words}")
+        parts.append(_injection_words(run, cells))
     if not parts:
         return None
     return "**09** Introspection (beyond the paper): " + "; ".join(parts) + "." + _stale_note(stale, "09")
+
+
+def _injection_words(run: Path, cells: "pd.DataFrame") -> str:
+    """09's concept injection, led by claim specificity: at the (layer, strength) cell where the concept vector
+    raises detection claims most over a random vector of the same norm, both claim rates, the difference with
+    its Bonferroni-adjusted interval (16 cells tried), how often a trial claims a detection, names the concept
+    and is coherent, and how often the concept is named under the neutral request (no detection question)."""
+    import pandas as pd
+
+    claims = cells[(cells.condition == "concept") & (cells.measure == "claims")]
+    b = claims.sort_values("minus random").iloc[-1]
+    at = (cells.layer == b.layer) & (cells.strength == b.strength)
+    rate = lambda cond, m: cells[at & (cells.condition == cond) & (cells.measure == m)].iloc[0]  # noqa: E731
+    rnd = rate("random", "claims")
+    words = ("claims a detection more often with the concept vector than with a random one" if b["adjusted lo"] > 0
+             else "claims a detection less often with the concept vector than with a random one" if b["adjusted hi"] < 0
+             else "no detectable difference in detection claims between the concept vector and a random one")
+    out = (f"concept injection, claims of a detection at the best of {len(claims)} cells for that comparison (layer "
+           f"{int(b.layer)}, strength {b.strength:g}): concept vector {_wilson_pct(b.rate, int(b.n))} trials vs random "
+           f"vector {_wilson_pct(rnd.rate, int(rnd.n))}, difference {_iv(100 * b['minus random'], 100 * b['adjusted lo'], 100 * b['adjusted hi'], '+.1f')}"
+           f" points (Bonferroni-adjusted) → {words}")
+    trials = run / "data" / "09_trials.jsonl"
+    if trials.exists():
+        t = pd.read_json(trials, lines=True)
+        c = t[(t.condition == "concept") & (t.layer == b.layer) & (t.strength == b.strength)]
+        k = int((c.detect_and_name & c.coherent).sum())
+        out += (f"; claims, names the concept and stays coherent in {_wilson_pct(k / max(len(c), 1), len(c))} trials "
+                f"there")
+    named = cells[(cells.condition == "concept") & (cells.measure == "names")].sort_values("rate").iloc[-1]
+    at_n = (cells.layer == named.layer) & (cells.strength == named.strength)
+    neutral = cells[at_n & (cells.condition == "neutral") & (cells.measure == "names")].iloc[0]
+    return out + (f"; where the concept is named most (layer {int(named.layer)}, strength {named.strength:g}) it is named "
+                  f"in {_wilson_pct(named.rate, int(named.n))} detection trials and in "
+                  f"{_wilson_pct(neutral.rate, int(neutral.n))} trials of a neutral request that asks nothing about "
+                  "detection")
 
 
 def findings_block(run: Path) -> str:
@@ -1200,7 +1253,7 @@ def findings_block(run: Path) -> str:
     interval and n, and where the paper makes a claim, whether this run agrees — every verdict chosen in code by
     an interval. A line whose tables are missing is left out; nothing is typed in."""
     log = json.loads((run / "run_log.json").read_text())
-    stale = _stale(log)
+    stale = _stale(log, run)
     lines = [_finding_03_random(run), _finding_03_best(run), _finding_03_length(run), _finding_04(run, stale),
              _finding_05(run, stale), _finding_06(run, stale), _finding_07(run, stale), _finding_08(run, stale),
              _finding_09(run, stale)]

@@ -210,11 +210,54 @@ def test_update_readme_rewrites_every_generated_block(tmp_path):
 
 def test_stale_notebooks_are_named():
     log = {"notebooks": {"02_a.ipynb": {"started": "2026-01-02"}, "03_b.ipynb": {"started": "2026-01-03"},
-                         "04_c.ipynb": {"started": "2026-01-01"}}}
+                         "04_c.ipynb": {"started": "2026-01-01"}, "06_d.ipynb": {"started": "2026-01-01"}}}
     lines = report._stale_lines(log)
-    assert len(lines) == 2 and "`04_c.ipynb` predates the latest run of `02_a.ipynb`, `03_b.ipynb`" in lines[1]
+    # 04 declares inputs written by 02 and 03, both of which ran later; 06 reads nothing of theirs
+    assert len(lines) == 2 and "`04_c.ipynb`: `02` (ran later; judged by start times" in lines[1]
+    assert "06_d" not in lines[1]
     log["notebooks"]["04_c.ipynb"]["started"] = "2026-01-04"
     assert report._stale_lines(log) == []
+
+
+def test_stale_by_recorded_input_digests(tmp_path):
+    import pandas as pd
+
+    from hneuron_utils.cache import file_digest
+
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "tables").mkdir()
+    f = run / "data" / "03_h_neurons.csv"
+    f.write_text("a\n1\n")
+    pd.DataFrame({"file": ["data/03_h_neurons.csv"], "digest": [file_digest(f)]}).to_csv(
+        run / "tables" / "05_inputs.csv", index=False)
+    # 03 ran after 05 started, but 05's recorded input is unchanged: not stale
+    log = {"notebooks": {"03_b.ipynb": {"started": "2026-01-03"}, "05_c.ipynb": {"started": "2026-01-01"}}}
+    assert report._stale(log, run) == {}
+    f.write_text("a\n2\n")
+    assert report._stale(log, run) == {"05_c.ipynb": ["`03_h_neurons.csv` (changed since it ran)"]}
+
+
+def test_notebook_records_the_digests_of_what_it_reads(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from hneuron_utils.cache import file_digest
+    from hneuron_utils.workbook.notebook import Notebook
+
+    monkeypatch.setattr("hneuron_utils.paths.run_dir", lambda name: tmp_path / name)
+    data = tmp_path / "r" / "data"
+    data.mkdir(parents=True)
+    (data / "01_examples.jsonl").write_text('{"id": 1}\n')
+    (tmp_path / "r" / "tables").mkdir()
+    (tmp_path / "r" / "tables" / "03_stability.csv").write_text("x\n1\n")
+    nb = Notebook("08", SimpleNamespace(run_name="r", figures_dir=None), needs=["01_examples.jsonl"])
+    nb.read_table("03_stability")
+    nb.finish()
+    rec = pd.read_csv(tmp_path / "r" / "tables" / "08_inputs.csv")
+    assert dict(zip(rec.file, rec.digest)) == {"data/01_examples.jsonl": file_digest(data / "01_examples.jsonl"),
+                                               "tables/03_stability.csv": file_digest(tmp_path / "r" / "tables" / "03_stability.csv")}
 
 
 def test_cross_run_line(tmp_path):
