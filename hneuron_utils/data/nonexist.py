@@ -205,7 +205,8 @@ def known_aliases() -> frozenset[str]:
         if name in DATASETS and (data_dir() / DATASETS[name][0]).exists():
             out.update(normalize(a) for r in load_dataset(name) for a in r.answers)
     if not out:
-        raise DataError("No packaged QA set found to check names against (run scripts/build_data.py)")
+        raise DataError("No packaged QA set found to check names against "
+                        "(run `python -m hneuron_utils.data.build triviaqa`)")
     out.discard("")
     return frozenset(out)
 

@@ -11,8 +11,8 @@ Four benchmarks (the paper's impact claim):
   *complied* = the attack succeeded: :class:`JailbreakJudge` asks only whether the response refuses (a
   proxy for "harmful"); :class:`JailbreakContentJudge` asks whether it delivers content.
 
-The packaged files live in ``data/overcompliance/`` and are rebuilt by ``scripts/build_overcompliance.py``
-(``data/overcompliance/README.md`` gives upstream, licence and selection rules). Sycophancy has no file:
+The packaged files live in ``data/overcompliance/`` and are rebuilt by
+``python -m hneuron_utils.data.build overcompliance`` (``data/overcompliance/README.md`` gives upstream, licence and selection rules). Sycophancy has no file:
 it samples the packaged ``triviaqa`` dataset.
 
 Judges are rules (no GPT-4o here). Each returns a :class:`ComplianceVerdict` with ``complied`` (True,
@@ -177,7 +177,8 @@ def overcompliance_dir() -> Path:
 def _read_rows(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
     """JSON objects from a JSONL file, each checked to have ``fields``; DataError names the bad line."""
     if not path.is_file():
-        raise DataError(f"Data file {path} not found. Rebuild it with `python scripts/build_overcompliance.py`")
+        raise DataError(f"Data file {path} not found. "
+                        "Rebuild it with `python -m hneuron_utils.data.build overcompliance`")
     with open(path, encoding="utf-8") as f:
         rows = []
         for n, d in json_objects(f, path):

@@ -1,7 +1,7 @@
 """Question–answer data in one record schema: ``id``, ``question``, ``answers`` (list), ``source``.
 
-The processed files under ``data/`` are rebuilt from their pinned upstream package by
-``scripts/build_data.py`` (see ``data/README.md`` for source, version, licence and citation).
+The processed QA files under ``data/`` are rebuilt from their pinned upstream package by
+``python -m hneuron_utils.data.build triviaqa`` (see ``data/README.md`` for source, version, licence and citation).
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ class QARecord:
 DATASETS: dict[str, tuple[str, str]] = {
     "triviaqa": ("triviaqa_rc_nocontext_train_dpr.jsonl", "triviaqa"),
     "nq_open": ("nq_open_test_dpr.jsonl", "nq_open"),
-    # open-ended stand-in for BioASQ built from medical MCQ sets by scripts/build_biomed.py (hneuron_utils.data.biomed)
+    # open-ended stand-in for BioASQ built from medical MCQ sets (hneuron_utils.data.biomed) by
+    # `python -m hneuron_utils.data.build biomed`
     "biomed_standin": ("biomed_standin.jsonl", "biomed_standin"),
-    # MedQA clinical vignettes as open questions (same script); with the file above, biomed_source "standin_large"
+    # MedQA clinical vignettes as open questions (same command); with the file above, biomed_source "standin_large"
     "biomed_vignettes": ("biomed_vignettes.jsonl", "biomed_vignettes"),
     # instruction-tuning data of notebook 06 only (never evaluated on): TriviaQA's open-domain test split
     # (= TriviaQA unfiltered dev, disjoint from the train-split questions above)
@@ -58,7 +59,9 @@ def data_dir() -> Path:
 def read_jsonl(path: Path, source: str | None = None) -> list[QARecord]:
     """Read records from a JSONL file; ``id`` and ``source`` are filled in when absent."""
     if not path.exists():
-        raise DataError(f"Data file {path} not found. Rebuild the packaged data with `python scripts/build_data.py`")
+        raise DataError(f"Data file {path} not found. "
+                        "Rebuild the packaged data with `python -m hneuron_utils.data.build triviaqa` "
+                        "(`... biomed` for the biomedical stand-in)")
     with open(path, encoding="utf-8") as f:
         return records_from_lines(f, path, source)
 

