@@ -1,6 +1,7 @@
-"""Write a sheet of real notebook-08 TriviaQA answers (untuned, SFT, EAFT) for reference labelling.
+"""Fine-tuning sheet: real TriviaQA answers of the untuned model and its SFT and EAFT tunes, for reference labels.
 
-    python scripts/finetune_label_sheet.py --run default --per-cell 20 --seed 11 --out /tmp/sheet08.jsonl
+    python -m hneuron_utils.workbook.label_sheets finetune --run default --per-cell 20 --seed 11 \
+        --out /tmp/sheet08.jsonl
 
 Reads notebook 08's saved answers (``results/<run>/data/08_answers.jsonl``: every model's greedy answer to
 its two TriviaQA sets, answered right / wrong before) and draws ``--per-cell`` answers per model and set,
@@ -14,24 +15,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from hneuron_utils.paths import run_dir
 
 
-def main(argv: list[str] | None = None) -> int:
-    from hneuron_utils.paths import run_dir
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--run", default="default")
     ap.add_argument("--per-cell", type=int, default=20)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     path = run_dir(args.run) / "data" / "08_answers.jsonl"
     if not path.exists():
         raise SystemExit(f"{path} not found: run notebook 08 with run_name={args.run!r} first")
@@ -53,7 +52,3 @@ def main(argv: list[str] | None = None) -> int:
                                ensure_ascii=False) + "\n")
     print(f"{len(rows)} answers → {args.out} (and the labeller's blind copy {blind})")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,34 +1,33 @@
-"""Write a sheet of real notebook-07 long-form answers for reference labelling.
+"""Monitor sheet: real long-form answers, unguarded or under a resampling guard, for reference labels.
 
-    python scripts/monitor_label_sheet.py --stage streams --first 192 --n 130 --seed 7 --out /tmp/sheet.jsonl
-    python scripts/monitor_label_sheet.py --stage guarded --min-resamples 1 --n 40 --seed 8 --out /tmp/sheet_guarded.jsonl
+    python -m hneuron_utils.workbook.label_sheets monitor --stage streams --first 192 --n 130 --seed 7 \
+        --out /tmp/sheet.jsonl
+    python -m hneuron_utils.workbook.label_sheets monitor --stage guarded --min-resamples 1 --n 40 --seed 8 \
+        --out /tmp/sheet_guarded.jsonl
 
 The answers are read from notebook 07's stage cache (``$HNEURON_CACHE/stages/<stage>``): ``streams`` holds
 the unguarded answers, ``guarded`` the answers of the resampling guards (every guard's folder). ``--first``
 restricts the draw to the first answers of the stage (in chunk order); ``--n`` answers are drawn, seeded,
-among those that are not abstentions (and, with ``--min-resamples``, that the guard resampled). Each line has the question, the gold aliases (at most 12) and the
-response; the rule's verdict is deliberately not written, so the labeller is not primed by it. Label meanings
-are in ``data/labels/README.md``; labelled lines go to ``data/labels/07_longform_outcome.jsonl``.
+among those that are not abstentions (and, with ``--min-resamples``, that the guard resampled). Each line has
+the question, the gold aliases (at most 12) and the response; the rule's verdict is deliberately not written,
+so the labeller is not primed by it. Label meanings are in ``data/labels/README.md``; labelled lines go to
+``data/labels/07_longform_outcome.jsonl``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from hneuron_utils import data  # noqa: E402
-from hneuron_utils.cache import cache_root  # noqa: E402
+from hneuron_utils import data
+from hneuron_utils.cache import cache_root
+from hneuron_utils.paths import run_dir
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--stage", choices=["streams", "guarded"], default="streams")
     ap.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
     ap.add_argument("--first", type=int, default=None)
@@ -37,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-resamples", type=int, default=0, help="only answers the guard resampled at least this often")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--run", default="default", help="the run whose 07_streams.jsonl names keyless answers")
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
     by_id = {r.id: r for r in data.load_dataset("triviaqa")}
     rows = []
     for d in sorted((cache_root() / "stages" / args.stage).glob("*/")):
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.first is not None:
         rows = rows[:args.first]
     if any(not r["stream"].get("key") for r in rows):  # chunks written before streams carried their key
-        table = Path(__file__).resolve().parents[1] / "results" / args.run / "data" / "07_streams.jsonl"
+        table = run_dir(args.run) / "data" / "07_streams.jsonl"
         ids = [json.loads(line)["id"] for line in open(table, encoding="utf-8")]
         if args.stage != "streams" or len(ids) < len(rows):
             raise SystemExit(f"answers without their question id, and {table} cannot name them")
@@ -70,7 +73,3 @@ def main(argv: list[str] | None = None) -> int:
                                  ensure_ascii=False) + "\n")
     print(f"{args.n} answers written to {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

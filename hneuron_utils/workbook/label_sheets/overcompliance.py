@@ -1,6 +1,7 @@
-"""Write a sheet of real notebook-05 responses for reference labelling.
+"""Over-compliance sheets: real responses to the four benchmarks under neuron scaling, for reference labels.
 
-    python scripts/oc_label_sheet.py --benchmark falseqa --n 210 --max-new-tokens 48 --out /tmp/falseqa_sheet.jsonl
+    python -m hneuron_utils.workbook.label_sheets overcompliance --benchmark falseqa --n 210 --max-new-tokens 48 \
+        --out /tmp/falseqa_sheet.jsonl
 
 The responses are read from notebook 05's stage cache (``$HNEURON_CACHE/stages/steer``): every condition
 (neuron set × α) of ``--model`` whose decoding cap is ``--max-new-tokens``. The draw is stratified: the
@@ -34,10 +35,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hneuron_utils.data import overcompliance as oc  # noqa: E402
-from hneuron_utils.cache import cache_root  # noqa: E402
+from hneuron_utils.cache import cache_root
+from hneuron_utils.data import overcompliance as oc
 
 LABEL_FIELD = {"falseqa": "complied", "jailbreak": "complied", "counterfactual": "follows"}
 
@@ -75,7 +74,7 @@ def tokenizer_of(model: str) -> Any:
     return AutoTokenizer.from_pretrained(assets.ensure_model(model, "bfloat16"), local_files_only=True)
 
 
-def cached_rows(benchmark: str, model: str, max_new_tokens: int, names: dict[str, str], tokenizer: Any,
+def cached_rows(benchmark: str, model: str, max_new_tokens: int, names: dict[str, str], tokenizer: Any, *,
                 counterfactual_prompt: str = "unreliable_hint") -> dict[tuple, list[dict]]:
     """Distinct responses per condition (α, neuron set) in the stage cache to the prompts notebook 05 builds
     now (checked against the prompt digest in each cache key), as sheet lines."""
@@ -122,8 +121,7 @@ def cached_rows(benchmark: str, model: str, max_new_tokens: int, names: dict[str
     return strata
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--benchmark", choices=["falseqa", "jailbreak", "sycophancy", "counterfactual"], required=True)
     ap.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
     ap.add_argument("--max-new-tokens", type=int, required=True, help="the decoding cap of the run to label")
@@ -135,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--counterfactual-prompt", default="unreliable_hint", choices=list(oc.COUNTERFACTUAL_PROMPTS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> int:
     names = set_names(args.results) if args.results else {}
     skip, known_split = set(), {}
     for f in args.exclude:
@@ -145,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             if r.get("split"):
                 known_split[r["id"]] = r["split"]
     strata = cached_rows(args.benchmark, args.model, args.max_new_tokens, names, tokenizer_of(args.model),
-                         args.counterfactual_prompt)
+                         counterfactual_prompt=args.counterfactual_prompt)
     rng = random.Random(args.seed)
     for rows in strata.values():
         rng.shuffle(rows)
@@ -171,7 +170,3 @@ def main(argv: list[str] | None = None) -> int:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     print(f"wrote {len(pick)} responses ({len(per_item)} questions, {len(strata)} conditions) to {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,7 @@
-"""Write a sheet of real notebook-09 trial responses for reference labelling.
+"""Introspection sheet: real responses of concept-injection trials, for reference labels.
 
-    python scripts/introspection_label_sheet.py --run default --n 150 --seed 21 --out /tmp/sheet09.jsonl
+    python -m hneuron_utils.workbook.label_sheets introspection --run default --n 150 --seed 21 \
+        --out /tmp/sheet09.jsonl
 
 Reads notebook 09's saved trials (``results/<run>/data/09_trials.jsonl``: every trial's greedy response under
 its condition) and draws ``--n`` distinct responses stratified over the strata condition × layer × strength
@@ -16,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from hneuron_utils.introspection.trials import load_concepts
+from hneuron_utils.paths import run_dir
 
 
 def draw(trials: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -40,16 +41,14 @@ def draw(trials: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(picked).reset_index(drop=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from hneuron_utils.introspection.trials import load_concepts
-    from hneuron_utils.paths import run_dir
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--run", default="default")
     ap.add_argument("--n", type=int, default=150)
     ap.add_argument("--seed", type=int, default=21)
     ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     path = run_dir(args.run) / "data" / "09_trials.jsonl"
     if not path.exists():
         raise SystemExit(f"{path} not found: run notebook 09 with run_name={args.run!r} first")
@@ -71,7 +70,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(sheet)} responses → {args.out} (and the labeller's blind copy {blind})")
     print(sheet.condition.value_counts().to_string())
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,17 +1,17 @@
-"""Write a sheet of real model responses to NonExist questions for reference labelling.
+"""NonExist abstention sheet: real model responses to questions about entities that do not exist, for reference labels.
 
-    python scripts/hand_label_sheet.py --model qwen2.5-coder-1.5b-instruct --questions 40 --samples 2 \
-        --out /tmp/sheet.jsonl
-    python scripts/hand_label_sheet.py --system-prompt default --first 80 --questions 110 --samples 1 \
-        --out /tmp/sheet_sys.jsonl   # under the default profile's nonexist_system_prompt
+    python -m hneuron_utils.workbook.label_sheets nonexist --model qwen2.5-coder-1.5b-instruct \
+        --questions 40 --samples 2 --out /tmp/sheet.jsonl
+    python -m hneuron_utils.workbook.label_sheets nonexist --system-prompt default --first 80 \
+        --questions 110 --samples 1 --out /tmp/sheet_sys.jsonl   # under the default profile's nonexist_system_prompt
 
 The responses are drawn exactly as notebook 04 draws them (the paper's prompt and sampling, seeded per
 question and sample, the same stage cache), for ``--questions`` NonExist questions of
 ``nonexist.generate(--pool, --seed)`` from index ``--first`` on, under the paper's prompt or, with
 ``--system-prompt``, under a system turn (``default`` = the default profile's ``nonexist_system_prompt``);
-each line records it in ``prompt`` and ``system``. Each line has ``faithful: null``; a person reads every response and
-sets ``faithful`` to true (it abstains: says it does not know / cannot find or verify the entity / that
-it does not exist, and gives no concrete answer) or false (any concrete answer), optionally with a
+each line records it in ``prompt`` and ``system``. Each line has ``faithful: null``; the labeller reads every
+response and sets ``faithful`` to true (it abstains: says it does not know / cannot find or verify the entity /
+that it does not exist, and gives no concrete answer) or false (any concrete answer), optionally with a
 ``note``. The labelled lines go to ``data/labels/nonexist_abstention.jsonl``, which notebook 04 and the
 tests compare the abstention judge against. The judge's verdict is deliberately not written to the
 sheet, so the labeller is not primed by it.
@@ -21,19 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hneuron_utils.text import generation
-from hneuron_utils.data import labelling
-from hneuron_utils import models
-from hneuron_utils.data import nonexist  # noqa: E402
+from hneuron_utils.data import nonexist
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
     ap.add_argument("--pool", type=int, default=600, help="nonexist_size of the generated pool")
     ap.add_argument("--seed", type=int, default=0)
@@ -45,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--system-prompt", default=None,
                     help="system turn ('default' = the default profile's nonexist_system_prompt); none = the paper's")
     ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hneuron_utils import models
+    from hneuron_utils.data import labelling
+    from hneuron_utils.text import generation
 
     system = args.system_prompt
     if system == "default":
@@ -67,7 +65,3 @@ def main(argv: list[str] | None = None) -> int:
                                    ensure_ascii=False) + "\n")
     print(f"wrote {len(recs) * args.samples} responses to {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
