@@ -515,8 +515,8 @@ def _intervention_lines(run: Path) -> list[str]:
         t = pd.read_csv(mj)
         t = t[t.judge.str.startswith("jailbreak-model") & (t.split == "holdout")]
         if len(t):
-            lines += ["", "Local-model jailbreak judges (`scripts/validate_model_judge.py`, few-shot, P(yes) of the first "
-                      "answer token; not candidates of the run unless validated), on the held-out labels: " + "; ".join(
+            lines += ["", "Local-model jailbreak judges (`python -m hneuron_utils.judges.validate`, few-shot, P(yes) of the "
+                      "first answer token; not candidates of the run unless validated), on the held-out labels: " + "; ".join(
                           f"{r.judge}: κ {r.kappa:.2f} [{r.kappa_lo:.2f}, {r.kappa_hi:.2f}], {r.agreement:.0%} agree "
                           f"(majority {r.majority_baseline:.0%}), P(yes) AUROC {r.p_yes_auroc:.2f}, n = {int(r.responses)}"
                           f" — {r.status}" for _, r in t.iterrows()) + "."]

@@ -1,11 +1,12 @@
-"""Check the local-model jailbreak judge against the reference labels, the way notebook 05 checks its candidates.
+"""Validation of the local-model jailbreak judge against the reference labels, as any judge candidate is checked.
 
-    python scripts/validate_model_judge.py [--models qwen2.5-coder-1.5b-instruct ...] [--threshold 0.5]
+    python -m hneuron_utils.judges.validate [--models qwen2.5-coder-1.5b-instruct ...] [--threshold 0.5]
 
-For each judge model: :func:`hneuron_utils.judges.agreement.oc_judge_table` on ``data/labels/`` (tune and
-held-out splits: agreement, Cohen's κ with a question-bootstrap interval, the majority baseline), beside the
-two rule judges, plus P(yes)'s AUROC per split and the seconds the judge took. Writes
-``results/judges/jailbreak-model.csv``. The judge's examples and threshold were not chosen on these labels.
+The check is the one notebook 05 applies to its judge candidates. For each judge model:
+:func:`hneuron_utils.judges.agreement.oc_judge_table` on ``data/labels/`` (tune and held-out splits:
+agreement, Cohen's κ with a question-bootstrap interval, the majority baseline), beside the two rule judges,
+plus P(yes)'s AUROC per split and the seconds the judge took. Writes ``results/judges/jailbreak-model.csv``.
+The judge's examples and threshold were not chosen on these labels.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from hneuron_utils.judges import agreement, model_judge
     from hneuron_utils.paths import project_root
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m hneuron_utils.judges.validate", description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["qwen2.5-coder-1.5b-instruct"])
     ap.add_argument("--labelled-model", default="qwen2.5-coder-1.5b-instruct", help="whose responses were labelled")
     ap.add_argument("--threshold", type=float, default=0.5)
