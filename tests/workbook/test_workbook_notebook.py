@@ -1,5 +1,4 @@
 """The notebooks' bookkeeping object and the readability contract of the numbered notebooks."""
-import importlib.util
 import types
 from pathlib import Path
 
@@ -49,10 +48,9 @@ def test_bad_number_refused(cfg):
 
 
 def _stats():
-    spec = importlib.util.spec_from_file_location("notebook_stats", ROOT / "scripts" / "notebook_stats.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from hneuron_utils.workbook import notebook_stats
+
+    return notebook_stats
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.name)

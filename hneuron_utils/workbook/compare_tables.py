@@ -1,6 +1,6 @@
 """Compare every result table of two runs (e.g. the smoke run of two fresh clones on empty caches).
 
-    python scripts/compare_tables.py CLONE_A/results/smoke CLONE_B/results/smoke
+    python -m hneuron_utils.workbook.compare_tables CLONE_A/results/smoke CLONE_B/results/smoke
 
 Prints, per table: identical, or which columns differ and by how much (numbers: the largest absolute
 difference; text: the number of differing cells). Timing tables and columns (seconds, minutes, "time")
@@ -60,7 +60,8 @@ def compare(a: Path, b: Path) -> tuple[list[str], bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m hneuron_utils.workbook.compare_tables",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("a", type=Path)
     ap.add_argument("b", type=Path)
     args = ap.parse_args(argv)

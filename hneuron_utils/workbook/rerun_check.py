@@ -1,8 +1,10 @@
-"""Does a re-run of notebook 01 reproduce a committed run's labels? Judges again the greedy answers and
-samples that a re-run (even a partial, stopped one) left in the stage cache, and compares them with the
-committed ``01_looked.jsonl``.
+"""Whether a re-run of the dataset labelling reproduces a committed run's faithful / hallucinated labels.
 
-    python scripts/check_01_rerun.py --run results/default --greedy STAGE_DIR --samples STAGE_DIR
+Notebook 01 labels the TriviaQA questions; this judges again the greedy answers and samples that a re-run of
+it (even a partial, stopped one) left in the stage cache, and compares them with the committed
+``01_looked.jsonl``. Exit status 0 when every verdict and label agrees.
+
+    python -m hneuron_utils.workbook.rerun_check --run results/default --greedy STAGE_DIR --samples STAGE_DIR
 
 STAGE_DIR: ``~/.cache/hneuron/stages/greedy/<key>`` and ``.../samples/<key>`` (their ``params.json`` names
 the model and settings)."""
@@ -32,7 +34,8 @@ def _items(stage: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m hneuron_utils.workbook.rerun_check",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--run", default="results/default")
     ap.add_argument("--greedy", type=Path, required=True)
     ap.add_argument("--samples", type=Path, required=True)

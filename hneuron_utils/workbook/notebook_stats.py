@@ -1,5 +1,8 @@
 """Readability figures of the numbered notebooks: code lines per code cell (median, max), markdown
-characters per code character, and cells over the limit. ``python scripts/notebook_stats.py [--max 20]``."""
+characters per code character, and cells over the limit (20 lines).
+
+    python -m hneuron_utils.workbook.notebook_stats [--dir notebooks]
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +11,7 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from hneuron_utils.paths import project_root
 
 
 def code_lines(src: str) -> int:
@@ -39,8 +42,9 @@ def stats(path: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dir", default=str(ROOT / "notebooks"))
+    ap = argparse.ArgumentParser(prog="python -m hneuron_utils.workbook.notebook_stats",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--dir", default=str(project_root() / "notebooks"))
     args = ap.parse_args(argv)
     for p in sorted(Path(args.dir).glob("[0-9][0-9]_*.ipynb")):
         print(stats(p))
