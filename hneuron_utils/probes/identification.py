@@ -63,6 +63,8 @@ def identify_and_score(ans: np.ndarray, oth: np.ndarray, y: np.ndarray, *, train
             "length-matched pairs": int(m.loc[ref, "matched_pairs"]),
             "random AUROC": m.loc["random neurons (mean of draws)", "auroc"],
             "answer length AUROC": m.loc["answer length (tokens)", "auroc"],
+            "answer length AUROC lo": m.loc["answer length (tokens)", "auroc_lo"],
+            "answer length AUROC hi": m.loc["answer length (tokens)", "auroc_hi"],
             "mean answer tokens, hallucinated": float(np.mean(answer_tokens[y == 1])),
             "mean answer tokens, faithful": float(np.mean(answer_tokens[y == 0])),
             "best baseline": best.method, "best baseline AUROC": best.auroc,

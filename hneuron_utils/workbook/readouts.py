@@ -727,6 +727,7 @@ def read_span_rules(table: pd.DataFrame) -> list[str]:
                    if r["length-matched pairs"] else "not measurable (no same-length pair)")
         out.append(f"{r['span rule']}: {int(r['H-neurons'])} H-neurons (C = {r['C']:g}); AUROC {r['H AUROC']:.3f} "
                    f"[{r['H AUROC lo']:.3f}, {r['H AUROC hi']:.3f}], length-controlled {matched}; answer length "
-                   f"alone {r['answer length AUROC']:.3f}; {r['H vs best']} (H − best: {r['H minus best AUROC']:+.3f} "
+                   f"alone {r['answer length AUROC']:.3f} [{r['answer length AUROC lo']:.3f}, "
+                   f"{r['answer length AUROC hi']:.3f}]; {r['H vs best']} (H − best: {r['H minus best AUROC']:+.3f} "
                    f"[{r['H minus best lo']:+.3f}, {r['H minus best hi']:+.3f}])")
     return out

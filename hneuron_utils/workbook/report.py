@@ -222,7 +222,8 @@ def _baseline_lines(run: Path, h) -> list[str]:
         for r in pd.read_csv(sr).to_dict("records"):
             lines.append(f"| {r['span rule']} | {int(r['H-neurons'])} | {r['H AUROC']:.3f} [{r['H AUROC lo']:.3f}, "
                          f"{r['H AUROC hi']:.3f}] | {r['H length-controlled AUROC']:.3f} [{r['H length-controlled lo']:.3f}, "
-                         f"{r['H length-controlled hi']:.3f}] | {r['answer length AUROC']:.3f} | {r['best baseline']} "
+                         f"{r['H length-controlled hi']:.3f}] | {r['answer length AUROC']:.3f} [{r['answer length AUROC lo']:.3f}, "
+                         f"{r['answer length AUROC hi']:.3f}] | {r['best baseline']} "
                          f"{r['best baseline AUROC']:.3f} | {r['H minus best AUROC']:+.3f} [{r['H minus best lo']:+.3f}, "
                          f"{r['H minus best hi']:+.3f}] | {r[JACCARD_FIRST]:.2f} |")
     lines += ["", f"Best baseline by AUROC: {h['best baseline']}. {h['H vs best']}: AUROC difference "
@@ -1033,6 +1034,28 @@ def _finding_03_length(run: Path) -> str | None:
     return out
 
 
+JACCARD_COLUMN = "jaccard with the first rule's set"
+
+
+def _finding_03_span(run: Path) -> str | None:
+    """The answer-span rule (03_span_rules.csv): the run's rule against the earlier class-dependent one."""
+    t = _read(run, "03_span_rules")
+    if t is None or len(t) < 2:
+        return None
+    a, b = t.iloc[0], t.iloc[1]
+
+    def one(r) -> str:
+        return (f"H-neurons AUROC {_iv(r['H AUROC'], r['H AUROC lo'], r['H AUROC hi'])}, answer length alone "
+                f"{_iv(r['answer length AUROC'], r['answer length AUROC lo'], r['answer length AUROC hi'])}, mean "
+                f"answer tokens {r['mean answer tokens, hallucinated']:.1f} (hallucinated) vs "
+                f"{r['mean answer tokens, faithful']:.1f} (faithful)")
+
+    return (f"**03** The answer span, marked the same way for right and wrong answers (`{a['span rule']}`): {one(a)}; "
+            f"under the earlier rule that took the gold alias for right answers and the whole response for wrong ones "
+            f"(`{b['span rule']}`): {one(b)} (n = {int(a['test per class'])} + {int(a['test per class'])}; the two sets "
+            f"overlap with Jaccard {b[JACCARD_COLUMN]:.2f}).")
+
+
 def _finding_04(run: Path, stale: dict) -> str | None:
     from hneuron_utils.stats import verdict
 
@@ -1254,7 +1277,8 @@ def findings_block(run: Path) -> str:
     an interval. A line whose tables are missing is left out; nothing is typed in."""
     log = json.loads((run / "run_log.json").read_text())
     stale = _stale(log, run)
-    lines = [_finding_03_random(run), _finding_03_best(run), _finding_03_length(run), _finding_04(run, stale),
+    lines = [_finding_03_random(run), _finding_03_best(run), _finding_03_length(run), _finding_03_span(run),
+             _finding_04(run, stale),
              _finding_05(run, stale), _finding_06(run, stale), _finding_07(run, stale), _finding_08(run, stale),
              _finding_09(run, stale)]
     lines = [f"- {x}" for x in lines if x][:MAX_FINDINGS]

@@ -31,6 +31,7 @@ def test_identify_and_score_finds_the_planted_neurons_and_reports_the_comparison
     assert {5, 27} <= set(row["columns"].tolist())
     assert row["H AUROC"] > 0.8 and row["H AUROC lo"] <= row["H AUROC"] <= row["H AUROC hi"]
     assert row["test per class"] == 15
+    assert row["answer length AUROC lo"] <= row["answer length AUROC"] <= row["answer length AUROC hi"]
     assert row["best baseline"] != "H-neurons"
     assert row["H minus best lo"] <= row["H minus best AUROC"] <= row["H minus best hi"]
     assert "H-neurons" in row["H vs best"]

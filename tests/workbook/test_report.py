@@ -309,3 +309,21 @@ def test_bench_lines_include_the_steering_benchmark(tmp_path):
         "speed-up": 2.07}))
     text = "\n".join(report._bench_lines(tmp_path, "m"))
     assert "batched 3.1 item-conditions/s (41% of the matmul peak)" in text and "2.07×" in text and "231 of 240" in text
+
+
+def test_span_rule_finding_reads_both_rules(tmp_path):
+    import pandas as pd
+
+    (tmp_path / "tables").mkdir()
+    row = {"C": 1.0, "H-neurons": 10, "test per class": 49, "H AUROC": 0.8, "H AUROC lo": 0.7, "H AUROC hi": 0.9,
+           "answer length AUROC": 0.6, "answer length AUROC lo": 0.5, "answer length AUROC hi": 0.7,
+           "mean answer tokens, hallucinated": 3.0, "mean answer tokens, faithful": 2.5,
+           "jaccard with the first rule's set": 1.0}
+    pd.DataFrame([{"span rule": "answer_phrase", **row},
+                  {"span rule": "alias_or_whole", **{**row, "answer length AUROC": 0.82,
+                                                     "jaccard with the first rule's set": 0.4}}]).to_csv(
+        tmp_path / "tables" / "03_span_rules.csv", index=False)
+    line = report._finding_03_span(tmp_path)
+    assert "(`answer_phrase`)" in line and "(`alias_or_whole`)" in line
+    assert "answer length alone 0.820 [0.500, 0.700]" in line and "Jaccard 0.40" in line
+    assert report._finding_03_span(tmp_path / "missing") is None

@@ -17,7 +17,7 @@ for one named thing (the most likely diagnosis, causal organism, drug, short cau
 
     python -m hneuron_utils.data.build biomed                 # write both files
     python -m hneuron_utils.data.build biomed --check         # rebuild in memory, compare byte-for-byte
-    python -m hneuron_utils.data.build biomed --shared DIR    # shared data folder (default: ../shared/data)
+    python -m hneuron_utils.data.build biomed --shared DIR    # the upstream-data folder (default: see shared.default_shared)
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ upstream order.
 
     python -m hneuron_utils.data.build medmc                 # write data/medical_mc.jsonl
     python -m hneuron_utils.data.build medmc --check         # rebuild in memory, compare byte-for-byte
-    python -m hneuron_utils.data.build medmc --shared DIR    # shared data folder (default: ../shared/data)
+    python -m hneuron_utils.data.build medmc --shared DIR    # the upstream-data folder (default: see shared.default_shared)
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Selections are seeded (SEED) and each output keeps upstream order. Rules are the
 
     python -m hneuron_utils.data.build overcompliance                 # write data/overcompliance/*.jsonl
     python -m hneuron_utils.data.build overcompliance --check         # rebuild in memory, compare byte-for-byte
-    python -m hneuron_utils.data.build overcompliance --shared DIR    # shared data folder (default: ../shared/data)
+    python -m hneuron_utils.data.build overcompliance --shared DIR    # the upstream-data folder (default: see shared.default_shared)
 """
 
 from __future__ import annotations

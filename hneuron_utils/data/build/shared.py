@@ -10,7 +10,8 @@ from hneuron_utils.paths import project_root
 
 
 def default_shared() -> Path:
-    """``$HNEURON_SHARED_DATA``, else the ``shared/data`` folder beside the repository."""
+    """``$HNEURON_SHARED_DATA``, else the upstream-data folder the maintainers keep beside the repository (its
+    sources are listed in data/README.md)."""
     env = os.environ.get("HNEURON_SHARED_DATA")
     return Path(env) if env else project_root().parent / "shared" / "data"
 
