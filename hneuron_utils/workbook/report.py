@@ -200,7 +200,12 @@ def _baseline_lines(run: Path, h) -> list[str]:
     cross = run / "tables" / "03_cross_run.csv"
     if cross.exists():
         c = pd.read_csv(cross).iloc[0]
-        lines += ["", f"Cross-run check (`python -m hneuron_utils.workbook.repro`: 02–03 re-run from an empty stage cache with "
+        current = int(c["H-neurons (run)"]) == int(h["H-neurons"]) and float(c["C (run)"]) == float(h["C"]) \
+            and abs(float(c["H AUROC (run)"]) - float(h["H AUROC"])) < 1e-12
+        lines += ["", ("" if current else "**From an earlier run of 03, not this one** (its set had "
+                       f"{int(c['H-neurons (run)'])} H-neurons at C = {c['C (run)']:g}; re-run "
+                       "`python -m hneuron_utils.workbook.repro --run default` for this set). ")
+                  + f"Cross-run check (`python -m hneuron_utils.workbook.repro`: 02–03 re-run from an empty stage cache with "
                   f"CETT batch size {int(c['cett_batch_size (re-run)'])}): {int(c['H-neurons (run)'])} vs "
                   f"{int(c['H-neurons (re-run)'])} H-neurons (C = {c['C (run)']:g} / {c['C (re-run)']:g}), Jaccard "
                   f"{c['jaccard']:.3f}; H-neuron test AUROC {c['H AUROC (run)']:.3f} vs {c['H AUROC (re-run)']:.3f}."]
@@ -891,7 +896,7 @@ def _stale(log: dict, run: Path | None = None) -> dict[str, list[str]]:
 
 def _stale_lines(log: dict, run: Path | None = None) -> list[str]:
     """The stale notebooks (``_stale``) in words, for the results block."""
-    out = [f"`{name}`: {', '.join(why)} — its results use earlier inputs until it is re-run."
+    out = [f"`{name}`: {_stale_words(why)} — its results use earlier inputs until it is re-run."
            for name, why in _stale(log, run).items()]
     return ["", "**Stale results.** " + " ".join(out)] if out else []
 
@@ -966,7 +971,21 @@ def _stale_note(stale: dict[str, list[str]], prefix: str) -> str:
     name = next((n for n in stale if n.startswith(prefix)), None)
     if name is None:
         return ""
-    return " **Stale:** inputs changed after it ran — " + ", ".join(stale[name]) + "; read it as an earlier run's."
+    return " **Stale:** " + _stale_words(stale[name]) + "; read it as an earlier run's."
+
+
+def _stale_words(why: list[str]) -> str:
+    """What made a notebook stale, in one clause: the changed input files, and the upstream notebooks that ran
+    later (for runs that predate the input records)."""
+    later = [w.split("`")[1] for w in why if "(ran later" in w]
+    changed = [w.split("`")[1] for w in why if "(changed since it ran)" in w]
+    parts = []
+    if changed:
+        parts.append("inputs changed after it ran (" + ", ".join(f"`{c}`" for c in changed) + ")")
+    if later:
+        parts.append("notebook" + ("s " if len(later) > 1 else " ") + ", ".join(later) + ", whose outputs it reads, ran "
+                     "after it (judged by start times: it ran before notebooks recorded their inputs)")
+    return "; ".join(parts)
 
 
 def _read(run: Path, name: str):

@@ -213,7 +213,7 @@ def test_stale_notebooks_are_named():
                          "04_c.ipynb": {"started": "2026-01-01"}, "06_d.ipynb": {"started": "2026-01-01"}}}
     lines = report._stale_lines(log)
     # 04 declares inputs written by 02 and 03, both of which ran later; 06 reads nothing of theirs
-    assert len(lines) == 2 and "`04_c.ipynb`: `02` (ran later; judged by start times" in lines[1]
+    assert len(lines) == 2 and "`04_c.ipynb`: notebooks 02, 03, whose outputs it reads, ran after it" in lines[1]
     assert "06_d" not in lines[1]
     log["notebooks"]["04_c.ipynb"]["started"] = "2026-01-04"
     assert report._stale_lines(log) == []
@@ -274,9 +274,13 @@ def test_cross_run_line(tmp_path):
                    "cett_batch_size (re-run)": 8}]).to_csv(t / "03_cross_run.csv", index=False)
     h = pd.Series({"fit converged": True, "fit iterations": 16, "probe tol": 1e-6, "best baseline": "x",
                    "H vs best": "H-neurons beat x", "H minus best AUROC": 0.1, "H minus best lo": 0.05,
-                   "H minus best hi": 0.2})
+                   "H minus best hi": 0.2, "H-neurons": 45, "C": 30.0, "H AUROC": 0.89})
     text = "\n".join(report._baseline_lines(tmp_path, h))
     assert "45 vs 44 H-neurons" in text and "Jaccard 0.978" in text and "H-neurons beat x" in text
+    assert "earlier run of 03" not in text
+    # a cross-run table left from an earlier 03 (another set) is said to be one
+    text = "\n".join(report._baseline_lines(tmp_path, h.copy().replace({45: 21})))
+    assert "**From an earlier run of 03, not this one** (its set had 45 H-neurons" in text
 
 
 def test_predates_layout_reads_git_history():
