@@ -282,12 +282,18 @@ def verdict(diff_lo: float, diff_hi: float, a: str, b: str) -> str:
     return f"{a} do not beat {b} (the interval of the difference includes 0)"
 
 
-def cohen_kappa(pred: Sequence[bool], gold: Sequence[bool]) -> float:
-    """Cohen's kappa of two binary labelings (NaN when chance agreement is 1)."""
-    pred, gold = np.asarray(pred, bool), np.asarray(gold, bool)
-    agree = float((pred == gold).mean())
-    pe = gold.mean() * pred.mean() + (1 - gold.mean()) * (1 - pred.mean())
-    return float((agree - pe) / (1 - pe)) if pe < 1 else float("nan")
+def cohen_kappa(pred: Sequence[Any], gold: Sequence[Any]) -> float:
+    """Cohen's (unweighted) kappa of two labelings of the same items, over whatever classes they use (two or more):
+    (observed agreement − chance agreement) / (1 − chance agreement), chance from each labeling's class shares.
+    NaN when chance agreement is 1 (both labelings use one and the same class). The workbook's one κ."""
+    pred, gold = np.asarray(pred, dtype=object), np.asarray(gold, dtype=object)
+    if pred.shape != gold.shape or pred.ndim != 1 or len(pred) == 0:
+        raise ValueError(f"cohen_kappa needs two non-empty labelings of the same length, got {pred.shape} and {gold.shape}")
+    agree = float(np.mean(pred == gold))
+    classes = set(pred.tolist()) | set(gold.tolist())
+    pe = sum(float(np.mean(pred == c)) * float(np.mean(gold == c)) for c in classes)
+    return float((agree - pe) / (1 - pe)) if pe < 1 - 1e-12 else float("nan")
+
 
 def paired_auroc(y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str, n_boot: int, seed: int) -> pd.DataFrame:
     """AUROC of each score with a bootstrap interval, and its paired difference from ``reference`` (the

@@ -101,12 +101,6 @@ def judge_all(judge: Any, items: Sequence[Any], responses: Sequence[str]) -> lis
     return [judge.judge(it, r) for it, r in zip(items, responses)]
 
 
-def _kappa(gold: np.ndarray, pred: np.ndarray) -> float:
-    from sklearn.metrics import cohen_kappa_score
-
-    return float(cohen_kappa_score(gold, pred)) if len(set(gold) | set(pred)) > 1 else float("nan")
-
-
 def oc_agreement(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[str, Any], n_boot: int = 1000,
                  *, seed: int = 0) -> dict[str, Any]:
     """Agreement of a notebook-05 judge with reference labels: responses, distinct questions, agreement,
@@ -122,13 +116,13 @@ def oc_agreement(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[s
     boot = []
     for _ in range(n_boot):
         idx = np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))])
-        boot.append(_kappa(gold[idx], pred[idx]))
+        boot.append(cohen_kappa(pred[idx], gold[idx]))
     boot = np.asarray(boot)
     lo, hi = (np.nanquantile(boot, [0.025, 0.975]) if np.isfinite(boot).any() else (np.nan, np.nan))
     counts = pd.Series(gold).value_counts()
     event = OC_EVENTS.get(benchmark)
     return {"benchmark": benchmark, "judge": getattr(judge, "name", type(judge).__name__), "responses": len(gold),
-            "questions": len(groups), "agreement": float((pred == gold).mean()), "kappa": _kappa(gold, pred),
+            "questions": len(groups), "agreement": float((pred == gold).mean()), "kappa": cohen_kappa(pred, gold),
             "kappa_lo": float(lo), "kappa_hi": float(hi),
             "majority_baseline": float(shares.max()), "majority_class": str(shares.idxmax()),
             "per_class": "; ".join(f"{c} {int(n)}" for c, n in counts.sort_index().items()),
