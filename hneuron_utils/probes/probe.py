@@ -518,7 +518,8 @@ def test_table(y: np.ndarray, classifiers: dict[str, tuple[int, np.ndarray]], ra
         r.update({m: random_draws[m].mean(), f"{m}_lo": random_draws[m].quantile(0.025),
                   f"{m}_hi": random_draws[m].quantile(0.975)})
     rows.append(r)
-    return pd.DataFrame(rows)
+    y = np.asarray(y)
+    return pd.DataFrame(rows).assign(n_per_class=int(min((y == 0).sum(), (y == 1).sum())))
 
 
 def stability_table(boot: np.ndarray, grid: "GridResult", reference: Iterable[int]) -> pd.DataFrame:

@@ -40,6 +40,14 @@ def register(name: str, *tables: str):
     return deco
 
 
+def _set_label(name: str) -> str:
+    """A neuron set's legend entry: 'random 0' (the table's index of a random draw) reads 'random set 1'."""
+    parts = str(name).split()
+    if len(parts) == 2 and parts[0] == "random" and parts[1].isdigit():
+        return f"random set {int(parts[1]) + 1} (same size)"
+    return str(name)
+
+
 @register("00_tour_cett", "00_tour_cett.csv")
 def _tour_cett(t: pd.DataFrame) -> plt.Figure:
     """CETT of every neuron of one layer at one token, sorted: how concentrated is the FFN output?"""
@@ -147,7 +155,8 @@ def _c_grid(t: pd.DataFrame) -> plt.Figure:
     if "suppressed_accuracy" in t and t["suppressed_accuracy"].notna().any():
         axes[1].plot(t["C"], t["suppressed_accuracy"], marker="^", label="TriviaQA acc., neurons suppressed")
     axes[1].axhline(0.5, color="gray", lw=0.8, ls=":", label="chance (0.5)")
-    axes[1].set(xscale="log", xlabel="C", ylim=(0, 1.02), title="selection criteria (validation split)")
+    axes[1].set(xscale="log", xlabel="C", ylabel="accuracy / AUROC (0–1)", ylim=(0, 1.02),
+                title="selection criteria (validation split)")
     axes[1].legend(fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -157,15 +166,25 @@ def _c_grid(t: pd.DataFrame) -> plt.Figure:
 
 @register("03_test", "03_test.csv")
 def _test(t: pd.DataFrame) -> plt.Figure:
-    """Held-out accuracy and AUROC with 95% intervals: probe, H-neurons, random neurons."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+    """Held-out accuracy and AUROC: probe and H-neurons with 95% bootstrap intervals; random neurons as the
+    mean of the draws with the range of the draws (a spread of sets, not a sampling interval, so drawn apart)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
     labels = [f"{c.split(' (')[0]} ({n})" for c, n in zip(t["classifier"], t["neurons"])]
+    is_random = t["classifier"].str.startswith("random").to_numpy()
     for ax, m in zip(axes, ("accuracy", "auroc")):
-        err = [t[m] - t[f"{m}_lo"], t[f"{m}_hi"] - t[m]]
-        ax.barh(labels, t[m], xerr=err, color=["tab:blue", "tab:red", "tab:gray"][: len(t)], capsize=4)
+        colors = ["tab:gray" if r else c for r, c in zip(is_random, ["tab:blue", "tab:red", "tab:orange", "tab:green"])]
+        ax.barh(labels, t[m], color=colors)
+        for i, (lo, mid, hi, r) in enumerate(zip(t[f"{m}_lo"], t[m], t[f"{m}_hi"], is_random)):
+            if r:  # the range of the random draws: a dotted span with end ticks, labelled as a range
+                ax.plot([lo, hi], [i, i], color="k", lw=1.2, ls=":", marker="|", ms=12)
+            else:
+                ax.errorbar(mid, i, xerr=[[mid - lo], [hi - mid]], color="k", capsize=4, lw=1.2)
         ax.axvline(0.5, color="k", lw=0.8, ls=":")
-        ax.set(xlim=(0, 1), xlabel=m, title=f"held-out TriviaQA {m} (95% CI)")
+        ax.set(xlim=(0, 1), xlabel=m, title=f"held-out TriviaQA {m}")
         ax.grid(axis="x", alpha=0.3)
+    n = int(t["n_per_class"].iloc[0]) if "n_per_class" in t else None
+    fig.suptitle("solid bars: 95% bootstrap interval over test questions; dotted: range of the random draws"
+                 + (f" (n = {n} + {n})" if n else ""), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -297,14 +316,18 @@ def _side_effects(t: pd.DataFrame) -> plt.Figure:
         for nset, d in t.groupby("neurons", sort=False):
             d = d.sort_values("alpha")
             color = "tab:red" if nset == "H-neurons" else "tab:gray"
-            ax.plot(d.alpha, d[c], "o-" if nset == "H-neurons" else "s--", color=color, label=nset)
+            ax.plot(d.alpha, d[c], "o-" if nset == "H-neurons" else "s--", color=color, label=_set_label(nset))
             if c in bands and bands[c][0] in d:
                 ax.fill_between(d.alpha, d[bands[c][0]], d[bands[c][1]], color=color, alpha=0.15)
         ax.axvline(1.0, color="k", lw=0.8, ls=":")
         n = f" (n = {int(t['n questions'].iloc[0])})" if c == "TriviaQA accuracy" and "n questions" in t else ""
         n = f" (n = {int(t['n passages'].iloc[0])} passages)" if c == "perplexity" and "n passages" in t else n
         ax.set(xlabel="α (1 = unmodified)", title=c + n)
-        ax.set_ylim(0, 1.02) if c == "TriviaQA accuracy" else ax.set_ylim(bottom=0)
+        if c == "TriviaQA accuracy":
+            ax.set_ylim(0, 1.02)
+        else:  # from 0, with headroom above the highest line or band (the autoscaled top clipped the tokens line)
+            top = max(float(t[c].max()), float(t[bands[c][1]].max()) if c in bands and bands[c][1] in t else 0.0)
+            ax.set_ylim(0, 1.12 * top if top > 0 else 1.0)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
@@ -531,7 +554,8 @@ def _tuning_curves(t: pd.DataFrame) -> plt.Figure:
         axes[1].plot(g.step, g.mean_weight, color=_LOSS_COLOURS.get(loss, "k"), label=loss, lw=1.2)
     axes[0].set(xlabel="step", ylabel="cross-entropy of the batch's targets", title="Training cross-entropy (both losses)")
     axes[1].set(xlabel="step", ylabel="mean token weight", title="Weight on the batch's target tokens (SFT: 1)")
-    axes[0].legend(fontsize=8)
+    for ax in axes:
+        ax.legend(fontsize=8, title="loss", title_fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -604,7 +628,7 @@ def _detector(t: pd.DataFrame) -> plt.Figure:
     ax.set_yticks(y, t.model)
     ax.set(xlim=(0, 1), xlabel="AUROC on notebook 03's test examples (95% interval)",
            title=f"Notebook 03's detector after tuning (n = {int(t['n faithful'][0])} + {int(t['n hallucinated'][0])})")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig
 
@@ -664,8 +688,9 @@ def _confidence(points: pd.DataFrame, t: pd.DataFrame) -> plt.Figure:
     for k, (name, g) in enumerate(t.groupby("neurons", sort=False)):
         g = g.sort_values("alpha")
         b.errorbar(g.alpha + 0.04 * k, g["mean confidence"], yerr=[g["mean confidence"] - g.lo, g.hi - g["mean confidence"]],
-                   marker="o", capsize=3, label=name)
-    b.set(xlabel="α (scale of the neurons' activations during the confidence turn)", ylabel="mean P(yes)",
+                   marker="o", capsize=3, label=_set_label(name))
+    b.set_ylim(0, 1)
+    b.set(xlabel="α (scale of the neurons' activations during the confidence turn)", ylabel="mean P(yes) (axis from 0)",
           title=f"Scaling the neurons (n = {int(t.n.max())} answers; 95% intervals of each mean,\n"
                 "the paired changes from α = 1 are much tighter: table 09_confidence_alpha)")
     b.title.set_fontsize(9)
