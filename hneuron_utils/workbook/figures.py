@@ -234,15 +234,20 @@ def _layers(t: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def _scored_sets(t: pd.DataFrame) -> tuple[list[str], str]:
-    """The sets of a results table that have both classes (in table order), and a note naming the others
-    with their counts ("" when every set is scored)."""
+MIN_PER_CLASS_DRAWN = 10
+"""A set is drawn in a transfer figure only with at least this many examples per class: below it an AUROC's
+interval spans most of [0, 1] and the bar says nothing (the set is named under the figure with its counts)."""
+
+
+def _scored_sets(t: pd.DataFrame, min_per_class: int = 1) -> tuple[list[str], str]:
+    """The sets of a results table with at least ``min_per_class`` examples of each class (in table order), and
+    a note naming the others with their counts ("" when every set is drawn)."""
     n = t.drop_duplicates("set").set_index("set")
     order = list(dict.fromkeys(t["set"]))
-    empty = [s for s in order if min(n.loc[s, "n faithful"], n.loc[s, "n hallucinated"]) == 0]
+    small = [s for s in order if min(n.loc[s, "n faithful"], n.loc[s, "n hallucinated"]) < min_per_class]
     note = ", ".join(f"{s} ({int(n.loc[s, 'n faithful'])} faithful, {int(n.loc[s, 'n hallucinated'])} hallucinated)"
-                     for s in empty)
-    return [s for s in order if s not in empty], note
+                     for s in small)
+    return [s for s in order if s not in small], note
 
 
 @register("04_generalisation", "04_results.csv")
@@ -279,7 +284,7 @@ def _generalisation(t: pd.DataFrame) -> plt.Figure:
 def _compliance(t: pd.DataFrame) -> plt.Figure:
     """The Fig-3 analogue: compliance versus α per benchmark, H-neurons against random neurons."""
     benches = list(dict.fromkeys(t["benchmark"]))
-    fig, axes = plt.subplots(1, len(benches), figsize=(3.6 * len(benches), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(benches), figsize=(4.2 * len(benches), 3.8), sharey=True, squeeze=False)
     for ax, b in zip(axes[0], benches):
         d = t[t.benchmark == b]
         h = d[d.neurons == "H-neurons"].sort_values("alpha")
@@ -298,7 +303,8 @@ def _compliance(t: pd.DataFrame) -> plt.Figure:
             "\n(at the floor: no judged item complied)" if len(h) and (h.rate <= 0).all() else ""
         if "judge" in d and (st := str(d.judge.iloc[0])) != "validated":
             flag += f"\n({st}: not a finding)"
-        ax.set(title=f"{b} (n judged = {n_txt} per α){flag}", xlabel="α (1 = unmodified)", ylim=(-0.02, 1.02))
+        ax.set(xlabel="α (1 = unmodified)", ylim=(-0.02, 1.02))
+        ax.set_title(f"{b}\n(n judged = {n_txt} per α){flag}", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("compliance rate")
     axes[0][0].legend(fontsize=7, loc="upper left")
@@ -352,11 +358,12 @@ def _transfer(t: pd.DataFrame) -> plt.Figure:
     """The tuned model's classifiers applied unchanged to the base model: AUROC with 95% intervals."""
     import numpy as np
 
-    sets, note = _scored_sets(t)
+    sets, note = _scored_sets(t, MIN_PER_CLASS_DRAWN)
     t = t[t["set"].isin(sets)]
     fig, ax = plt.subplots(figsize=(1.9 * max(len(sets), 1) + 2.5, 3.6))
     if note:
-        fig.text(0.5, -0.04, "not shown (a class is empty on the base model): " + note, ha="center", fontsize=8)
+        fig.text(0.5, -0.04, f"not drawn (fewer than {MIN_PER_CLASS_DRAWN} per class on the base model): " + note,
+                 ha="center", fontsize=8)
     kinds = list(dict.fromkeys(t.classifier))
     w = 0.8 / len(kinds)
     for k, kind in enumerate(kinds):
