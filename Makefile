@@ -8,14 +8,15 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 PROFILE ?= default
 PYTEST_ARGS ?=
 
-.PHONY: env test test-fast smoke reproduce figures lab data-check clean-results help
+.PHONY: env test test-fast smoke reproduce figures lab view data-check clean-results help
 help:
 	@echo "make reproduce   - set up, fetch model and data, run every notebook with params/default.yaml"
 	@echo "make test        - set up and run the whole test suite (incl. real models and the notebook smoke run)"
 	@echo "make test-fast   - unit tests on the tiny in-code model only (seconds)"
 	@echo "make smoke       - run every notebook with params/smoke.yaml (results/smoke/)"
 	@echo "make figures     - re-draw every figure from saved results (no model needed)"
-	@echo "make lab         - JupyterLab on the project's own kernel"
+	@echo "make lab         - JupyterLab at the repository root on the project's own kernel (results/default/ one click away)"
+	@echo "make view        - read the executed notebooks in JupyterLab alone (no torch, no model: .venv-view/)"
 
 $(STAMP):
 	@$(PYTHON_BOOT) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required (torch 2.13.0 CPU wheel), found {sys.version.split()[0]}"'
@@ -54,7 +55,20 @@ data-check: env
 	$(PY) -m hneuron_utils.data.build overcompliance --check
 
 lab: env
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(ROOT_FLAG)
+
+# JupyterLab refuses to run as root unless told (containers often run as root)
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+# Reading the committed results needs JupyterLab only: a small environment of its own, pinned like the main one.
+VIEW_VENV ?= .venv-view
+$(VIEW_VENV)/.installed:
+	$(PYTHON_BOOT) -m venv $(VIEW_VENV)
+	$(VIEW_VENV)/bin/python -m pip install --quiet -c constraints.txt jupyterlab
+	touch $@
+
+view: $(VIEW_VENV)/.installed
+	$(VIEW_VENV)/bin/jupyter lab --notebook-dir=results/default $(ROOT_FLAG)
 
 clean-results:
 	rm -rf results/smoke
