@@ -1202,7 +1202,11 @@ def _finding_07(run: Path, stale: dict) -> str | None:
         r = diff[diff.method == m].iloc[0]
         parts.append(f"minus {m} ({a.loc[m, 'auroc']:.3f}) {_iv(r.auroc_diff, r.auroc_diff_lo, r.auroc_diff_hi, '+.3f')} → "
                      + versus(r.auroc_diff_lo, r.auroc_diff_hi, "the monitor", m))
-    return (f"**07** Streaming monitor (beyond the paper), held-out long-form answers (n = {int(h.n_per_class)}/class): "
+    streams = _read(run, "07_streams")
+    test = streams[streams.split == "test"] if streams is not None else None
+    n_txt = (f"{int(test.wrong.iloc[0])} wrong and {int(test.correct.iloc[0])} right" if test is not None and len(test)
+             else f"at least {int(h.n_per_class)} per class")
+    return (f"**07** Streaming monitor (beyond the paper), held-out long-form answers ({n_txt}): "
             f"the H-neuron prefix probe's Final AUC {_iv(h.auroc, h.auroc_lo, h.auroc_hi)}; " + "; ".join(parts) + "."
             + _stale_note(stale, "07"))
 
