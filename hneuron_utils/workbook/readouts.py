@@ -510,9 +510,17 @@ def read_agreement(a: pd.DataFrame) -> str:
 
 
 def read_early(e: pd.DataFrame, reference: str) -> str:
-    lines = []
+    """AUROC after t tokens, per method: the first position whose interval lies above chance once corrected for
+    every position and method tried (Bonferroni over them; the corrected bound is a normal approximation from
+    each 95% interval: AUROC − z·(hi − lo)/3.92), and the last position's AUROC with its 95% interval."""
+    from scipy.stats import norm
+
+    tries = len(e)  # positions × methods looked at
+    z = float(norm.ppf(1 - 0.025 / max(tries, 1)))
+    lines = [f"(\"above chance\" = the lower bound of a {tries}-fold Bonferroni-corrected interval above 0.5)"]
     for name, g in e.groupby("method", sort=False):
-        above = g[g.auroc_lo > 0.5]
+        lower = g.auroc - z * (g.auroc_hi - g.auroc_lo) / 3.92
+        above = g[lower > 0.5]
         t0 = int(above.tokens.iloc[0]) if len(above) else 0
         first = (f"first above chance after {t0} token{'s' if t0 > 1 else ''}" if len(above)
                  else "never above chance at these positions")
