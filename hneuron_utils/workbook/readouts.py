@@ -739,3 +739,28 @@ def read_span_rules(table: pd.DataFrame) -> list[str]:
                    f"{r['answer length AUROC hi']:.3f}]; {r['H vs best']} (H − best: {r['H minus best AUROC']:+.3f} "
                    f"[{r['H minus best lo']:+.3f}, {r['H minus best hi']:+.3f}])")
     return out
+
+
+def headline_view(headline: pd.DataFrame) -> pd.DataFrame:
+    """Notebook 03's headline as ten readable rows (numbers to 3 decimals, intervals in brackets)."""
+    h = headline.iloc[0]
+
+    def iv(a: str, lo: str, hi: str) -> str:
+        return f"{h[a]:.3f} {_ci(h[lo], h[hi], 3)}"
+
+    rows = {"test questions per class": f"{int(h['test per class'])} (train {int(h['train per class'])})",
+            "H-neurons (C, rule)": f"{int(h['H-neurons'])} ({h['permille']:.3f}‰; C = {h['C']:g}, {h['C rule']} rule)",
+            "H-neuron AUROC": iv("H AUROC", "H AUROC lo", "H AUROC hi"),
+            "random neurons AUROC (mean of draws)": f"{h['random AUROC']:.3f} ({int(h['random draws'])} draws)",
+            "answer length alone AUROC": f"{h['length AUROC']:.3f}",
+            "best baseline": f"{h['best baseline']}: {iv('best baseline AUROC', 'best baseline AUROC lo', 'best baseline AUROC hi')}",
+            "H-neurons minus best baseline": iv("H minus best AUROC", "H minus best lo", "H minus best hi"),
+            "verdict": str(h["H vs best"])}
+    if "bootstrap Jaccard median" in h and pd.notna(h["bootstrap Jaccard median"]):
+        rows["stability (bootstrap Jaccard)"] = (f"median {h['bootstrap Jaccard median']:.2f}, range "
+                                                 f"{h['bootstrap Jaccard min']:.2f}–{h['bootstrap Jaccard max']:.2f} "
+                                                 f"({int(h['bootstrap refits'])} refits)")
+        rows["stability-selected set"] = (f"{int(h['stable H-neurons'])} neurons"
+                                          + (f", AUROC {iv('stable AUROC', 'stable AUROC lo', 'stable AUROC hi')}"
+                                             if pd.notna(h["stable AUROC"]) else ""))
+    return pd.Series(rows, name="03 headline").to_frame()
