@@ -359,11 +359,20 @@ def _transfer(t: pd.DataFrame) -> plt.Figure:
     import numpy as np
 
     sets, note = _scored_sets(t, MIN_PER_CLASS_DRAWN)
+    caption = f"not drawn (fewer than {MIN_PER_CLASS_DRAWN} per class on the base model): " + note
+    if not sets:  # no set reaches the minimum (a smoke run): draw those with both classes, and say so
+        sets, note = _scored_sets(t)
+        caption = (f"every set has fewer than {MIN_PER_CLASS_DRAWN} examples per class: intervals span most of [0, 1]"
+                   + ("; not drawn (a class is empty): " + note if note else ""))
     t = t[t["set"].isin(sets)]
     fig, ax = plt.subplots(figsize=(1.9 * max(len(sets), 1) + 2.5, 3.6))
-    if note:
-        fig.text(0.5, -0.04, f"not drawn (fewer than {MIN_PER_CLASS_DRAWN} per class on the base model): " + note,
-                 ha="center", fontsize=8)
+    if note or caption.startswith("every"):
+        fig.text(0.5, -0.04, caption, ha="center", fontsize=8)
+    if t.empty:
+        ax.text(0.5, 0.5, "no set has both classes on the base model", ha="center", va="center", transform=ax.transAxes)
+        ax.set(ylabel="AUROC on the base model", ylim=(0, 1.05), title="backward transfer: tuned-model probe on base-model CETT")
+        fig.tight_layout()
+        return fig
     kinds = list(dict.fromkeys(t.classifier))
     w = 0.8 / len(kinds)
     for k, kind in enumerate(kinds):
