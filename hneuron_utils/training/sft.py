@@ -63,6 +63,7 @@ class TuneConfig:
     eaft_topk: int = 20
     train_layers: tuple[int, ...] = ()  # non-empty: train only these layers' MLPs (freeze is then ignored)
     autocast: str = "bfloat16"      # the forward's autocast dtype; "float32" = none (see :func:`autocast_dtype`)
+    stop_after: int = 0             # > 0: stop after this many steps of the ``steps``-step schedule (0 = all)
 
 
 def autocast_dtype() -> str:
@@ -289,10 +290,17 @@ def response_logits(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.T
 
 
 def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every: int = 50,
-         progress: bool = True) -> dict[str, Any]:
+         progress: bool = True, *, evaluate: Any = None, eval_every: int = 0) -> dict[str, Any]:
     """Fine-tune ``cfg.base_model`` on ``pairs`` and save it (float32 safetensors, tokenizer with its chat
     template, ``tune_config.json``, ``losses.csv``) in ``out_dir``. Resumes from ``out_dir/checkpoint.pt``;
-    returns the training record. A finished ``out_dir`` is returned as it is."""
+    returns the training record. A finished ``out_dir`` is returned as it is.
+
+    With ``evaluate`` (a callable ``(model, tokenizer) -> dict of numbers``, e.g. a validation score) and
+    ``eval_every`` > 0, the model is evaluated before the first step and every ``eval_every`` steps (in eval
+    mode, without gradients, under the training's autocast); the rows go to ``evals.csv``. A finished run
+    without that file raises instead of returning a curve it never measured."""
+    if evaluate is not None and eval_every < 1:
+        raise ValueError(f"eval_every must be >= 1 with an evaluate function, got {eval_every}")
     from tqdm import tqdm
 
     from hneuron_utils.models.loading import _load_hf
@@ -300,6 +308,8 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
     out_dir = Path(out_dir)
     done = out_dir / "tune_record.json"
     if done.exists():
+        if evaluate is not None and not (out_dir / "evals.csv").exists():
+            raise RuntimeError(f"{out_dir} was tuned without evaluations: delete the folder to tune it again with them")
         return json.loads(done.read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -323,16 +333,29 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
                             for _ in range(-(-cfg.steps * cfg.batch_size // len(encoded)))])
     ckpt = out_dir / "checkpoint.pt"
     losses: list[dict] = []
+    evals: list[dict] = []
     start = 0
+    end = cfg.stop_after or cfg.steps
+    if not 0 < end <= cfg.steps:
+        raise ValueError(f"stop_after must lie in [0, steps = {cfg.steps}], got {cfg.stop_after}")
+
+    def run_eval(step: int) -> None:
+        model.eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16"):
+            evals.append({"step": step, **evaluate(model, tok)})
+        model.train()
+
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         got = model.load_state_dict(state["model"], strict=False)
         if got.unexpected_keys or set(state["model"]) != {n for n, p in model.named_parameters() if p.requires_grad}:
             raise RuntimeError(f"{ckpt} does not match this model's trainable parameters: delete it and re-run")
         opt.load_state_dict(state["opt"])
-        start, losses = state["step"], state["losses"]
+        start, losses, evals = state["step"], state["losses"], state.get("evals", [])
     t0 = time.perf_counter() - (losses[-1]["seconds"] if losses else 0.0)
-    bar = tqdm(range(start, cfg.steps), desc="tuning", disable=not progress, mininterval=10.0)
+    if evaluate is not None and start == 0:
+        run_eval(0)
+    bar = tqdm(range(start, end), desc="tuning", disable=not progress, mininterval=10.0)
     for step in bar:
         batch = _batch([encoded[i] for i in order[step * cfg.batch_size:(step + 1) * cfg.batch_size]], pad)
         for g in opt.param_groups:
@@ -354,22 +377,30 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
                        "mean_weight": float(w.mean()), "lr": _lr_at(step, cfg),
                        "tokens": int((batch["labels"] != -100).sum()), "seconds": time.perf_counter() - t0})
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
-        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < cfg.steps:
+        if evaluate is not None and ((step + 1) % eval_every == 0 or step + 1 == end):
+            run_eval(step + 1)
+        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < end:
             tmp = ckpt.with_suffix(f".tmp{os.getpid()}")
             torch.save({"model": {n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
-                        "opt": opt.state_dict(), "step": step + 1, "losses": losses}, tmp)
+                        "opt": opt.state_dict(), "step": step + 1, "losses": losses, "evals": evals}, tmp)
             os.replace(tmp, ckpt)
     bar.close()
     model.eval()
+    if not progress:  # transformers' own "Writing model shards" bar
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     model.save_pretrained(out_dir, safe_serialization=True)
     tok.save_pretrained(out_dir)
     import pandas as pd
 
     pd.DataFrame(losses).to_csv(out_dir / "losses.csv", index=False)
+    if evaluate is not None:
+        pd.DataFrame(evals).to_csv(out_dir / "evals.csv", index=False)
     n_train = sum(p.numel() for p in trainable)
     record = {"config": asdict(cfg), "chat template": template, "frozen parameters": frozen,
               "trainable parameters": n_train, "total parameters": sum(p.numel() for p in model.parameters()),
-              "pairs": len(pairs),
+              "pairs": len(pairs), "steps run": end,
               "pairs dropped (response beyond max_tokens)": len(pairs) - len(encoded), "seconds": round(losses[-1]["seconds"], 1) if losses else 0.0,
               "first loss": losses[0]["loss"] if losses else None, "last loss": losses[-1]["loss"] if losses else None}
     (out_dir / "tune_config.json").write_text(json.dumps(asdict(cfg), indent=1))
@@ -393,4 +424,4 @@ def tuned_dir(cfg: TuneConfig) -> Path:
     return stage_dir("sft", {"stage": "sft", "version": 1 if plain else 2, **key})
 
 
-_LATER_FIELDS = ("loss", "eaft_alpha", "eaft_topk", "train_layers", "autocast")
+_LATER_FIELDS = ("loss", "eaft_alpha", "eaft_topk", "train_layers", "autocast", "stop_after")

@@ -402,8 +402,20 @@ SCHEMA: tuple[Param, ...] = (
           "and after tuning.", paper="—", check=_positive),
     Param("ft_steps", (int,), "Optimiser steps of each tuning (SFT and EAFT alike).", paper="—", check=_positive),
     Param("ft_batch_size", (int,), "Conversations per tuning step.", paper="—", check=_positive),
-    Param("ft_lr", _NUM, "Peak learning rate (AdamW; linear warm-up, cosine decay to 10%).", paper="—",
-          check=_positive),
+    Param("ft_lr_grid", (list,), "Peak learning rates tried (AdamW; linear warm-up, cosine decay to 10%): each "
+          "SFT tuning on the fitting part of the tuning items is scored on the validation part every ft_eval_every "
+          "steps, and the learning rate and step with the most validation items right are kept for both losses.",
+          paper="one fixed rate per model (EAFT; not reported for a 1.5B model)",
+          check=lambda v: None if v and len(set(v)) == len(v) and all(isinstance(x, (int, float)) and x > 0 for x in v)
+          else "must be a non-empty list of distinct positive numbers"),
+    Param("ft_val_items", (int,), "Tuning items held back as the validation split that chooses the learning rate "
+          "and the steps (never the held-out items).", paper="—", check=_positive),
+    Param("ft_eval_every", (int,), "Validation score every this many tuning steps (and before the first).",
+          paper="—", check=_positive),
+    Param("ft_target_format", (str,), "How a tuning answer is written and where the letter is read: answer_letter "
+          "= \"Answer: C. text\" (the letter read after a prefilled \"Answer:\", for every model); letter_text = "
+          "\"C. text\" (read as the first answer token; the earlier format, whose first token took over free-form "
+          "answers).", paper="— (its sets' own answer formats)", choices=("answer_letter", "letter_text")),
     Param("ft_warmup_steps", (int,), "Warm-up steps of the learning rate.", paper="—", check=_positive),
     Param("ft_max_tokens", (int,), "Tokens per tuning conversation at most (longer ones are cut).", paper="—",
           check=_positive),

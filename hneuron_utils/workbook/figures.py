@@ -576,6 +576,34 @@ def _tuning_curves(t: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+@register("08_selection", "08_selection.csv")
+def _selection(t: pd.DataFrame) -> plt.Figure:
+    """Validation accuracy per step for each learning rate tried (SFT on the fitting split), with Wilson 95%
+    intervals; step 0 is the untuned model (the dashed line), the ringed point the setting kept."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    lrs = sorted(t.lr.unique())
+    width = 0.12 * max(1, t.step.max()) / max(1, len(lrs))
+    for k, lr in enumerate(lrs):
+        g = t[t.lr == lr].sort_values("step")
+        x = g.step + (k - (len(lrs) - 1) / 2) * width
+        err = np.vstack([g.accuracy - g.lo, g.hi - g.accuracy]).clip(min=0)
+        ax.errorbar(x, 100 * g.accuracy, yerr=100 * err, fmt="o-", capsize=3, lw=1.2, label=f"lr {lr:g}")
+        if "chosen" in g and g.chosen.any():
+            c = g[g.chosen]
+            ax.plot(x[g.chosen], 100 * c.accuracy, "o", ms=14, mfc="none", mec="k", label="kept")
+    base = t[t.step == 0].accuracy
+    if len(base):
+        ax.axhline(100 * base.iloc[0], color="grey", ls="--", lw=1, label="untuned")
+    n = int(t["validation items"].iloc[0])
+    ax.set(xlabel="tuning step", ylabel=f"validation items right (%, n = {n})", ylim=(0, 100),
+           title="Choosing the learning rate and the steps (validation split, never the held-out items)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 @register("08_learning_forgetting", "08_outcomes.csv")
 def _learning_forgetting(t: pd.DataFrame) -> plt.Figure:
     """Change from the untuned model on every measure, per tuning, with 95% paired intervals."""

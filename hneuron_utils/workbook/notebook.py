@@ -6,6 +6,7 @@ table (and its figure), and timing its stages. Every numbered notebook opens wit
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,9 @@ from typing import Any, Iterator, Sequence
 import pandas as pd
 
 from hneuron_utils import paths
+
+
+BATCH_ENV = "HNEURON_BATCH"  # set to "1" by the runner while papermill executes a notebook
 
 
 class Notebook:
@@ -25,6 +29,12 @@ class Notebook:
     :meth:`read_table`) is recorded with a digest of its bytes; :meth:`finish` writes them to
     ``tables/<NN>_inputs.csv``, so a later report can tell whether an input changed after the notebook ran.
     """
+
+    @property
+    def progress(self) -> bool:
+        """Whether long loops show progress bars: yes in an interactive session, no when the runner executes
+        the notebook through papermill (it sets :data:`BATCH_ENV`), so executed notebooks stay readable."""
+        return os.environ.get(BATCH_ENV) != "1"
 
     def __init__(self, number: str, cfg: Any, needs: Sequence[str] = ()):
         if not (len(number) == 2 and number.isdigit()):

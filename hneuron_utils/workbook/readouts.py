@@ -401,13 +401,49 @@ def read_drift(tests: pd.DataFrame) -> list[str]:
     return out
 
 
-def read_head_to_head(table: pd.DataFrame) -> list[str]:
-    """One sentence per measure, its words chosen by the paired interval."""
-    return [f"{r.measure}: {r.comparison} = {100 * r.change:+.1f} points [{100 * r['change lo']:+.1f}, "
-            f"{100 * r['change hi']:+.1f}] (n = {int(r.n)}) → "
-            + ("no detectable difference" if r['change lo'] <= 0 <= r['change hi'] else
-               "higher under " + r.comparison.split(" − ")[0] if r['change lo'] > 0 else
-               "lower under " + r.comparison.split(" − ")[0]) for _, r in table.iterrows()]
+# The EAFT paper's own gap (arXiv 2601.02151; Qwen3-4B-Instruct tuned on math): average general-ability loss in points
+EAFT_PAPER_GENERAL_LOSS = {"SFT": 4.6, "EAFT": 1.0}
+
+
+def read_head_to_head(table: pd.DataFrame, *, taught: bool = True) -> list[str]:
+    """One sentence per measure, its words chosen by the paired interval; when the tunings did not both teach
+    the new domain (the manipulation check), the numbers are given and read as inconclusive."""
+    out = []
+    for _, r in table.iterrows():
+        nums = (f"{r.measure}: {r.comparison} = {100 * r.change:+.1f} points [{100 * r['change lo']:+.1f}, "
+                f"{100 * r['change hi']:+.1f}] (n = {int(r.n)}) → ")
+        if not taught:
+            out.append(nums + "inconclusive (the tuning did not teach the new domain)")
+        elif r['change lo'] == r['change hi']:
+            out.append(nums + "not estimable (the two tunings gave the same outcome on every item)")
+        else:
+            out.append(nums + ("no detectable difference" if r['change lo'] <= 0 <= r['change hi'] else
+                               "higher under " + r.comparison.split(" − ")[0] if r['change lo'] > 0 else
+                               "lower under " + r.comparison.split(" − ")[0]))
+    if taught:
+        out.append(f"for scale, the EAFT paper's general-ability loss: {EAFT_PAPER_GENERAL_LOSS['SFT']} points under SFT, "
+                   f"{EAFT_PAPER_GENERAL_LOSS['EAFT']} under EAFT (Qwen3-4B-Instruct tuned on math)")
+    return out
+
+
+def read_manipulation_check(check: pd.DataFrame) -> list[str]:
+    """The manipulation check of notebook 08: did each tuning raise held-out accuracy (interval above 0)?"""
+    out = [f"{r.model}: held-out accuracy {r.accuracy:.1%} (n = {int(r.n)}), change from the untuned model "
+           f"{100 * r.change:+.1f} points [{100 * r['change lo']:+.1f}, {100 * r['change hi']:+.1f}] → "
+           + ("taught (the interval lies above 0)" if r.taught else "did not teach (the interval reaches 0 or below)")
+           for _, r in check.iterrows()]
+    out.append("manipulation check passed: the losses are compared below" if check.taught.all() else
+               "manipulation check failed: every comparison of the losses below is inconclusive")
+    return out
+
+
+def read_selection(table: pd.DataFrame, choice: Mapping[str, float]) -> str:
+    """The learning rate and step chosen on the validation split, against the untuned model's score there."""
+    n = int(table["validation items"].iloc[0])
+    row = table[(table.lr == choice["lr"]) & (table.step == choice["step"])].iloc[0]
+    return (f"chosen on the validation split ({n} tuning items, never the held-out ones): lr {choice['lr']:g}, "
+            f"step {int(choice['step'])} of {int(table.step.max())}: {row.accuracy:.1%} [{row.lo:.1%}, {row.hi:.1%}] "
+            f"right, against {choice['untuned accuracy']:.1%} untuned")
 
 
 def read_judge_agreement(table: pd.DataFrame) -> list[str]:
@@ -438,8 +474,15 @@ def read_reidentify(table: pd.DataFrame, bootstrap_jaccard: float | None) -> lis
 
 def forgetting_summary(outcomes: pd.DataFrame, versus: pd.DataFrame, drift: pd.DataFrame, detector: pd.DataFrame,
             conflicts: pd.DataFrame, *, again: pd.DataFrame | None = None, bootstrap_jaccard: float | None = None,
-            agreement: pd.DataFrame | None = None) -> list[str]:
-    """The notebook's findings in a few sentences (also the run's RESULTS.md), every word chosen by an interval."""
+            agreement: pd.DataFrame | None = None, check: pd.DataFrame | None = None) -> list[str]:
+    """The notebook's findings in a few sentences (also the run's RESULTS.md), every word chosen by an interval.
+    Without ``check`` (a run from before the manipulation check) the tunings count as having taught only when
+    every tuned model's held-out accuracy change has its interval above 0."""
+    if check is None:
+        learn = outcomes[outcomes.measure.str.startswith("new domain") & outcomes.change.notna()]
+        taught = bool(len(learn)) and bool((learn["change lo"] > 0).all())
+    else:
+        taught = bool(check.taught.all())
     c = conflicts.set_index("measure")
     share = c.loc["share of tokens that are confident conflicts"]
     sft_l, eaft_l = (c.loc[f"share of the {k} loss on conflicts"] for k in ("SFT", "EAFT"))
@@ -452,7 +495,9 @@ def forgetting_summary(outcomes: pd.DataFrame, versus: pd.DataFrame, drift: pd.D
     out += read_changes(outcomes[~outcomes.measure.str.startswith("refusal")])
     if agreement is not None:
         out += [x[0].upper() + x[1:] for x in read_judge_agreement(agreement)]
-    out += read_head_to_head(versus)
+    if check is not None:
+        out += ["Manipulation check, " + x for x in read_manipulation_check(check)]
+    out += read_head_to_head(versus, taught=taught)
     out += ["H-neuron drift under " + line for line in read_drift(drift)]
     out += ["Notebook 03's detector after " + line for line in read_detector(detector)]
     if again is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hneuron_utils.workbook import config
+from hneuron_utils.workbook.notebook import BATCH_ENV
 from hneuron_utils.paths import project_root, run_dir
 
 KERNEL_NAME = "hneurons"
@@ -100,12 +101,19 @@ def run_notebook(nb: Path, out: Path, params: dict[str, Any], kernel: str, log_o
         raise NotebookFailed(f"{nb.name} has no cell tagged 'parameters'")
     inject = {k: v for k, v in params.items() if k in declared}
     t0 = time.perf_counter()
+    was = os.environ.get(BATCH_ENV)
+    os.environ[BATCH_ENV] = "1"  # the kernel inherits it: Notebook.progress is False, long loops stay quiet
     try:
         pm.execute_notebook(str(nb), str(out), parameters=inject, kernel_name=kernel, cwd=str(project_root()),
                             log_output=log_output, progress_bar=False, stdout_file=None, stderr_file=None)
     except PapermillExecutionError as e:
         raise NotebookFailed(f"{nb.name} failed in cell {e.cell_index} (execution count {e.exec_count}): "
                              f"{e.ename}: {e.evalue}\n  executed notebook with the traceback: {out}") from e
+    finally:
+        if was is None:
+            os.environ.pop(BATCH_ENV, None)
+        else:
+            os.environ[BATCH_ENV] = was
     collapse_parameter_cells(out)
     return time.perf_counter() - t0
 

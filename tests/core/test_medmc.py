@@ -152,3 +152,16 @@ def test_judge_recovers_every_packaged_target(items):
     assert all(mc_choice(mc_target(i), i) == i.correct for i in items)
     assert all(mc_choice(LETTERS[i.correct], i) == i.correct for i in items)
     assert all(mc_choice(o, i) == k for i in items for k, o in enumerate(i.options))
+
+
+def test_target_formats_prefix_and_the_side_effect_measure():
+    from hneuron_utils.data.medmc import score_prefix, starts_like_target
+
+    assert mc_target(ITEM, "answer_letter") == "Answer: C. Cross-linking of DNA"
+    assert mc_choice(mc_target(ITEM, "answer_letter"), ITEM) == ITEM.correct
+    assert (score_prefix("answer_letter"), score_prefix("letter_text")) == ("Answer:", "")
+    assert starts_like_target("Answer: Venice", "answer_letter") and not starts_like_target("Venice", "answer_letter")
+    assert starts_like_target("Bologna", "letter_text") and starts_like_target("**C. x**", "letter_text")
+    assert not starts_like_target("Venice", "letter_text") and not starts_like_target("", "letter_text")
+    with pytest.raises(ValueError, match="target format"):
+        mc_target(ITEM, "letter")

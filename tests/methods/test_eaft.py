@@ -89,7 +89,8 @@ def test_the_new_tuning_fields_leave_notebook_06s_cache_key_alone(tmp_path, monk
     monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
     cfg, _ = _cfg()
     old_key = {"stage": "sft", "version": 1, **{k: v for k, v in dataclasses.asdict(cfg).items()
-                                                  if k not in ("loss", "eaft_alpha", "eaft_topk", "train_layers", "autocast")}}
+                                                  if k not in ("loss", "eaft_alpha", "eaft_topk", "train_layers", "autocast",
+                                                                   "stop_after")}}
     from hneuron_utils.cache import stage_dir
 
     assert sft.tuned_dir(cfg) == stage_dir("sft", old_key)
@@ -145,8 +146,12 @@ def test_mc_split_is_disjoint_seeded_and_checked():
     assert forgetting.mc_split(items, 12, 6, 0) == (tr, ho)
     with pytest.raises(ValueError, match="has 20"):
         forgetting.mc_split(items, 15, 6, 0)
-    user, target = forgetting.mc_pairs(tr[:1])[0]
+    user, target = forgetting.mc_pairs(tr[:1], target_format="letter_text")[0]
     assert "A. alpha" in user and target.startswith("ABCD"[tr[0].correct] + ". ")
+    _, target = forgetting.mc_pairs(tr[:1], target_format="answer_letter")[0]
+    assert target.startswith("Answer: " + "ABCD"[tr[0].correct] + ". ")
+    with pytest.raises(ValueError, match="target format"):
+        forgetting.mc_pairs(tr[:1], target_format="letter")
 
 
 def test_mc_scores_pick_the_most_likely_letter_on_the_tiny_model(tmp_path, monkeypatch):
@@ -156,7 +161,7 @@ def test_mc_scores_pick_the_most_likely_letter_on_the_tiny_model(tmp_path, monke
 
     items = [MCItem(f"i{k}", "Question " + "very " * (3 * k) + f"long {k}?", ("alpha", "beta", "gamma", "delta"), k % 4,
                     "medical_mc") for k in range(6)]  # prompts of different lengths: left padding in a batch
-    got = forgetting.mc_scores(loaded, items, batch_size=4, progress=False)
+    got = forgetting.mc_scores(loaded, items, target_format="letter_text", batch_size=4, progress=False)
     from hneuron_utils.data.medmc import mc_prompt
     from hneuron_utils.text.generation import chat_prompt
 
@@ -349,3 +354,88 @@ def test_autocast_field_keeps_the_bfloat16_cache_key_and_float32_gets_its_own(tm
     assert sft.tuned_dir(cfg) == sft.tuned_dir(dataclasses.replace(cfg, autocast="bfloat16"))
     assert sft.tuned_dir(dataclasses.replace(cfg, autocast="float32")) != sft.tuned_dir(cfg)
     assert sft.autocast_dtype() == ("bfloat16" if models.resolve_dtype("auto") == torch.bfloat16 else "float32")
+
+
+def test_answer_letter_format_reads_the_letter_after_the_prefilled_prefix(tmp_path, monkeypatch):
+    """Every model is scored at the same place: after "Answer:" prefilled in its turn (the tiny tokenizer splits
+    the space off, so the space goes into the prompt and the letter is the next token)."""
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
+    loaded = models.load_model("tiny-random", dtype="float32")
+    from hneuron_utils.data.medmc import MCItem, mc_prompt
+    from hneuron_utils.text.generation import chat_prompt
+
+    suffix, letters = forgetting.letter_reading(loaded.tokenizer, "Answer:")
+    assert suffix == "Answer: " and len(set(letters)) == 5
+    items = [MCItem(f"i{k}", f"Question {k}?" + " more" * k, ("alpha", "beta", "gamma"), k % 3, "medical_mc")
+             for k in range(5)]
+    got = forgetting.mc_scores(loaded, items, target_format="answer_letter", batch_size=2, progress=False)
+    plain = forgetting.mc_scores(loaded, items, target_format="letter_text", batch_size=2, progress=False)
+    for it, (_, row) in zip(items, got.iterrows()):
+        text = chat_prompt(loaded.tokenizer, mc_prompt(it)) + "Answer: "
+        ids = loaded.tokenizer(text, add_special_tokens=False, return_tensors="pt")
+        p = torch.softmax(loaded.hf(**ids).logits[0, -1].float(), -1)[letters[:3]]
+        assert row.choice == int(p.argmax()) and row.letter_mass == pytest.approx(float(p.sum()), rel=1e-4)
+    assert not np.allclose(got.letter_mass, plain.letter_mass)  # a different place, a different reading
+    # the validation scorer reads the same way, on a model in training
+    scorer = forgetting.ValidationScorer(items, target_format="answer_letter", batch_size=3)
+    assert scorer(loaded.hf, loaded.tokenizer) == {"validation correct": int(got.correct.sum()), "validation items": 5}
+    with pytest.raises(ValueError, match="validation split is empty"):
+        forgetting.ValidationScorer([], target_format="answer_letter", batch_size=3)
+
+
+def test_tune_evaluates_on_schedule_stops_early_and_resumes_with_its_curve(tmp_path, monkeypatch):
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
+    pairs = [("Say the colour of the sky.", "blue")] * 8 + [("Say the colour of grass.", "green")] * 8
+    cfg = sft.TuneConfig(base_model="tiny-random", steps=8, batch_size=4, lr=3e-3, warmup_steps=1, max_tokens=128,
+                         freeze=(), seed=0, data_digest=sft.digest_pairs(pairs), stop_after=6)
+    seen = []
+
+    def evaluate(model, tok):
+        seen.append(model.training)
+        return {"validation correct": len(seen), "validation items": 10}
+
+    rec = sft.tune(cfg, pairs, tmp_path / "a", checkpoint_every=2, progress=False, evaluate=evaluate, eval_every=4)
+    evals = pd.read_csv(tmp_path / "a" / "evals.csv")
+    assert evals.step.tolist() == [0, 4, 6] and rec["steps run"] == 6 and not any(seen)
+    losses = pd.read_csv(tmp_path / "a" / "losses.csv")
+    assert losses.step.max() == 6  # stopped after 6 of the schedule's 8 steps
+    full = sft.TuneConfig(**{**cfg.__dict__, "stop_after": 0})
+    sft.tune(full, pairs, tmp_path / "b", checkpoint_every=2, progress=False)
+    # the same schedule: the first 6 learning rates agree with the full run's
+    assert np.allclose(pd.read_csv(tmp_path / "b" / "losses.csv").lr[:6], losses.lr)
+    with pytest.raises(RuntimeError, match="without evaluations"):
+        sft.tune(full, pairs, tmp_path / "b", progress=False, evaluate=evaluate, eval_every=4)
+    with pytest.raises(ValueError, match="eval_every"):
+        sft.tune(full, pairs, tmp_path / "c", progress=False, evaluate=evaluate)
+    assert sft.tuned_dir(full) != sft.tuned_dir(cfg)  # a run stopped early is its own model
+
+
+def test_selection_table_choice_and_manipulation_check():
+    curves = {1e-5: pd.DataFrame({"step": [0, 12, 24], "validation correct": [10, 12, 15], "validation items": 48}),
+              1e-4: pd.DataFrame({"step": [0, 12, 24], "validation correct": [10, 15, 8], "validation items": 48})}
+    t = forgetting.selection_table(curves)
+    assert len(t) == 6 and (t.lo < t.accuracy).all() and (t.accuracy < t.hi).all()
+    c = forgetting.choose_setting(t)  # a tie of 15: fewer steps first
+    assert (c["lr"], c["step"], c["untuned accuracy"]) == (1e-4, 12, 10 / 48)
+    with pytest.raises(ValueError, match="after step 0"):
+        forgetting.choose_setting(t[t.step == 0])
+    outcomes = pd.DataFrame([
+        {"measure": forgetting.LEARNING, "model": "untuned", "rate": 0.3, "n": 160, "change": np.nan,
+         "change lo": np.nan, "change hi": np.nan},
+        {"measure": forgetting.LEARNING, "model": "SFT", "rate": 0.4, "n": 160, "change": 0.1, "change lo": 0.03,
+         "change hi": 0.17},
+        {"measure": forgetting.LEARNING, "model": "EAFT", "rate": 0.32, "n": 160, "change": 0.02, "change lo": -0.04,
+         "change hi": 0.08}])
+    check = forgetting.manipulation_check(outcomes, tuned=["SFT", "EAFT"])
+    assert check.taught.tolist() == [True, False]
+    from hneuron_utils.workbook import readouts
+
+    lines = readouts.read_manipulation_check(check)
+    assert "did not teach" in lines[1] and "inconclusive" in lines[-1]
+    versus = pd.DataFrame([{"measure": "TriviaQA accuracy", "comparison": "EAFT − SFT", "change": 0.05,
+                            "change lo": 0.01, "change hi": 0.09, "n": 200}])
+    assert "inconclusive" in readouts.read_head_to_head(versus, taught=False)[0]
+    read = readouts.read_head_to_head(versus, taught=True)
+    assert "higher under EAFT" in read[0] and "4.6" in read[-1]
+    with pytest.raises(ValueError, match="lack"):
+        forgetting.manipulation_check(outcomes, tuned=["SFT", "LoRA"])

@@ -28,6 +28,34 @@ def test_readme_findings_block_matches_committed_default_run():
 
 
 @COMMITTED
+def test_readme_runs_table_matches_the_committed_runs():
+    got = report.readme_block(begin=report.RUNS_BEGIN, end=report.RUNS_END)
+    assert got == report.runs_table(), f"README's table of other runs is stale: {STALE}"
+    assert got.splitlines()[2].startswith("| `default` |")
+
+
+def test_runs_table_reads_each_runs_own_tables(tmp_path):
+    import json
+
+    assert report.runs_table(tmp_path) == "(no run of notebooks 01–03 has its tables yet)"
+    for name, lo in (("default", 0.05), ("default-0.5b", -0.05)):
+        t = tmp_path / name / "tables"
+        t.mkdir(parents=True)
+        (tmp_path / name / "run_log.json").write_text(json.dumps({"params": {"faithful_min_correct": 10, "n_samples": 10}}))
+        pd.DataFrame([{"model": f"m-{name}", "train per class": 99, "test per class": 49, "H-neurons": 21,
+                       "H AUROC": 0.8, "H AUROC lo": 0.7, "H AUROC hi": 0.9, "bootstrap Jaccard median": 0.46,
+                       "bootstrap Jaccard min": 0.34, "bootstrap Jaccard max": 0.56}]).to_csv(t / "03_headline.csv")
+        pd.DataFrame([{"method": "H-neurons, held_out rule (C = 3)", "auroc": 0.8, "auroc_lo": 0.7, "auroc_hi": 0.9}]
+                     ).to_csv(t / "03_baselines.csv")
+        pd.DataFrame([{"method": "confidence (all three)", "auroc_diff": lo + 0.05, "auroc_diff_lo": lo,
+                       "auroc_diff_hi": lo + 0.1}]).to_csv(t / "03_baseline_differences.csv")
+    rows = report.runs_table(tmp_path).splitlines()
+    assert len(rows) == 4 and "m-default-0.5b" in rows[3] and "0.46 (0.34–0.56)" in rows[2]
+    assert rows[2].endswith("H higher |") and "no detectable difference" in rows[3]
+    assert rows[2].count("—") == 3  # random, length and the residual probe are missing from these tables
+
+
+@COMMITTED
 def test_results_md_matches_committed_default_run():
     assert (RUN / "RESULTS.md").read_text() == report.results_markdown(RUN), f"RESULTS.md is stale: {STALE}"
     assert report.results_block(RUN) in report.results_markdown(RUN)
