@@ -234,7 +234,7 @@ def direction(lo: float, hi: float, tol: float = 1e-9) -> str:
     resample gives 0: the rate is the same at every α), or shows no clear trend."""
     if abs(lo) < tol and abs(hi) < tol:
         return "does not change (the same rate at every α)"
-    return "rises" if lo > tol else "falls" if hi < -tol else "shows no clear trend"
+    return {1: "rises", -1: "falls", 0: "shows no clear trend"}[interval_side(lo, hi)]
 
 
 def inertia_test(ranks: np.ndarray, h_flat: Sequence[int], n_permutations: int, seed: int) -> dict[str, float]:
@@ -271,15 +271,21 @@ def inertia_test(ranks: np.ndarray, h_flat: Sequence[int], n_permutations: int, 
             "smallest detectable difference": 2.8 * se, "permutations": n_permutations}
 
 
+def interval_side(lo: float, hi: float, null: float = 0.0) -> int:
+    """The workbook's one rule for reading an interval: +1 when it lies above ``null`` (0 for a difference,
+    0.5 for an AUROC against chance), -1 when it lies below, 0 when it includes ``null``. Every sentence that
+    says "rose", "beat", "transfers" or "no detectable difference" gets its word from here."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"an interval needs finite ends, got [{lo}, {hi}]")
+    return 1 if lo > null else -1 if hi < null else 0
+
+
 def verdict(diff_lo: float, diff_hi: float, a: str, b: str) -> str:
     """Words for ``a`` versus ``b`` chosen by the paired interval of a − b (two-sided 95%)."""
     if not (np.isfinite(diff_lo) and np.isfinite(diff_hi)):
         return f"{a} and {b} cannot be compared here"
-    if diff_lo > 0:
-        return f"{a} beat {b}"
-    if diff_hi < 0:
-        return f"{a} are beaten by {b}"
-    return f"{a} do not beat {b} (the interval of the difference includes 0)"
+    return {1: f"{a} beat {b}", -1: f"{a} are beaten by {b}",
+            0: f"{a} do not beat {b} (the interval of the difference includes 0)"}[interval_side(diff_lo, diff_hi)]
 
 
 def cohen_kappa(pred: Sequence[Any], gold: Sequence[Any]) -> float:

@@ -536,7 +536,10 @@ def manipulation_check(outcomes: pd.DataFrame, tuned: Sequence[str]) -> pd.DataF
     if set(rows.model) != set(tuned):
         raise ValueError(f"outcomes lack the held-out accuracy of {sorted(set(tuned) - set(rows.model))}")
     out = rows[["model", "rate", "n", "change", "change lo", "change hi"]].rename(columns={"rate": "accuracy"})
-    return out.assign(taught=out["change lo"] > 0).reset_index(drop=True)
+    from hneuron_utils.stats import interval_side
+
+    taught = [interval_side(lo, hi) > 0 for lo, hi in zip(out["change lo"], out["change hi"])]
+    return out.assign(taught=taught).reset_index(drop=True)
 
 
 def head_to_head(measured: Mapping[str, Mapping[str, Any]], a: str, b: str, n_boot: int, seed: int) -> pd.DataFrame:

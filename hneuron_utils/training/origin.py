@@ -56,6 +56,68 @@ def greedy_accuracy(loaded: Any, records: Sequence[QARecord], style: str, params
             "example": f"{records[0].question} → {got[records[0].id]['text']!r}" if records else ""}
 
 
+ANSWER_ONLY_MAX_WORDS = 10  # "answer-only": one line of at most this many words (the paper's prompt asks for the answer only)
+TUNING_CHECKS = ("stops at the end of its turn", "answers in the answer-only format",
+                 "TriviaQA accuracy (tuned: chat prompt; base: base prompt)")
+
+
+def answer_only(text: str) -> bool:
+    """Whether a response is answer-only: non-empty, one line, at most :data:`ANSWER_ONLY_MAX_WORDS` words."""
+    t = text.strip()
+    return bool(t) and "\n" not in t and len(t.split()) <= ANSWER_ONLY_MAX_WORDS
+
+
+def tuning_check(base: Any, tuned: Any, records: Sequence[QARecord], *, max_new_tokens: int, batch_size: int,
+                 n_boot: int, seed: int) -> pd.DataFrame:
+    """The manipulation check of notebook 06: is the tuned model measurably instruction-tuned? On the same
+    questions, both models answer greedily under the same chat prompt (the paper's answer-only request; the base
+    model gets the tuned model's chat template). Three measures, each the tuned model minus the base, paired by
+    question (percentile bootstrap), with Wilson intervals for each rate:
+
+    1. the share of answers that stop at an end-of-turn token (not cut by ``max_new_tokens``): must rise;
+    2. the share in the answer-only format (:func:`answer_only`): must rise;
+    3. TriviaQA accuracy, the tuned model under the chat prompt against the base model under its own base prompt
+       (each at its best): must not be detectably lower (the interval's upper end at or above 0).
+
+    ``passed`` per row; the pair passes when every row does."""
+    from hneuron_utils.data.labelling import greedy_answers
+    from hneuron_utils.judges import RuleJudge
+    from hneuron_utils.stats import wilson_interval
+    from hneuron_utils.training.forgetting import paired_change
+
+    if not getattr(base.tokenizer, "chat_template", None):  # the base model borrows the tuned model's template
+        if not getattr(tuned.tokenizer, "chat_template", None):
+            raise ValueError("neither model's tokenizer has a chat template: the tuning check cannot prompt them")
+        base.tokenizer.chat_template = tuned.tokenizer.chat_template
+    judge = RuleJudge()
+    got = {"base, chat": greedy_answers(base, records, max_new_tokens, batch_size, style="chat", progress=False),
+           "tuned, chat": greedy_answers(tuned, records, max_new_tokens, batch_size, style="chat", progress=False),
+           "base, base prompt": greedy_answers(base, records, max_new_tokens, batch_size, style="base", progress=False)}
+
+    def flags(which: str, what: str) -> list[bool]:
+        g = got[which]
+        if what == "stop":
+            return [bool(g[r.id]["stopped"]) for r in records]
+        if what == "format":
+            return [answer_only(g[r.id]["text"]) for r in records]
+        return [bool(judge.judge(r.question, g[r.id]["text"], r.answers).correct) for r in records]
+
+    rows = []
+    for measure, what, base_as, rule in ((TUNING_CHECKS[0], "stop", "base, chat", "rise"),
+                                         (TUNING_CHECKS[1], "format", "base, chat", "rise"),
+                                         (TUNING_CHECKS[2], "correct", "base, base prompt", "not lower")):
+        b, t = flags(base_as, what), flags("tuned, chat", what)
+        (blo, bhi), (tlo, thi) = wilson_interval(sum(b), len(b)), wilson_interval(sum(t), len(t))
+        d = paired_change(b, t, n_boot, seed)
+        passed = d["change lo"] > 0 if rule == "rise" else d["change hi"] >= 0
+        rows.append({"measure": measure, "base as": base_as, "base": sum(b) / len(b), "base lo": blo, "base hi": bhi,
+                     "tuned": sum(t) / len(t), "tuned lo": tlo, "tuned hi": thi, "n": len(records),
+                     "tuned − base": d["change"], "difference lo": d["change lo"], "difference hi": d["change hi"],
+                     "criterion": "the tuned model higher (interval above 0)" if rule == "rise"
+                     else "the tuned model not detectably lower (interval reaches 0 or above)", "passed": bool(passed)})
+    return pd.DataFrame(rows)
+
+
 def transfer_table(results: pd.DataFrame) -> pd.DataFrame:
     """AUROC (and accuracy) with intervals per set and classifier, for the figure and the README."""
     cols = ["set", "classifier", "n faithful", "n hallucinated", "auroc", "auroc_lo", "auroc_hi",
@@ -97,16 +159,23 @@ def make_pair(cfg: Any) -> tuple[str, dict | None, dict]:
     return str(out), record, {"counts": counts, "examples": pairs[:3], "losses": out / "losses.csv"}
 
 
+def eval_records(cfg: Any, params: Mapping[str, Any]) -> list[QARecord]:
+    """The ``origin_eval_size`` seeded TriviaQA questions (leak policy applied) of 06's accuracy and tuning check."""
+    from hneuron_utils.data import load_dataset, sample
+    from hneuron_utils.data.labelling import apply_leak_policy
+
+    recs, _ = apply_leak_policy(sample(load_dataset("triviaqa"), cfg.origin_eval_size, cfg.seed + 6), params["leak_policy"])
+    return list(recs)
+
+
 def accuracy_before_after(cfg: Any, tuned_name: str, params: Mapping[str, Any]) -> tuple[pd.DataFrame, Any]:
     """Greedy TriviaQA accuracy of the base model (base prompt) and of the tuned model (chat prompt) on
     the same ``origin_eval_size`` seeded questions. Returns (the table, the loaded base model)."""
     import gc
 
     from hneuron_utils import models
-    from hneuron_utils.data import load_dataset, sample
-    from hneuron_utils.data.labelling import apply_leak_policy
 
-    recs, _ = apply_leak_policy(sample(load_dataset("triviaqa"), cfg.origin_eval_size, cfg.seed + 6), params["leak_policy"])
+    recs = eval_records(cfg, params)
     base = models.load_model(cfg.base_model, dtype=cfg.dtype, device=cfg.device)
     rows = [{"model": f"base ({cfg.base_model})", "prompt": "base: question + \\nAnswer:",
              **greedy_accuracy(base, recs, "base", params)}]

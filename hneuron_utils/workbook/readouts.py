@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hneuron_utils.interventions.steering import ALPHA_ONE
+from hneuron_utils.stats import interval_side
 from hneuron_utils.introspection.analysis import best_cell, smallest_detectable
 
 
@@ -95,8 +96,8 @@ def read_differences(diffs: pd.DataFrame, reference: str = "H-neurons") -> list[
 
 def transfer_words(lo: float, hi: float) -> str:
     """Words for a transferred classifier's AUROC interval against chance (0.5)."""
-    return ("transfers (interval above chance)" if lo > 0.5 else "is below chance (interval under 0.5)" if hi < 0.5
-            else "does not transfer detectably (interval includes 0.5)")
+    return {1: "transfers (interval above chance)", -1: "is below chance (interval under 0.5)",
+            0: "does not transfer detectably (interval includes 0.5)"}[interval_side(lo, hi, null=0.5)]
 
 
 def random_words(h: Any, r: Any) -> str:
@@ -294,16 +295,19 @@ def read_slopes(slopes: pd.DataFrame, status: Mapping[str, str] | None = None,
 
 # --------------------------------------------------------------------------- Weight drift
 
-def read_inertia(tests: Any) -> list[str]:
+def read_inertia(tests: Any, *, pair_ok: bool = True) -> list[str]:
     """One sentence per z-scoring, its words chosen by the two-sided 95% interval of the difference in mean
     normalised rank (H-neurons − others; higher = changed less), with the paper's one-sided p beside it.
-    When the interval includes 0, the sentence gives the smallest difference the test could detect."""
+    When the interval includes 0, the sentence gives the smallest difference the test could detect. With
+    ``pair_ok`` False (the pair failed 06's tuning check) the numbers are read as inconclusive."""
     out = []
     for _, t in tests.iterrows():
         lo, hi = t["difference lo"], t["difference hi"]
-        if lo > 0:
+        if not pair_ok:
+            verdict = "inconclusive (the pair is not shown to be instruction-tuned)"
+        elif interval_side(lo, hi) > 0:
             verdict = "the H-neurons changed less than the others (the paper's inertia)"
-        elif hi < 0:
+        elif interval_side(lo, hi) < 0:
             verdict = "the H-neurons changed MORE than the others (against the paper's inertia)"
         else:
             verdict = (f"no detectable difference (the smallest this test could detect: "
@@ -319,10 +323,12 @@ def read_inertia(tests: Any) -> list[str]:
 
 # --------------------------------------------------------------------------- Origin across tuning
 
-def read_origin_transfer(transfer: pd.DataFrame, sizes: Mapping[str, dict], min_per_class: int = 10) -> list[str]:
+def read_origin_transfer(transfer: pd.DataFrame, sizes: Mapping[str, dict], min_per_class: int = 10, *,
+                         pair_ok: bool = True) -> list[str]:
     """One sentence per set: the tuned probe's AUROC on the base model with words chosen by its interval
     (against chance, and against the random-neuron probes' range), or why there is no test set (the
-    measured ceiling), or that the set is too small to read (under ``min_per_class`` per class)."""
+    measured ceiling), or that the set is too small to read (under ``min_per_class`` per class). With
+    ``pair_ok`` False (the pair failed 06's tuning check) the numbers are read as inconclusive."""
 
     out = []
     for s in dict.fromkeys(transfer["set"]):
@@ -335,19 +341,34 @@ def read_origin_transfer(transfer: pd.DataFrame, sizes: Mapping[str, dict], min_
             out.append(f"{s}: AUROC {r.auroc:.3f} on only {n} question(s) per class — too few to read")
         else:
             rel = random_words(r, rnd)
-            out.append(f"{s}: the tuned model's H-neuron probe scores AUROC {r.auroc:.3f} [{r.auroc_lo:.3f}, "
-                       f"{r.auroc_hi:.3f}] on the base model (n = {int(r['n faithful'])} + {int(r['n hallucinated'])}) "
-                       f"→ it {transfer_words(r.auroc_lo, r.auroc_hi)}; random-neuron probes {rnd.auroc:.3f} "
+            nums = (f"{s}: the tuned model's H-neuron probe scores AUROC {r.auroc:.3f} [{r.auroc_lo:.3f}, "
+                    f"{r.auroc_hi:.3f}] on the base model (n = {int(r['n faithful'])} + {int(r['n hallucinated'])})")
+            if not pair_ok:
+                out.append(nums + f"; random-neuron probes {rnd.auroc:.3f} → inconclusive (the pair is not shown to be "
+                                  "instruction-tuned)")
+                continue
+            out.append(nums + f" → it {transfer_words(r.auroc_lo, r.auroc_hi)}; random-neuron probes {rnd.auroc:.3f} "
                        f"[{rnd.auroc_lo:.3f}, {rnd.auroc_hi:.3f}] → H-neurons {rel} random neurons")
     return out
 
+
+
+def read_tuning_check(check: pd.DataFrame) -> list[str]:
+    """Notebook 06's manipulation check: one sentence per measure, then whether the pair passed."""
+    out = [f"{r.measure}: base ({r['base as']}) {r.base:.1%} [{r['base lo']:.1%}, {r['base hi']:.1%}], tuned "
+           f"{r.tuned:.1%} [{r['tuned lo']:.1%}, {r['tuned hi']:.1%}] (n = {int(r.n)}); tuned − base "
+           f"{100 * r['tuned − base']:+.1f} points [{100 * r['difference lo']:+.1f}, {100 * r['difference hi']:+.1f}] "
+           f"→ {'passes' if r.passed else 'fails'} ({r.criterion})" for _, r in check.iterrows()]
+    out.append("the pair passes the tuning check: its transfer and inertia readings are read below" if check.passed.all()
+               else "the pair fails the tuning check: its transfer and inertia readings are inconclusive")
+    return out
 
 
 # --------------------------------------------------------------------------- Forgetting under fine-tuning
 
 def change_words(lo: float, hi: float, up: str = "rose", down: str = "fell") -> str:
     """Words for a paired change chosen by its 95% interval."""
-    return up if lo > 0 else down if hi < 0 else "no detectable change"
+    return {1: up, -1: down, 0: "no detectable change"}[interval_side(lo, hi)]
 
 
 def read_changes(table: pd.DataFrame, up: str = "rose", down: str = "fell") -> list[str]:
@@ -417,9 +438,9 @@ def read_head_to_head(table: pd.DataFrame, *, taught: bool = True) -> list[str]:
         elif r['change lo'] == r['change hi']:
             out.append(nums + "not estimable (the two tunings gave the same outcome on every item)")
         else:
-            out.append(nums + ("no detectable difference" if r['change lo'] <= 0 <= r['change hi'] else
-                               "higher under " + r.comparison.split(" − ")[0] if r['change lo'] > 0 else
-                               "lower under " + r.comparison.split(" − ")[0]))
+            first = r.comparison.split(" − ")[0]
+            out.append(nums + {1: f"higher under {first}", -1: f"lower under {first}",
+                               0: "no detectable difference"}[interval_side(r['change lo'], r['change hi'])])
     if taught:
         out.append(f"for scale, the EAFT paper's general-ability loss: {EAFT_PAPER_GENERAL_LOSS['SFT']} points under SFT, "
                    f"{EAFT_PAPER_GENERAL_LOSS['EAFT']} under EAFT (Qwen3-4B-Instruct tuned on math)")

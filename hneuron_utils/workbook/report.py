@@ -972,11 +972,11 @@ def _newcombe(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, float]:
 def paper_words(lo: float, hi: float, claim: str) -> str:
     """Whether this run agrees with a paper's claim that a difference is positive, chosen by the difference's
     95% interval: agrees (interval above 0), contradicts (below 0), or neither (it includes 0)."""
-    if lo > 0:
-        return f"paper: {claim} — this run agrees"
-    if hi < 0:
-        return f"paper: {claim} — this run contradicts it"
-    return f"paper: {claim} — this run can neither confirm nor contradict it (the interval includes 0)"
+    from hneuron_utils.stats import interval_side
+
+    return {1: f"paper: {claim} — this run agrees", -1: f"paper: {claim} — this run contradicts it",
+            0: f"paper: {claim} — this run can neither confirm nor contradict it (the interval includes 0)"
+            }[interval_side(lo, hi)]
 
 
 def _stale_note(stale: dict[str, list[str]], prefix: str) -> str:
@@ -1171,13 +1171,24 @@ def _finding_06(run: Path, stale: dict) -> str | None:
     nb, nt = int(b.questions), int(t.questions)
     kb, kt = int(round(b.accuracy * nb)), int(round(t.accuracy * nt))
     d, lo, hi = _newcombe(kt, nt, kb, nb)
-    tuned_ok = lo > 0
-    out = (f"**06** Origin: TriviaQA greedy accuracy of the base model {_wilson_pct(b.accuracy, nb)} vs the tuned "
-           f"model {_wilson_pct(t.accuracy, nt)}, difference {_iv(100 * d, 100 * lo, 100 * hi, '+.1f')} points "
-           "(Wilson/Newcombe 95%) → ")
-    out += ("the tuning raised TriviaQA accuracy" if tuned_ok else
-            "the pair is not shown to be instruction-tuned (the tuned model is not above the base), so its transfer "
-            "and inertia readings are inconclusive")
+    check = _read(run, "06_tuning_check")
+    if check is not None:  # the notebook's manipulation check decides
+        tuned_ok = bool(check.passed.all())
+        failed = [r.measure for _, r in check.iterrows() if not r.passed]
+        out = ("**06** Origin: the tuning check (tuned − base, paired, n = " + str(int(check.n.iloc[0])) + "): "
+               + "; ".join(f"{r.measure} {_iv(100 * r['tuned − base'], 100 * r['difference lo'], 100 * r['difference hi'], '+.1f')} points"
+                           for _, r in check.iterrows()) + " → ")
+        out += ("the pair is instruction-tuned by every measure" if tuned_ok else
+                f"the pair is not shown to be instruction-tuned (fails: {', '.join(failed)}), so its transfer and "
+                "inertia readings are inconclusive")
+    else:
+        tuned_ok = lo > 0
+        out = (f"**06** Origin: TriviaQA greedy accuracy of the base model {_wilson_pct(b.accuracy, nb)} vs the tuned "
+               f"model {_wilson_pct(t.accuracy, nt)}, difference {_iv(100 * d, 100 * lo, 100 * hi, '+.1f')} points "
+               "(Wilson/Newcombe 95%) → ")
+        out += ("the tuning raised TriviaQA accuracy" if tuned_ok else
+                "the pair is not shown to be instruction-tuned (the tuned model is not above the base), so its transfer "
+                "and inertia readings are inconclusive")
     bits = []
     if tr is not None:
         h = tr[(tr.classifier == "H-neurons") & tr.auroc.notna()]
@@ -1357,8 +1368,10 @@ def runs_table(results: Path | None = None, runs: Sequence[str] = COMPARED_RUNS)
             if r is None or r.empty:
                 return "—"
             r = r.iloc[0]
-            words = ("H higher" if r.auroc_diff_lo > 0 else "H lower" if r.auroc_diff_hi < 0 else
-                     "no detectable difference")  # the same rule as stats.verdict, in table-cell words
+            from hneuron_utils.stats import interval_side
+
+            words = {1: "H higher", -1: "H lower", 0: "no detectable difference"}[
+                interval_side(r.auroc_diff_lo, r.auroc_diff_hi)]
             return f"{_iv(r.auroc_diff, r.auroc_diff_lo, r.auroc_diff_hi, '+.3f')} {words}"
 
         n = int(h["test per class"])

@@ -34,3 +34,13 @@ def test_mean_with_ci():
     assert m == 0.5 and 0 <= lo < 0.5 < hi <= 1
     with pytest.raises(ValueError):
         stats.mean_with_ci([], n_boot=10, seed=0)
+
+
+def test_interval_side_is_the_one_interval_rule():
+    from hneuron_utils.stats import interval_side as side, verdict
+
+    assert (side(0.01, 0.2), side(-0.2, -0.01), side(-0.1, 0.1), side(0.0, 0.1)) == (1, -1, 0, 0)
+    assert side(0.51, 0.7, null=0.5) == 1 and side(0.4, 0.6, null=0.5) == 0
+    with pytest.raises(ValueError, match="finite"):
+        side(float("nan"), 0.1)
+    assert verdict(0.01, 0.2, "a", "b") == "a beat b" and "cannot be compared" in verdict(float("nan"), 0.1, "a", "b")

@@ -33,3 +33,48 @@ def test_rule_and_sampling_come_from_the_run_parameters():
     r, s = origin.rule(p), origin.sampling(p)
     assert (r.n_samples, r.faithful_min, r.hallucinated_max) == (10, 10, 0)
     assert s.do_sample and s.temperature == 1.0 and s.top_k == 50 and s.top_p == 0.9
+
+
+def test_answer_only_format():
+    assert origin.answer_only("Pudding") and origin.answer_only("  The Catcher in the Rye ")
+    assert not origin.answer_only("") and not origin.answer_only("Paris\nThe capital of France is Paris.")
+    assert not origin.answer_only(" ".join(["word"] * (origin.ANSWER_ONLY_MAX_WORDS + 1)))
+
+
+def test_tuning_check_pairs_the_models_on_the_same_questions(monkeypatch):
+    from types import SimpleNamespace
+
+    from hneuron_utils.data import QARecord
+    from hneuron_utils.data import labelling
+
+    recs = [QARecord(id=f"q{i}", question=f"Question {i}?", answers=("Paris",), source="triviaqa") for i in range(60)]
+    base = SimpleNamespace(name="base", tokenizer=SimpleNamespace(chat_template=None))
+    tuned = SimpleNamespace(name="tuned", tokenizer=SimpleNamespace(chat_template="{{ x }}"))
+
+    def fake(loaded, records, max_new_tokens, batch_size, **kw):
+        out = {}
+        for k, r in enumerate(records):
+            if loaded.name == "tuned":  # stops, one line, right on 2 in 3
+                out[r.id] = {"text": "Paris" if k % 3 else "Lyon", "stopped": True}
+            elif kw["style"] == "chat":  # the base model runs on and on under the chat prompt
+                out[r.id] = {"text": "Paris is a city.\nIt is " + "very " * 12 + "old", "stopped": k % 4 == 0}
+            else:  # base prompt: right on 1 in 2
+                out[r.id] = {"text": "Paris" if k % 2 else "Rome", "stopped": True}
+        return out
+
+    monkeypatch.setattr(labelling, "greedy_answers", fake)
+    check = origin.tuning_check(base, tuned, recs, max_new_tokens=50, batch_size=8, n_boot=500, seed=0)
+    assert base.tokenizer.chat_template == "{{ x }}"  # borrowed
+    assert list(check.measure) == list(origin.TUNING_CHECKS) and (check.n == 60).all()
+    r = check.set_index("measure")
+    assert r.loc[origin.TUNING_CHECKS[0], "base"] == 0.25 and r.loc[origin.TUNING_CHECKS[0], "tuned"] == 1.0
+    assert r.loc[origin.TUNING_CHECKS[1], "base"] == 0.0
+    assert r.loc[origin.TUNING_CHECKS[2], "tuned − base"] == pytest.approx(40 / 60 - 0.5)
+    assert check.passed.all()
+    monkeypatch.setattr(labelling, "greedy_answers", lambda loaded, records, *a, **kw: {
+        r.id: {"text": "Paris", "stopped": True} for r in records})  # the same answers: nothing rises
+    same = origin.tuning_check(base, tuned, recs, max_new_tokens=50, batch_size=8, n_boot=500, seed=0)
+    assert same.passed.tolist() == [False, False, True]
+    from hneuron_utils.workbook import readouts
+
+    assert "inconclusive" in readouts.read_tuning_check(same)[-1]

@@ -147,6 +147,17 @@ def test_origin_finding_is_inconclusive_when_the_tuned_model_is_not_more_accurat
     block = report.findings_block(tmp_path)
     assert "the tuning raised TriviaQA accuracy" in block and "inconclusive" not in block
     assert not _collapsed(block) and "of 300" in block
+    # with the notebook's tuning check, the check decides (here: the format never rose)
+    from hneuron_utils.training import origin
+
+    rows = [{"measure": m, "n": 300, "tuned − base": d, "difference lo": d - 0.05, "difference hi": d + 0.05,
+             "passed": ok} for m, d, ok in zip(origin.TUNING_CHECKS, (0.3, 0.0, 0.3), (True, False, True))]
+    pd.DataFrame(rows).to_csv(t / "06_tuning_check.csv", index=False)
+    block = report.findings_block(tmp_path)
+    assert f"fails: {origin.TUNING_CHECKS[1]}" in block and "inconclusive" in block
+    rows[1].update({"tuned − base": 0.3, "difference lo": 0.25, "difference hi": 0.35, "passed": True})
+    pd.DataFrame(rows).to_csv(t / "06_tuning_check.csv", index=False)
+    assert "instruction-tuned by every measure" in report.findings_block(tmp_path)
 
 
 def test_findings_block_of_an_empty_run_invents_nothing(tmp_path):
