@@ -110,7 +110,7 @@ def tuning_check(base: Any, tuned: Any, records: Sequence[QARecord], *, max_new_
         (blo, bhi), (tlo, thi) = wilson_interval(sum(b), len(b)), wilson_interval(sum(t), len(t))
         d = paired_change(b, t, n_boot, seed)
         passed = d["change lo"] > 0 if rule == "rise" else d["change hi"] >= 0
-        rows.append({"measure": measure, "base as": base_as, "base": sum(b) / len(b), "base lo": blo, "base hi": bhi,
+        rows.append({"measure": measure, "base as": base_as.split(", ")[1].replace("chat", "chat prompt"), "base": sum(b) / len(b), "base lo": blo, "base hi": bhi,
                      "tuned": sum(t) / len(t), "tuned lo": tlo, "tuned hi": thi, "n": len(records),
                      "tuned − base": d["change"], "difference lo": d["change lo"], "difference hi": d["change hi"],
                      "criterion": "the tuned model higher (interval above 0)" if rule == "rise"

@@ -355,10 +355,10 @@ def read_origin_transfer(transfer: pd.DataFrame, sizes: Mapping[str, dict], min_
 
 def read_tuning_check(check: pd.DataFrame) -> list[str]:
     """Notebook 06's manipulation check: one sentence per measure, then whether the pair passed."""
-    out = [f"{r.measure}: base ({r['base as']}) {r.base:.1%} [{r['base lo']:.1%}, {r['base hi']:.1%}], tuned "
+    out = [f"{r.measure}: base model ({r['base as']}) {r.base:.1%} [{r['base lo']:.1%}, {r['base hi']:.1%}], tuned "
            f"{r.tuned:.1%} [{r['tuned lo']:.1%}, {r['tuned hi']:.1%}] (n = {int(r.n)}); tuned − base "
            f"{100 * r['tuned − base']:+.1f} points [{100 * r['difference lo']:+.1f}, {100 * r['difference hi']:+.1f}] "
-           f"→ {'passes' if r.passed else 'fails'} ({r.criterion})" for _, r in check.iterrows()]
+           f"→ {'passes' if r.passed else 'fails'}; criterion: {r.criterion}" for _, r in check.iterrows()]
     out.append("the pair passes the tuning check: its transfer and inertia readings are read below" if check.passed.all()
                else "the pair fails the tuning check: its transfer and inertia readings are inconclusive")
     return out

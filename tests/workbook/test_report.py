@@ -42,7 +42,7 @@ def test_runs_table_reads_each_runs_own_tables(tmp_path):
         t = tmp_path / name / "tables"
         t.mkdir(parents=True)
         (tmp_path / name / "run_log.json").write_text(json.dumps({"params": {"faithful_min_correct": 10, "n_samples": 10}}))
-        pd.DataFrame([{"model": f"m-{name}", "train per class": 99, "test per class": 49, "H-neurons": 21,
+        pd.DataFrame([{"model": f"m-{name}", "train per class": 99, "test per class": 49 if lo > 0 else 6, "H-neurons": 21,
                        "H AUROC": 0.8, "H AUROC lo": 0.7, "H AUROC hi": 0.9, "bootstrap Jaccard median": 0.46,
                        "bootstrap Jaccard min": 0.34, "bootstrap Jaccard max": 0.56}]).to_csv(t / "03_headline.csv")
         pd.DataFrame([{"method": "H-neurons, held_out rule (C = 3)", "auroc": 0.8, "auroc_lo": 0.7, "auroc_hi": 0.9}]
@@ -51,8 +51,9 @@ def test_runs_table_reads_each_runs_own_tables(tmp_path):
                        "auroc_diff_hi": lo + 0.1}]).to_csv(t / "03_baseline_differences.csv")
     rows = report.runs_table(tmp_path).splitlines()
     assert len(rows) == 4 and "m-default-0.5b" in rows[3] and "0.46 (0.34–0.56)" in rows[2]
-    assert rows[2].endswith("H higher |") and "no detectable difference" in rows[3]
+    assert rows[2].endswith("H higher | read |") and "no detectable difference" in rows[3]
     assert rows[2].count("—") == 3  # random, length and the residual probe are missing from these tables
+    assert rows[3].endswith("too few to read (6 test questions per class, under 20) |")
 
 
 @COMMITTED
