@@ -275,9 +275,8 @@ def interval_side(lo: float, hi: float, null: float = 0.0) -> int:
     """The workbook's one rule for reading an interval: +1 when it lies above ``null`` (0 for a difference,
     0.5 for an AUROC against chance), -1 when it lies below, 0 when it includes ``null``. Every sentence that
     says "rose", "beat", "transfers" or "no detectable difference" gets its word from here."""
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError(f"an interval needs finite ends, got [{lo}, {hi}]")
-    return 1 if lo > null else -1 if hi < null else 0
+    return 1 if lo > null else -1 if hi < null else 0  # a NaN end compares False: read as "includes" (callers that
+                                                       # can say more, like verdict, check for it first)
 
 
 def verdict(diff_lo: float, diff_hi: float, a: str, b: str) -> str:
