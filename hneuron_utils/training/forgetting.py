@@ -93,6 +93,18 @@ def mc_prompts(tokenizer: Any, items: Sequence[Any], *, target_format: str) -> l
     return [chat_prompt(tokenizer, mc_prompt(it)) + suffix for it in items]
 
 
+def letter_choices(model: Any, tokenizer: Any, prompts: Sequence[str], n_options: Sequence[int], *,
+                   letters: list[int], batch_size: int) -> list[dict]:
+    """Per prompt, in batches: the option letter with the highest probability among its ``n_options`` letters
+    ("choice", 0-based) and the probability mass on those letters ("letter_mass")."""
+    out = []
+    for b in range(0, len(prompts), batch_size):
+        probs = letter_probs(model, tokenizer, prompts[b:b + batch_size], letters)
+        for p, k in zip(probs, n_options[b:b + batch_size]):
+            out.append({"choice": int(np.argmax(p[:k])), "letter_mass": float(p[:k].sum())})
+    return out
+
+
 def mc_scores(loaded: Any, items: Sequence[Any], *, target_format: str, batch_size: int, progress: bool = True
               ) -> pd.DataFrame:
     """The model's choice on each multiple-choice item: the option letter with the highest probability as
@@ -115,14 +127,9 @@ def mc_scores(loaded: Any, items: Sequence[Any], *, target_format: str, batch_si
 
     def compute(ids: list[str]) -> dict[str, dict]:
         order = sorted(ids, key=lambda i: len(prompts[i]))
-        got = {}
-        for b in range(0, len(order), batch_size):
-            part = order[b:b + batch_size]
-            probs = letter_probs(loaded.hf, loaded.tokenizer, [prompts[i] for i in part], letters)
-            for i, p in zip(part, probs):
-                k = len(by_id[i].options)
-                got[i] = {"choice": int(np.argmax(p[:k])), "letter_mass": float(p[:k].sum())}
-        return got
+        read = letter_choices(loaded.hf, loaded.tokenizer, [prompts[i] for i in order],
+                              [len(by_id[i].options) for i in order], letters=letters, batch_size=batch_size)
+        return dict(zip(order, read))
 
     got = cached_map("mc_letters", key, list(by_id), compute, chunk=4 * batch_size,
                      progress=(lambda c: tqdm(c, desc="multiple choice", mininterval=10)) if progress else None)
@@ -149,11 +156,9 @@ class ValidationScorer:
     def __call__(self, model: Any, tokenizer: Any) -> dict[str, float]:
         prompts = mc_prompts(tokenizer, self.items, target_format=self.target_format)
         _, letters = letter_reading(tokenizer, self.prefix)
-        right = 0
-        for b in range(0, len(prompts), self.batch_size):
-            part = self.items[b:b + self.batch_size]
-            p = letter_probs(model, tokenizer, prompts[b:b + self.batch_size], letters)
-            right += sum(int(np.argmax(row[:len(it.options)])) == it.correct for row, it in zip(p, part))
+        read = letter_choices(model, tokenizer, prompts, [len(it.options) for it in self.items], letters=letters,
+                              batch_size=self.batch_size)
+        right = sum(r["choice"] == it.correct for r, it in zip(read, self.items))
         return {"validation correct": int(right), "validation items": len(prompts)}
 
 
