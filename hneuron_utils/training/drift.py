@@ -51,9 +51,7 @@ def _z(x: np.ndarray, per_layer: bool) -> np.ndarray:
 def normalised_ranks(d_up: np.ndarray, d_down: np.ndarray, zscore: str = "global") -> np.ndarray:
     """Normalised rank [n_layers, d_ff] of every neuron's average z-scored drift: 0 = largest change,
     1 = smallest. ``zscore``: 'global' (over all neurons) or 'layer' (within each layer)."""
-    if zscore not in ZSCORES:
-        raise ValueError(f"zscore must be one of {ZSCORES}, got {zscore!r}")
-    score = (_z(d_up, zscore == "layer") + _z(d_down, zscore == "layer")) / 2
+    score = drift_score(d_up, d_down, zscore)
     from scipy.stats import rankdata
 
     flat = score.ravel()
@@ -98,3 +96,54 @@ def analyse(base_model: str, tuned_model: str, dtype: str, h_flat: Sequence[int]
                             "delta_up": [d_up.ravel()[f] for f in h], "delta_down": [d_down.ravel()[f] for f in h],
                             **{f"rank_{z}": [r.ravel()[f] for f in h] for z, r in ranks.items()}})
     return tests, h_table, d_up, d_down, ranks
+
+
+def spearman_with_ci(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Spearman's ρ between two per-neuron measures with a 95% interval from Fisher's z and the
+    Fieller–Hartley–Pearson standard error √(1.06 / (n − 3)) (neurons treated as independent)."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+    if len(x) != len(y) or len(x) < 10:
+        raise ValueError(f"need two measures over the same ≥ 10 neurons, got {len(x)} and {len(y)}")
+    rho = float(spearmanr(x, y).statistic)
+    z, se = np.arctanh(np.clip(rho, -0.999999, 0.999999)), np.sqrt(1.06 / (len(x) - 3))
+    return rho, float(np.tanh(z - 1.96 * se)), float(np.tanh(z + 1.96 * se))
+
+
+def drift_score(d_up: np.ndarray, d_down: np.ndarray, zscore: str = "global") -> np.ndarray:
+    """The per-neuron score :func:`normalised_ranks` ranks: the mean of the z-scored Δ_up and Δ_down."""
+    if zscore not in ZSCORES:
+        raise ValueError(f"zscore must be one of {ZSCORES}, got {zscore!r}")
+    return (_z(d_up, zscore == "layer") + _z(d_down, zscore == "layer")) / 2
+
+
+def seed_reference(base: Any, tuned: Any, reference: Any, *, h_flat: Sequence[int], n_permutations: int,
+                   seed: int) -> "Any":
+    """The drift's size against a reference: ``reference`` is a second tuning of the same recipe that differs
+    only in its seed (the order the pairs are seen in). ``base``, ``tuned`` and ``reference`` are loaded models
+    (``.hf``, ``.layers_path``). One row per comparison, with the mean cosine distances of the up-projection rows
+    and down-projection columns and their ratio to the base → tuned drift (0 = the recipe fixes the weights'
+    change; about 2 = two independent changes of the same size, since 1 − cos grows with the squared angle).
+    The second tuning's row adds Spearman's ρ between the two tunings' per-neuron drift scores (global z) and the
+    H-neurons' inertia test under it (:func:`hneuron_utils.stats.inertia_test`, global z)."""
+    import pandas as pd
+
+    from hneuron_utils.stats import inertia_test
+
+    pairs = {"base → tuned": (base, tuned), "base → second tuning (another seed)": (base, reference),
+             "tuned → second tuning": (tuned, reference)}
+    dist = {name: cosine_distances(a.hf, b.hf, a.layers_path, b.layers_path) for name, (a, b) in pairs.items()}
+    first = dist["base → tuned"]
+    scale = (first[0].mean() + first[1].mean()) / 2
+    rows = []
+    for name, (up, down) in dist.items():
+        row = {"comparison": name, "mean Δ up": float(up.mean()), "mean Δ down": float(down.mean()),
+               "ratio to base → tuned": float((up.mean() + down.mean()) / 2 / scale) if scale > 0 else np.nan,
+               "neurons": int(up.size)}
+        if name.startswith("base → second"):
+            rho, lo, hi = spearman_with_ci(drift_score(*first), drift_score(up, down))
+            row.update({"ρ with base → tuned": rho, "ρ lo": lo, "ρ hi": hi})
+            row.update(inertia_test(normalised_ranks(up, down, "global"), h_flat, n_permutations, seed))
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -140,6 +140,16 @@ def check_pair(base_model: str, tuned_model: str | None, known: Sequence[str]) -
                          "Hugging Face models): otherwise the weight drift of section 5 measures quantisation")
 
 
+def _tune_config(cfg: Any, pairs: Sequence[Any], *, seed: int) -> Any:
+    from hneuron_utils.training import sft
+
+    return sft.TuneConfig(base_model=cfg.base_model, steps=cfg.sft_steps, batch_size=cfg.sft_batch_size,
+                          lr=float(cfg.sft_lr), warmup_steps=cfg.sft_warmup_steps, max_tokens=cfg.sft_max_tokens,
+                          freeze=tuple(cfg.sft_freeze), seed=seed, data_digest=sft.digest_pairs(pairs),
+                          loss=cfg.tune_loss, eaft_alpha=float(cfg.eaft_alpha), eaft_topk=cfg.eaft_topk,
+                          autocast=sft.autocast_dtype())
+
+
 def make_pair(cfg: Any) -> tuple[str, dict | None, dict]:
     """The tuned model: ``cfg.tuned_model`` if given, else ``cfg.base_model`` instruction-tuned here
     (cached by its configuration and data). Returns (its name or folder, the tuning record or None, a
@@ -149,14 +159,28 @@ def make_pair(cfg: Any) -> tuple[str, dict | None, dict]:
     if cfg.tuned_model is not None:
         return cfg.tuned_model, None, {}
     pairs, counts = sft.build_pairs(cfg.sft_qa_items, cfg.sft_instruction_items, cfg.seed)
-    tune_cfg = sft.TuneConfig(base_model=cfg.base_model, steps=cfg.sft_steps, batch_size=cfg.sft_batch_size,
-                              lr=float(cfg.sft_lr), warmup_steps=cfg.sft_warmup_steps, max_tokens=cfg.sft_max_tokens,
-                              freeze=tuple(cfg.sft_freeze), seed=cfg.seed, data_digest=sft.digest_pairs(pairs),
-                              loss=cfg.tune_loss, eaft_alpha=float(cfg.eaft_alpha), eaft_topk=cfg.eaft_topk,
-                              autocast=sft.autocast_dtype())
+    tune_cfg = _tune_config(cfg, pairs, seed=cfg.seed)
     out = sft.tuned_dir(tune_cfg)
     record = sft.tune(tune_cfg, pairs, out, checkpoint_every=cfg.sft_checkpoint_every)
     return str(out), record, {"counts": counts, "examples": pairs[:3], "losses": out / "losses.csv"}
+
+
+def make_reference(cfg: Any, *, progress: bool = True) -> tuple[str | None, dict | None]:
+    """The drift's reference: the same tuning as :func:`make_pair` (same pairs, same settings) with the seed
+    ``cfg.sft_reference_seed``, so only the order the pairs are seen in differs (cached like the first).
+    Returns (its folder, its tuning record), or (None, None) when the pair is given (``tuned_model``) or no
+    reference is asked for (``sft_reference_seed`` null)."""
+    from hneuron_utils.training import sft
+
+    if cfg.tuned_model is not None or cfg.sft_reference_seed is None:
+        return None, None
+    if int(cfg.sft_reference_seed) == int(cfg.seed):
+        raise ValueError(f"sft_reference_seed ({cfg.sft_reference_seed}) must differ from seed ({cfg.seed}): the "
+                         "reference is a second tuning that differs only in its seed")
+    pairs, _ = sft.build_pairs(cfg.sft_qa_items, cfg.sft_instruction_items, cfg.seed)  # the same pairs
+    tune_cfg = _tune_config(cfg, pairs, seed=int(cfg.sft_reference_seed))
+    out = sft.tuned_dir(tune_cfg)
+    return str(out), sft.tune(tune_cfg, pairs, out, checkpoint_every=cfg.sft_checkpoint_every, progress=progress)
 
 
 def eval_records(cfg: Any, params: Mapping[str, Any]) -> list[QARecord]:

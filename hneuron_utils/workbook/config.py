@@ -344,6 +344,10 @@ SCHEMA: tuple[Param, ...] = (
           "the vendors)", check=_sft_freeze),
     Param("sft_checkpoint_every", (int,), "Save a resumable checkpoint every this many steps (0 = never).",
           paper="—", check=_non_negative),
+    Param("sft_reference_seed", (int,), "Notebook 06 tunes a second model with this seed (the same pairs and "
+          "settings; only the order the pairs are seen in differs): the reference the drift's size is read "
+          "against. null = no reference (saves one tuning).", paper="— (the paper reads vendor checkpoints "
+          "without a reference)", nullable=True, check=_non_negative),
     Param("tune_loss", (str,), "Loss of notebook 06's instruction tuning: plain cross-entropy or entropy-adaptive "
           "(notebook 08 compares both).", paper="sft (the vendors' tuning)", choices=("sft", "eaft")),
     Param("origin_profile", (str,), "Profile whose values notebook 06 runs notebooks 01–03 with on the tuned "

@@ -295,6 +295,19 @@ def read_slopes(slopes: pd.DataFrame, status: Mapping[str, str] | None = None,
 
 # --------------------------------------------------------------------------- Weight drift
 
+def _inertia_verdict(t: Any, *, pair_ok: bool) -> str:
+    """The words of one inertia test, chosen by the two-sided interval of the difference in mean rank."""
+    lo, hi = t["difference lo"], t["difference hi"]
+    if not pair_ok:
+        return "inconclusive (the pair is not shown to be instruction-tuned)"
+    if interval_side(lo, hi) > 0:
+        return "the H-neurons changed less than the others (the paper's inertia)"
+    if interval_side(lo, hi) < 0:
+        return "the H-neurons changed MORE than the others (against the paper's inertia)"
+    return (f"no detectable difference (the smallest this test could detect: "
+            f"±{t['smallest detectable difference']:.3f} in mean rank)")
+
+
 def read_inertia(tests: Any, *, pair_ok: bool = True) -> list[str]:
     """One sentence per z-scoring, its words chosen by the two-sided 95% interval of the difference in mean
     normalised rank (H-neurons − others; higher = changed less), with the paper's one-sided p beside it.
@@ -303,15 +316,7 @@ def read_inertia(tests: Any, *, pair_ok: bool = True) -> list[str]:
     out = []
     for _, t in tests.iterrows():
         lo, hi = t["difference lo"], t["difference hi"]
-        if not pair_ok:
-            verdict = "inconclusive (the pair is not shown to be instruction-tuned)"
-        elif interval_side(lo, hi) > 0:
-            verdict = "the H-neurons changed less than the others (the paper's inertia)"
-        elif interval_side(lo, hi) < 0:
-            verdict = "the H-neurons changed MORE than the others (against the paper's inertia)"
-        else:
-            verdict = (f"no detectable difference (the smallest this test could detect: "
-                       f"±{t['smallest detectable difference']:.3f} in mean rank)")
+        verdict = _inertia_verdict(t, pair_ok=pair_ok)
         out.append(f"drift, z-scored {t.zscore}: H-neurons' mean normalised rank {t['H mean rank']:.3f} vs "
                    f"{t['others mean rank']:.3f} for the others (higher = changed less; n = {int(t['H-neurons'])}); "
                    f"difference {t['difference (H - others)']:+.3f} [{lo:+.3f}, {hi:+.3f}], two-sided t-test p = "
@@ -320,6 +325,34 @@ def read_inertia(tests: Any, *, pair_ok: bool = True) -> list[str]:
     return out
 
 
+
+
+def read_drift_reference(table: pd.DataFrame, *, pair_ok: bool = True) -> list[str]:
+    """Notebook 06's drift reference (:func:`hneuron_utils.training.drift.seed_reference`): how far the tuning
+    moved the FFN weights against how far two tunings of the same recipe, differing only in their seed, end up
+    from each other; whether the per-neuron drift ranking is the same under both seeds (Spearman ρ, its words
+    chosen by the interval); and the second tuning's inertia test, read with :func:`read_inertia`'s words."""
+    rows = {r.comparison: r for _, r in table.iterrows()}
+    first, second, apart = (rows["base → tuned"], rows["base → second tuning (another seed)"],
+                            rows["tuned → second tuning"])
+    out = [f"the tuning moved the FFN weights by a mean cosine distance of {first['mean Δ up']:.2e} (up-projection "
+           f"rows) and {first['mean Δ down']:.2e} (down-projection columns); a second tuning with another seed moved "
+           f"them by {second['mean Δ up']:.2e} and {second['mean Δ down']:.2e}; the two tuned models are "
+           f"{apart['mean Δ up']:.2e} and {apart['mean Δ down']:.2e} apart, {apart['ratio to base → tuned']:.2f}× the "
+           f"drift from the base (0 = the recipe alone sets the change; about 2 = two independent changes of the "
+           f"same size)"]
+    side = interval_side(second["ρ lo"], second["ρ hi"])
+    words = {1: "the same neurons tend to move most under both seeds", 0: "no detectable agreement between the seeds",
+             -1: "the seeds move opposite neurons"}[side]
+    out.append(f"per-neuron drift, tuning vs second tuning: Spearman ρ = {second['ρ with base → tuned']:.3f} "
+               f"[{second['ρ lo']:.3f}, {second['ρ hi']:.3f}] over {int(second['neurons']):,} neurons → {words}"
+               + (" (part of any agreement is the weights' own shape: a short weight row turns further under "
+                  "the same push, whichever the seed)" if side > 0 else ""))
+    out.append(f"under the second tuning, the H-neurons' mean normalised rank is {second['H mean rank']:.3f} vs "
+               f"{second['others mean rank']:.3f} (difference {second['difference (H - others)']:+.3f} "
+               f"[{second['difference lo']:+.3f}, {second['difference hi']:+.3f}]) → "
+               f"{_inertia_verdict(second, pair_ok=pair_ok)}")
+    return out
 
 # --------------------------------------------------------------------------- Origin across tuning
 

@@ -81,3 +81,66 @@ def test_inertia_test_is_two_sided_and_reads_a_set_that_changed_more():
     rand = stats.inertia_test(ranks, rng.choice(2000, 30, replace=False), 2000, 0)
     assert "no detectable difference" in readouts.read_inertia(pd.DataFrame([{"zscore": "global", **rand}]))[0]
     assert 0 < rand["smallest detectable difference"] < 0.5
+
+
+class _Loaded:
+    def __init__(self, hf):
+        self.hf, self.layers_path = hf, "model.layers"
+
+
+def _tuned_copy(base, common, noise_seed, noise):
+    model = copy.deepcopy(base)
+    g = torch.Generator().manual_seed(noise_seed)
+    with torch.no_grad():
+        for layer, (c_up, c_down) in zip(model.model.layers, common):
+            up, down = layer.mlp.up_proj.weight, layer.mlp.down_proj.weight
+            up.add_(c_up + torch.randn(up.shape, generator=g) * noise)
+            down.add_(c_down + torch.randn(down.shape, generator=g) * noise)
+    return model
+
+
+def _common_change(base, seed=0, size=1e-2):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for layer in base.model.layers:
+        up, down = layer.mlp.up_proj.weight, layer.mlp.down_proj.weight
+        scale_up = torch.rand(up.shape[0], 1, generator=g) ** 4  # some neurons move much more than others
+        scale_down = torch.rand(1, down.shape[1], generator=g) ** 4
+        out.append((torch.randn(up.shape, generator=g) * size * scale_up,
+                    torch.randn(down.shape, generator=g) * size * scale_down))
+    return out
+
+
+def test_seed_reference_tells_a_recipe_driven_drift_from_seed_noise():
+    base = tiny.build_model(tiny.build_tokenizer())
+    common = _common_change(base)
+    # the recipe sets the change, the seed adds little: the tunings agree and sit close together
+    tuned, ref = _tuned_copy(base, common, 1, 1e-4), _tuned_copy(base, common, 2, 1e-4)
+    table = drift.seed_reference(_Loaded(base), _Loaded(tuned), _Loaded(ref), h_flat=[0, 5, 130],
+                                 n_permutations=200, seed=0)
+    rows = table.set_index("comparison")
+    assert list(rows.index) == ["base → tuned", "base → second tuning (another seed)", "tuned → second tuning"]
+    assert rows.loc["tuned → second tuning", "ratio to base → tuned"] < 0.2
+    second = rows.loc["base → second tuning (another seed)"]
+    assert second["ρ lo"] > 0.8 and second["ρ lo"] <= second["ρ with base → tuned"] <= second["ρ hi"]
+    assert second["H-neurons"] == 3 and rows.loc["base → tuned", "neurons"] == 3 * 128
+    text = readouts.read_drift_reference(table)
+    assert "the same neurons tend to move most under both seeds" in text[1]
+    # only noise: two independent changes, about twice the drift apart
+    zero = [(torch.zeros_like(u), torch.zeros_like(d)) for u, d in common]
+    tuned, ref = _tuned_copy(base, zero, 1, 1e-3), _tuned_copy(base, zero, 2, 1e-3)
+    noisy = drift.seed_reference(_Loaded(base), _Loaded(tuned), _Loaded(ref), h_flat=[0, 5, 130],
+                                 n_permutations=200, seed=0).set_index("comparison")
+    assert 1.6 < noisy.loc["tuned → second tuning", "ratio to base → tuned"] < 2.4
+    # isotropic noise turns short weight rows further, so even pure noise moves the same neurons most under both
+    # seeds to some degree: ρ is lower than under a shared change, and the distance ratio is what tells them apart
+    assert noisy.loc["base → second tuning (another seed)", "ρ hi"] < second["ρ lo"]
+
+
+def test_spearman_interval_needs_matching_measures():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=500)
+    rho, lo, hi = drift.spearman_with_ci(x, x + rng.normal(size=500))
+    assert lo < rho < hi and 0.5 < rho < 0.8
+    with pytest.raises(ValueError):
+        drift.spearman_with_ci(x, x[:100])

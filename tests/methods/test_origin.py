@@ -78,3 +78,30 @@ def test_tuning_check_pairs_the_models_on_the_same_questions(monkeypatch):
     from hneuron_utils.workbook import readouts
 
     assert "inconclusive" in readouts.read_tuning_check(same)[-1]
+
+
+def test_reference_tuning_is_skipped_or_refused_before_any_training(monkeypatch):
+    from types import SimpleNamespace
+
+    from hneuron_utils.training import sft
+
+    def no_training(*a, **k):
+        raise AssertionError("nothing may be tuned here")
+
+    monkeypatch.setattr(sft, "tune", no_training)
+    cfg = SimpleNamespace(**config.load_profile("smoke"))
+    assert origin.make_reference(SimpleNamespace(**{**vars(cfg), "sft_reference_seed": None})) == (None, None)
+    assert origin.make_reference(SimpleNamespace(**{**vars(cfg), "tuned_model": "some/instruct"})) == (None, None)
+    with pytest.raises(ValueError, match="must differ from seed"):
+        origin.make_reference(SimpleNamespace(**{**vars(cfg), "sft_reference_seed": cfg.seed}))
+
+
+def test_reference_tuning_differs_from_the_pair_only_in_its_seed():
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(**config.load_profile("smoke"))
+    pairs = [("q", "a")]
+    first, second = origin._tune_config(cfg, pairs, seed=cfg.seed), origin._tune_config(cfg, pairs, seed=7)
+    diff = {k for k, v in asdict(first).items() if asdict(second)[k] != v}
+    assert diff == {"seed"}
