@@ -111,9 +111,34 @@ def generate_scaled(loaded: Any, prompts: Sequence[str], flat_neurons: Sequence[
     at every step (None, or alpha == 1, = the unmodified model, no trace)."""
     from hneuron_utils.text.generation import Sampling, sample_many
 
+    if getattr(loaded, "remote", False):  # NDIF (or its in-process simulation): nnsight's generate, one request a batch
+        from hneuron_utils.text.generation import remote_generate
+
+        return remote_generate(loaded, prompts, n_samples, sampling or Sampling(), batch_size=batch_size,
+                               templated=templated, progress=progress,
+                               step_edit=remote_step_edit(loaded, flat_neurons, alpha))
     return sample_many(loaded, prompts, n_samples, sampling or Sampling(), seed=seed, keys=keys,
                        batch_size=batch_size, templated=templated, progress=progress,
                        forward=scaled_forward(loaded, flat_neurons, alpha))
+
+
+def remote_step_edit(loaded: Any, flat_neurons: Sequence[int] | None, alpha: float) -> Any:
+    """The α write as a step edit for :func:`hneuron_utils.text.generation.remote_generate`: inside the remote
+    trace, at every decoding step, the neurons' ``down_proj`` input is multiplied by ``alpha`` (None when the
+    scaling changes nothing)."""
+    if unmodified(flat_neurons, alpha):
+        return None
+    plan = sorted(by_layer(flat_neurons, loaded.d_ff).items())
+    for layer, _ in plan:
+        if not 0 <= layer < loaded.n_layers:
+            raise ValueError(f"layer {layer} out of range (model has {loaded.n_layers})")
+
+    def edit(model: Any) -> None:
+        for layer, idx in plan:
+            z = model.down_proj(layer).input
+            z[..., idx] = z[..., idx] * alpha
+
+    return edit
 
 
 def suppression_accuracies(loaded: Any, records: Sequence[Any], judge: Any, neuron_sets: Mapping[float, Sequence[int]],
@@ -191,11 +216,24 @@ def generate_conditions(loaded: Any, prompts: Sequence[str], conditions: Sequenc
     """One completion of every prompt, prompt ``p`` under ``conditions[row_condition[p]]``, all in one
     decoding batch (:func:`row_scaled_forward`). ``keys`` seed the sampling per prompt: give a prompt the
     same key under every condition and its samples use the same random numbers as in its own run.
-    ``share_prefix``: prefill the prompts' common prefix once per condition (scaled as the condition says)."""
+    ``share_prefix``: prefill the prompts' common prefix once per condition (scaled as the condition says).
+    A model whose traces run remotely (``loaded.remote``) gets one request per condition instead
+    (:func:`generate_scaled`); its sampled draws are not keyed (see
+    :func:`~hneuron_utils.text.generation.remote_generate`)."""
     from hneuron_utils.text.generation import Sampling, sample_many
 
     if len(row_condition) != len(prompts):
         raise ValueError("row_condition must give a condition for every prompt")
+    if getattr(loaded, "remote", False):  # remote traces: one generate request per condition (and batch)
+        out: list[Any] = [None] * len(prompts)
+        for c, (flat_neurons, alpha) in enumerate(conditions):
+            rows = [i for i, rc in enumerate(row_condition) if rc == c]
+            if rows:
+                got = generate_scaled(loaded, [prompts[i] for i in rows], flat_neurons, alpha, sampling,
+                                      batch_size=batch_size, progress=progress)
+                for i, o in zip(rows, got):
+                    out[i] = o
+        return out
     fwd = row_scaled_forward(loaded, conditions, row_condition)
     return sample_many(loaded, prompts, 1, sampling or Sampling(), seed=seed, keys=keys, batch_size=batch_size,
                        progress=progress, forward=fwd, share_prefix=share_prefix)

@@ -93,7 +93,7 @@ def generate(loaded: Any, prompts: Sequence[str], sampling: Sampling = Sampling(
 
     Generation stops at any end-of-turn token; the returned text excludes special tokens and is stripped.
     """
-    from tqdm import tqdm
+    from hneuron_utils.progress import bar
 
     tok, model = loaded.tokenizer, loaded.hf
     stop = loaded.stop_token_ids()
@@ -101,7 +101,7 @@ def generate(loaded: Any, prompts: Sequence[str], sampling: Sampling = Sampling(
     if seed is not None:
         torch.manual_seed(seed)
     batches = length_batches([len(p) for p in prompts], batch_size)
-    for idx in tqdm(batches, desc="generate", disable=not progress or len(batches) < 2, mininterval=5.0):
+    for idx in bar(batches, show=progress and len(batches) >= 2, desc="generate", mininterval=5.0):
         enc = encode(tok, [prompts[i] for i in idx], templated=templated).to(loaded.device)
         ids = model.generate(**enc, **sampling.kwargs(), eos_token_id=stop, pad_token_id=tok.pad_token_id)
         new = ids[:, enc["input_ids"].shape[1]:]
@@ -255,6 +255,62 @@ def _decode(tok: Any, ids: list[int], stopped: bool, keep_lead: bool = False) ->
     return Sample(text=text.rstrip() if keep_lead else text.strip(), token_ids=ids, stopped=stopped)
 
 
+def remote_generate(loaded: Any, prompts: Sequence[str], n_samples: int = 1, sampling: Sampling = Sampling(), *,
+                    batch_size: int = 64, templated: bool = True, progress: bool = False,
+                    step_edit: Any = None) -> list[list[Sample]]:
+    """Generation on a model whose traces run elsewhere (``loaded.remote``: NDIF with ``True``, nnsight's
+    in-process simulation of it with ``"local"``): one nnsight ``generate`` request per batch. ``step_edit(model)``,
+    if given, runs inside the trace at every step (``tracer.iter`` over all ``max_new_tokens`` steps: the
+    prompt's prefill and each new token), e.g. an α write on chosen neurons. Every row decodes exactly
+    ``max_new_tokens`` tokens (generation is not told the end-of-turn tokens, so the iteration's length is known
+    before the request is sent) and is cut here at its first end-of-turn token, where the local loop stops it.
+
+    Greedy decoding gives the local loop's tokens (the tests compare them in float32). Sampled decoding draws
+    from the same distribution but not the same draws: the local loop's per-sample seeds cannot be sent, so a
+    remote sampled run is not reproducible draw for draw."""
+    from hneuron_utils.progress import bar as progress_bar
+
+    if n_samples < 1 or batch_size < 1:
+        raise ValueError("n_samples and batch_size must be >= 1")
+    if not sampling.do_sample and n_samples > 1:
+        raise ValueError("greedy decoding gives identical samples: use n_samples=1 or do_sample=True")
+    tok, steps = loaded.tokenizer, int(sampling.max_new_tokens)
+    stop = set(loaded.stop_token_ids())
+    pad = tok.pad_token_id if tok.pad_token_id is not None else min(stop)
+    # eos_token_id None: no row stops early, so the iteration has exactly max_new_tokens steps (min_new_tokens
+    # would do that by forbidding the end-of-turn tokens, which changes what the model says)
+    gen_kw: dict[str, Any] = {"max_new_tokens": steps, "eos_token_id": None, "do_sample": bool(sampling.do_sample),
+                              "pad_token_id": pad, "num_return_sequences": n_samples}
+    if sampling.do_sample:
+        gen_kw.update(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p)
+    else:
+        gen_kw.update(temperature=None, top_k=None, top_p=None)
+    out: list[list[Sample]] = []
+    per_batch = max(1, batch_size // n_samples)
+    bar = progress_bar(total=len(prompts), show=progress, desc="remote generate", mininterval=10.0, unit="prompt")
+    for start in range(0, len(prompts), per_batch):
+        toks = [tok(p, add_special_tokens=not templated)["input_ids"] for p in prompts[start:start + per_batch]]
+        width = max(len(t) for t in toks)
+        ids = torch.tensor([[pad] * (width - len(t)) + t for t in toks])  # left-padded, as generation needs
+        mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in toks])
+        with loaded.lm.generate({"input_ids": ids, "attention_mask": mask}, remote=loaded.remote, **gen_kw) as tracer:
+            if step_edit is not None:
+                for _ in tracer.iter[0:steps]:
+                    step_edit(loaded)
+            result = tracer.result.save()
+        new = result[:, width:].tolist()
+        for i in range(len(toks)):
+            row = []
+            for k in range(n_samples):
+                gen = new[i * n_samples + k]
+                cut = next((j for j, t in enumerate(gen) if t in stop), None)
+                row.append(_decode(tok, gen[:cut] if cut is not None else gen, cut is not None))
+            out.append(row)
+        bar.update(len(toks))
+    bar.close()
+    return out
+
+
 @torch.inference_mode()
 def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, sampling: Sampling = Sampling(),
                 seed: int = 0, *, keys: Sequence[str] | None = None, batch_size: int = 64,
@@ -287,7 +343,13 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
             raise ValueError("forward and stop_at_newline need the local model: a served model only samples")
         return loaded.sample(prompts, n_samples, sampling, seed=seed,
                              keys=keys or [str(i) for i in range(len(prompts))], first_sample=first_sample)
-    from tqdm import tqdm
+    if getattr(loaded, "remote", False):  # NDIF (or its simulation): nnsight's generate, one request per batch
+        if forward is not None or stop_at_newline:
+            raise ValueError("a model whose traces run remotely generates through remote_generate: a replaced "
+                             "forward or stop_at_newline needs the local model (activations_backend 'local')")
+        return remote_generate(loaded, prompts, n_samples, sampling, batch_size=batch_size, templated=templated,
+                               progress=progress)
+    from hneuron_utils.progress import bar as progress_bar
 
     if n_samples < 1 or batch_size < 1:
         raise ValueError("n_samples and batch_size must be >= 1")
@@ -332,8 +394,8 @@ def sample_many(loaded: Any, prompts: Sequence[str], n_samples: int = 1, samplin
     per_batch = max(1, batch_size // n_samples)
     queue = sorted(range(len(toks)), key=lambda i: len(toks[i]))  # shortest first
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    bar = tqdm(total=len(prompts) * n_samples, desc="sample" if sampling.do_sample else "greedy",
-               disable=not progress, mininterval=10.0, unit="seq")
+    bar = progress_bar(total=len(prompts) * n_samples, show=progress, desc="sample" if sampling.do_sample else "greedy",
+                       mininterval=10.0, unit="seq")
     state = None  # (cache, mask, last positions [B,1], logits) of the active rows
     rows: list[tuple[int, int]] = []  # (prompt, sample) of each active row, in cache order
     gens: list[list[int]] = []

@@ -75,3 +75,46 @@ def test_for_cett_takes_the_backend(tiny):
     assert models.for_cett(tiny, "tiny-random", "auto", backend="ndif-local").remote == "local"
     with pytest.raises(ValueError, match="activations_backend"):
         models.for_cett(tiny, "tiny-random", "auto", backend="cloud")
+
+
+def _chat_prompts(loaded, questions):
+    from hneuron_utils.text.generation import render
+
+    return [render(loaded.tokenizer, [{"role": "user", "content": q}]) for q in questions]
+
+
+QUESTIONS = ["hello world", "the cat sat on the mat and then", "a", "which river flows through Paris?"]
+
+
+def test_remote_generation_gives_the_local_loops_greedy_tokens(tiny, monkeypatch):
+    from hneuron_utils.text.generation import Sampling, sample_many
+
+    prompts = _chat_prompts(tiny, QUESTIONS)
+    first = sample_many(tiny, prompts[:1], 1, Sampling(max_new_tokens=12), progress=False)[0][0].token_ids
+    # the random model never ends its turn: make the 4th token of the first answer an end-of-turn token, so that
+    # both endings (stopped, and cut at max_new_tokens) are compared
+    monkeypatch.setattr(type(tiny), "stop_token_ids", lambda self: [first[3]])
+    local = sample_many(tiny, prompts, 1, Sampling(max_new_tokens=12), batch_size=3, progress=False)
+    far = sample_many(remote.simulated(tiny), prompts, 1, Sampling(max_new_tokens=12), batch_size=3, progress=False)
+    assert [(o[0].token_ids, o[0].text, o[0].stopped) for o in far] == \
+        [(o[0].token_ids, o[0].text, o[0].stopped) for o in local]
+    assert local[0][0].stopped and local[0][0].token_ids == first[:3] and any(not o[0].stopped for o in local)
+
+
+def test_remote_generation_refuses_what_only_the_local_loop_does(tiny):
+    from hneuron_utils.text.generation import Sampling, sample_many
+
+    sim = remote.simulated(tiny)
+    with pytest.raises(ValueError, match="activations_backend 'local'"):
+        sample_many(sim, _chat_prompts(tiny, ["a"]), 1, Sampling(max_new_tokens=4), stop_at_newline=True)
+    with pytest.raises(ValueError, match="identical samples"):
+        sample_many(sim, _chat_prompts(tiny, ["a"]), 2, Sampling(max_new_tokens=4))
+
+
+def test_remote_sampling_draws_k_completions_per_prompt(tiny):
+    from hneuron_utils.text.generation import Sampling, sample_many
+
+    got = sample_many(remote.simulated(tiny), _chat_prompts(tiny, QUESTIONS[:2]), 3,
+                      Sampling(do_sample=True, temperature=1.0, top_k=50, top_p=1.0, max_new_tokens=6), progress=False)
+    assert [len(o) for o in got] == [3, 3]
+    assert all(len(s.token_ids) <= 6 for o in got for s in o)

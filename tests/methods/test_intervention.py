@@ -1,3 +1,5 @@
+import math
+
 import torch
 
 from hneuron_utils import interventions
@@ -187,3 +189,44 @@ def test_row_scale_plan():
     assert u2.tolist() == [5] and m2[:, 0].tolist() == [1.0, 1.0, 2.0, 1.0]
     with pytest.raises(ValueError, match="out of range"):
         interventions.row_scale_plan(L(), [([31], 0.0)])
+
+
+def test_the_alpha_write_on_a_remote_model_equals_the_local_one(tiny):
+    """05's and 03's α write on NDIF: nnsight's generate with the write at every step, serialised as for the
+    service and run in this process (remote="local"), gives the local engine's greedy tokens."""
+    from hneuron_utils.models import remote
+    from hneuron_utils.text.generation import Sampling, render
+
+    sim = remote.simulated(tiny)
+    prompts = [render(tiny.tokenizer, [{"role": "user", "content": q}]) for q in ("hello world", "the cat sat", "a")]
+    flat = [tiny.d_ff + 1, tiny.d_ff + 5, 2 * tiny.d_ff + 7, 3]
+    runs = {}
+    for alpha in (0.0, 3.0, 1.0):
+        local = interventions.generate_scaled(tiny, prompts, flat, alpha, Sampling(max_new_tokens=10), batch_size=2)
+        far = interventions.generate_scaled(sim, prompts, flat, alpha, Sampling(max_new_tokens=10), batch_size=2)
+        assert [o[0].token_ids for o in far] == [o[0].token_ids for o in local]
+        runs[alpha] = [o[0].token_ids for o in far]
+    assert runs[3.0] != runs[1.0] and runs[0.0] != runs[1.0]  # the write reaches the remote generation
+    # several conditions: one request per condition, each row under its own
+    conds = [(flat, 3.0), (None, 1.0)]
+    mixed = interventions.generate_conditions(sim, prompts, conds, [0, 1, 0], Sampling(max_new_tokens=10))
+    assert [o[0].token_ids for o in mixed] == [runs[3.0][0], runs[1.0][1], runs[3.0][2]]
+
+
+def test_the_suppression_rule_reads_the_same_accuracy_remotely(tiny):
+    from hneuron_utils.models import remote
+
+    class Judge:  # "correct" = the answer contains a token's text; enough to compare two runs
+        def judge(self, question, text, answers):
+            from types import SimpleNamespace
+
+            return SimpleNamespace(correct=any(a in text for a in answers))
+
+    from types import SimpleNamespace
+
+    recs = [SimpleNamespace(question=q, answers=("e", "a")) for q in ("hello world", "the cat sat", "a", "b c")]
+    sets = {0.1: [tiny.d_ff + 1, 5], 0.5: list(range(tiny.d_ff, 2 * tiny.d_ff)), 1.0: []}
+    far_base, far = interventions.suppression_accuracies(remote.simulated(tiny), recs, Judge(), sets, batch_size=2)
+    base, here = interventions.suppression_accuracies(tiny, recs, Judge(), sets, batch_size=2)
+    assert far_base == base and far[0.1] == here[0.1] and far[0.5] == here[0.5]
+    assert math.isnan(far[1.0]) and math.isnan(here[1.0])  # an empty set has no accuracy, remotely or not
