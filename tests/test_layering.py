@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hneuron_utils"
 LAYERS = {
-    "core": {"models", "text", "data", "judges", "stats", "cache", "paths", "checks"},
+    "core": {"models", "text", "data", "judges", "stats", "cache", "paths", "checks", "progress"},
     "methods": {"features", "probes", "interventions", "monitor", "introspection", "training"},
     "workbook": {"workbook"},
 }

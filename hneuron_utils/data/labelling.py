@@ -195,14 +195,14 @@ def label_pool(loaded: Any, records: Sequence[QARecord], judge: Judge, rule: Rul
     answer, to measure what the screen misses. Without ``screen`` every question looked at is sampled.
     ``style`` and ``system`` set the prompt (:func:`~hneuron_utils.text.generation.question_prompt`).
     """
-    from tqdm import tqdm
+    from hneuron_utils.progress import bar as progress_bar
 
     order = walk_order(records, seed)
     check = {r.id for r in order[:check_size]}
     rows: list[dict] = []
     found = Counter()
     chunks = [order[i:i + chunk_size] for i in range(0, len(order), chunk_size)]
-    bar = tqdm(chunks, desc="pool chunks", disable=not progress, mininterval=5.0)
+    bar = progress_bar(chunks, show=progress, desc="pool chunks", mininterval=5.0)
     for chunk in bar:
         greedy = greedy_answers(loaded, chunk, screen_max_new_tokens or sampling.max_new_tokens, batch_size,
                                 style=style, system=system) \

@@ -154,7 +154,7 @@ def extract(loaded, examples: list, batch_size: int = 16, progress: bool = True,
     For a model whose traces run remotely (``loaded.remote``: NDIF, or nnsight's in-process simulation of
     it), every batch is one remote trace, without the shared prefix.
     """
-    from tqdm import tqdm
+    from hneuron_utils.progress import bar
 
     from hneuron_utils.text.generation import _common_prefix, _expand_cache, length_batches
 
@@ -185,7 +185,7 @@ def extract(loaded, examples: list, batch_size: int = 16, progress: bool = True,
         prefix_kv = [(layer.keys, layer.values) for layer in pc.layers]
     batches = length_batches([len(ex.input_ids) for ex in examples], batch_size)
     pad = loaded.tokenizer.pad_token_id
-    for idx in tqdm(batches, desc="CETT", disable=not progress, mininterval=10.0):
+    for idx in bar(batches, show=progress, desc="CETT", mininterval=10.0):
         tails = [examples[i].input_ids[P:] for i in idx]
         ids = _pad_left(tails, pad).to(dev)
         am_t = _pad_left([torch.ones_like(t) for t in tails], 0).to(dev)
@@ -256,7 +256,7 @@ def extract_cached(loaded, examples: list, ids: list[str], batch_size: int = 16,
     import os
     import time
 
-    from tqdm import tqdm
+    from hneuron_utils.progress import bar
 
     from hneuron_utils.cache import stage_dir
 
@@ -264,7 +264,7 @@ def extract_cached(loaded, examples: list, ids: list[str], batch_size: int = 16,
     d = stage_dir("cett", key)
     starts = list(range(0, len(examples), shard_size))
     t0, computed = time.perf_counter(), 0
-    for s in tqdm(starts, desc="CETT shards", disable=not progress, mininterval=5.0):
+    for s in bar(starts, show=progress, desc="CETT shards", mininterval=5.0):
         f = d / f"shard_{s // shard_size:05d}.pt"
         if f.exists():
             continue

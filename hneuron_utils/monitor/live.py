@@ -148,7 +148,7 @@ def monitored_sample(loaded: Any, prompts: Sequence[str], flat_neurons: Sequence
     ``monitor=False`` runs the same loop with plain model calls and reads nothing (the overhead
     baseline); a guard needs the monitor. Sampling follows ``sampling`` (greedy when ``do_sample`` is
     False) with per-(prompt, attempt, step) seeds."""
-    from tqdm import tqdm
+    from hneuron_utils.progress import bar as progress_bar
 
     from hneuron_utils.text.generation import filter_logits, _draw, sample_seed
 
@@ -171,7 +171,7 @@ def monitored_sample(loaded: Any, prompts: Sequence[str], flat_neurons: Sequence
     toks = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     out: list[Stream | None] = [None] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(toks[i]))
-    bar = tqdm(total=len(prompts), desc="monitored" if monitor else "plain", disable=not progress,
+    bar = progress_bar(total=len(prompts), show=progress, desc="monitored" if monitor else "plain",
                mininterval=10.0, unit="answer")
 
     def step(ids: torch.Tensor, am: torch.Tensor, pos: torch.Tensor, cache: Any) -> tuple:

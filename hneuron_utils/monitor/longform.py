@@ -67,13 +67,13 @@ def cached_streams(loaded: Any, records: Sequence[QARecord], prompts: Sequence[s
                    name: str = "streams", chunk: int = 96, guard: Any = None) -> list[Stream]:
     """:func:`monitored_sample` on every prompt, saved ``chunk`` questions at a time under a stage folder
     keyed by ``key`` plus the prompts, neurons, layer, decoding settings and seed (resumable)."""
-    from tqdm import tqdm
+    from hneuron_utils.progress import bar
 
     d = stage_dir(name, {**key, "prompts": digest(list(prompts)), "flat": [int(f) for f in flat],
                          "resid_layer": resid_layer, "sampling": repr(sampling), "seed": seed})
     out: list[Stream] = []
     chunks = range(0, len(prompts), chunk)
-    for c in tqdm(chunks, desc=name, disable=len(chunks) < 2):
+    for c in bar(chunks, show=len(chunks) >= 2, desc=name):
         path = d / f"chunk{c // chunk:04d}.pt"
         if not path.exists():
             got = monitored_sample(loaded, prompts[c:c + chunk], flat, sampling, seed=seed,

@@ -111,7 +111,7 @@ def mc_scores(loaded: Any, items: Sequence[Any], *, target_format: str, batch_si
     the next token of :func:`mc_prompts` (after "Answer:" in the "answer_letter" format, as the first answer
     token in "letter_text"), its correctness, and the probability mass on the letters (how much the model
     answers in the letter format). Cached per model, format and item."""
-    from tqdm.auto import tqdm
+    from hneuron_utils.progress import bar
 
     from hneuron_utils.models import model_key
     from hneuron_utils.data.medmc import MC_INSTRUCTION, score_prefix
@@ -132,7 +132,7 @@ def mc_scores(loaded: Any, items: Sequence[Any], *, target_format: str, batch_si
         return dict(zip(order, read))
 
     got = cached_map("mc_letters", key, list(by_id), compute, chunk=4 * batch_size,
-                     progress=(lambda c: tqdm(c, desc="multiple choice", mininterval=10)) if progress else None)
+                     progress=(lambda c: bar(c, desc="multiple choice", mininterval=10)) if progress else None)
     return pd.DataFrame([{"id": i, "choice": got[i]["choice"], "correct": got[i]["choice"] == by_id[i].correct,
                           "letter_mass": got[i]["letter_mass"]} for i in by_id])
 

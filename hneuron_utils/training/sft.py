@@ -301,7 +301,7 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
     without that file raises instead of returning a curve it never measured."""
     if evaluate is not None and eval_every < 1:
         raise ValueError(f"eval_every must be >= 1 with an evaluate function, got {eval_every}")
-    from tqdm import tqdm
+    from hneuron_utils.progress import bar as progress_bar
 
     from hneuron_utils.models.loading import _load_hf
 
@@ -355,7 +355,7 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
     t0 = time.perf_counter() - (losses[-1]["seconds"] if losses else 0.0)
     if evaluate is not None and start == 0:
         run_eval(0)
-    bar = tqdm(range(start, end), desc="tuning", disable=not progress, mininterval=10.0)
+    bar = progress_bar(range(start, end), show=progress, desc="tuning", mininterval=10.0)
     for step in bar:
         batch = _batch([encoded[i] for i in order[step * cfg.batch_size:(step + 1) * cfg.batch_size]], pad)
         for g in opt.param_groups:

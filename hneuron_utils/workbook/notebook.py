@@ -6,7 +6,6 @@ table (and its figure), and timing its stages. Every numbered notebook opens wit
 from __future__ import annotations
 
 import json
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,9 +14,7 @@ from typing import Any, Iterator, Sequence
 import pandas as pd
 
 from hneuron_utils import paths
-
-
-BATCH_ENV = "HNEURON_BATCH"  # set to "1" by the runner while papermill executes a notebook
+from hneuron_utils.progress import batch_run
 
 
 class Notebook:
@@ -33,8 +30,8 @@ class Notebook:
     @property
     def progress(self) -> bool:
         """Whether long loops show progress bars: yes in an interactive session, no when the runner executes
-        the notebook through papermill (it sets :data:`BATCH_ENV`), so executed notebooks stay readable."""
-        return os.environ.get(BATCH_ENV) != "1"
+        the notebook through papermill (it sets ``HNEURON_BATCH``), so executed notebooks stay readable."""
+        return not batch_run()
 
     def __init__(self, number: str, cfg: Any, needs: Sequence[str] = ()):
         if not (len(number) == 2 and number.isdigit()):

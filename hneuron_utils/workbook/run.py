@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hneuron_utils.workbook import config
-from hneuron_utils.workbook.notebook import BATCH_ENV
+from hneuron_utils.progress import BATCH_ENV
 from hneuron_utils.paths import project_root, run_dir
 
 KERNEL_NAME = "hneurons"

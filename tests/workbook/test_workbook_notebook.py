@@ -74,5 +74,5 @@ def test_stats_counts_lines(tmp_path):
 
 def test_package_is_laid_out_by_concept():
     flat = sorted(p.name for p in (ROOT / "hneuron_utils").glob("*.py"))
-    # the core's one-module concepts: the stage cache, sample-size checks, paths, statistics
-    assert flat == ["__init__.py", "cache.py", "checks.py", "paths.py", "stats.py"], f"modules outside a concept subpackage: {flat}"
+    # the core's one-module concepts: the stage cache, sample-size checks, paths, progress bars, statistics
+    assert flat == ["__init__.py", "cache.py", "checks.py", "paths.py", "progress.py", "stats.py"], f"modules outside a concept subpackage: {flat}"
