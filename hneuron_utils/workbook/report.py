@@ -1206,6 +1206,15 @@ def _finding_06(run: Path, stale: dict) -> str | None:
                     f"(n = {int(r['H-neurons'])} H-neurons)"
                     + (f"; {paper_words(r['difference lo'], r['difference hi'], 'H-neurons change less than others')}"
                        if tuned_ok else ""))
+    ref = _read(run, "06_drift_reference")
+    if ref is not None and {"comparison", "ratio to base → tuned", "ρ lo"} <= set(ref.columns):
+        rows = ref.set_index("comparison")
+        apart, second = rows.loc["tuned → second tuning"], rows.loc["base → second tuning (another seed)"]
+        bits.append(f"a second tuning with another seed ends {apart['ratio to base → tuned']:.2f}× the drift away from "
+                    f"the first (0 = the recipe sets the change, about 2 = independent changes), per-neuron drift "
+                    f"Spearman ρ {_iv(second['ρ with base → tuned'], second['ρ lo'], second['ρ hi'])}; under it the "
+                    f"H-neurons' rank difference is "
+                    f"{_iv(second['difference (H - others)'], second['difference lo'], second['difference hi'], '+.3f')}")
     return out + (": " + "; ".join(bits) if bits else "") + "." + _stale_note(stale, "06")
 
 

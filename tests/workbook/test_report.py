@@ -159,6 +159,16 @@ def test_origin_finding_is_inconclusive_when_the_tuned_model_is_not_more_accurat
     rows[1].update({"tuned − base": 0.3, "difference lo": 0.25, "difference hi": 0.35, "passed": True})
     pd.DataFrame(rows).to_csv(t / "06_tuning_check.csv", index=False)
     assert "instruction-tuned by every measure" in report.findings_block(tmp_path)
+    # the drift's reference, when 06 measured one, is read into the same line
+    pd.DataFrame([{"comparison": "base → tuned", "ratio to base → tuned": 1.0},
+                  {"comparison": "base → second tuning (another seed)", "ratio to base → tuned": 0.98,
+                   "ρ with base → tuned": 0.6, "ρ lo": 0.59, "ρ hi": 0.61, "difference (H - others)": 0.02,
+                   "difference lo": -0.05, "difference hi": 0.09},
+                  {"comparison": "tuned → second tuning", "ratio to base → tuned": 1.43}]).to_csv(
+        t / "06_drift_reference.csv", index=False)
+    block = report.findings_block(tmp_path)
+    assert "another seed ends 1.43× the drift away" in block and "ρ 0.600 [0.590, 0.610]" in block
+    assert "rank difference is +0.020 [-0.050, +0.090]" in block
 
 
 def test_findings_block_of_an_empty_run_invents_nothing(tmp_path):
