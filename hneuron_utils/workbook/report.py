@@ -11,7 +11,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from hneuron_utils.paths import project_root
 from hneuron_utils.workbook import readouts
@@ -30,6 +30,22 @@ def fresh_times(log: dict) -> dict[str, dict]:
     return out
 
 
+def coherence_line(log: Mapping[str, Any]) -> str:
+    """Whether the run's notebooks ran from one code version: the code digests (package, notebooks, profile)
+    their entries recorded, and how many entries predate the digest."""
+    entries = log.get("notebooks", {})
+    digests = [e.get("code_digest") for e in entries.values()]
+    known = sorted({d for d in digests if d})
+    missing = sum(1 for d in digests if not d)
+    if len(known) == 1 and not missing:
+        return f"\nAll {len(entries)} notebooks ran at one code digest, `{known[0]}` (package, notebooks and profile)."
+    if not known:
+        return (f"\nNo code digest recorded: the {len(entries)} notebooks ran before the run log kept one, so only "
+                "their commits (above) say which code made them.")
+    return (f"\nNot one code version: the {len(entries)} notebooks ran at {len(known)} recorded code digest(s)"
+            + (f", and {missing} ran before the run log recorded digests" if missing else "") + ".")
+
+
 def results_block(run: Path) -> str:
     """Markdown summarising a run: profile, model, commit, per-notebook wall times, then every notebook's results
     (the body of ``results/<run>/RESULTS.md``). A collapsed interval '[x, x]' is printed as not estimable."""
@@ -38,7 +54,7 @@ def results_block(run: Path) -> str:
     dtype = f"`{p['dtype']}` → `{log.get('resolved_dtype', '?')}`"
     lines = [f"Run `{p['run_name']}` — profile `{log['profile']}`, model `{p['model']}`, dtype {dtype}, "
              f"seed {p['seed']}, {log['cpus']} CPU cores.",
-             "", "| notebook | status | wall time | started | commit | from an empty stage cache |",
+             "", "| notebook | status | wall time | started | commit · code digest | from an empty stage cache |",
              "|---|---|---|---|---|---|"]
     total = 0.0
     fresh = fresh_times(log)
@@ -47,11 +63,13 @@ def results_block(run: Path) -> str:
         total += secs
         f = fresh.get(name)
         lines.append(f"| `{name}` | {e['status']} | {secs / 60:.1f} min ({secs:.0f} s) | {e.get('started', '?')} | "
-                     f"`{e.get('git_commit', log.get('git_commit', '?'))}` | "
+                     f"`{e.get('git_commit', log.get('git_commit', '?'))}`"
+                     + (f" · `{e['code_digest']}`" if e.get("code_digest") else "") + " | "
                      + (f"{f['seconds'] / 60:.1f} min (`{f.get('git_commit', '?')}`) |" if f else "not measured |"))
     lines.append(f"| **sum of the times above** | | **{total / 60:.1f} min** | | | "
                  + (f"**{sum(f['seconds'] for f in fresh.values()) / 60:.1f} min** ({len(fresh)} of "
                     f"{len(log['notebooks'])} notebooks measured) |" if fresh else "|"))
+    lines += [coherence_line(log)]
     lines += _stale_lines(log, run)
     lines += _layout_lines(log)
     for e in log.get("earlier", []):

@@ -3,7 +3,8 @@
     python -m hneuron_utils.workbook.run --params params/default.yaml [--only 01,03] [--run-name NAME]
 
 Executed notebooks go to ``results/<run_name>/``, with ``run_log.json`` (parameters, seeds, versions,
-git commit, per-notebook times). On failure the run stops and names the notebook and the cell.
+git commit, the code digest of :func:`code_digest`, per-notebook times). On failure the run stops and names the
+notebook and the cell. The committed run (``default``) refuses a tree whose code differs from its commit.
 """
 
 from __future__ import annotations
@@ -28,6 +29,29 @@ KERNEL_NAME = "hneurons"
 
 class NotebookFailed(RuntimeError):
     """A notebook raised during a papermill run."""
+
+
+class DirtyTree(RuntimeError):
+    """The committed run was asked for while the code it would record differs from any commit."""
+
+
+COMMITTED_RUNS = ("default",)  # runs whose results are committed: only from committed code
+
+
+def code_digest(profile_file: Path) -> str:
+    """A content digest of what decides a run's numbers: every Python file of the package, every numbered
+    notebook and the profile (16 hex characters). Results, figures and the README do not enter it, so commits
+    that only add results keep it, and two notebooks run at the same digest ran the same code."""
+    import hashlib
+
+    root = project_root()
+    files = sorted(p for p in (root / "hneuron_utils").rglob("*.py") if "__pycache__" not in p.parts)
+    files += notebooks() + [Path(profile_file)]
+    h = hashlib.sha256()
+    for p in files:
+        name = p.relative_to(root) if p.is_relative_to(root) else Path(p.name)
+        h.update(f"{name.as_posix()}\0".encode() + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def notebooks(only: Sequence[str] | None = None) -> list[Path]:
@@ -148,6 +172,13 @@ def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = 
         params.update(config.validate_mapping(overrides))
     if run_name:
         params["run_name"] = config.validate_value("run_name", run_name)
+    prof = config.profile_path(profile)
+    commit = _git_commit()
+    if params["run_name"] in COMMITTED_RUNS and commit.endswith("-dirty"):
+        raise DirtyTree(f"results/{params['run_name']}/ is the committed run: its notebooks run only from committed "
+                        f"code (the tree differs from {commit.removesuffix('-dirty')} outside results/, figures/ and "
+                        "the README). Commit or stash the changes first, or give the run another --run-name.")
+    digest = code_digest(prof)
     out_dir = run_dir(params["run_name"])
     out_dir.mkdir(parents=True, exist_ok=True)
     nbs = list(notebook_files) if notebook_files is not None else notebooks(only)
@@ -156,7 +187,6 @@ def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = 
     # a full run starts a fresh log; a partial run (--only) keeps it and moves replaced entries to "earlier"
     partial = bool(only) or notebook_files is not None
     log: dict[str, Any] = json.loads(log_path.read_text()) if (log_path.exists() and partial) else {}
-    prof = config.profile_path(profile)
     prof_shown = str(prof.relative_to(project_root())) if prof.is_relative_to(project_root()) else str(prof)
     from hneuron_utils.models import resolve_device, resolve_dtype
     from hneuron_utils.workbook import env
@@ -165,14 +195,16 @@ def run(profile: str, only: Sequence[str] | None = None, run_name: str | None = 
                 "cpus": os.cpu_count(), "kernels": env.kernels(),
                 "resolved_dtype": str(resolve_dtype(params["dtype"], resolve_device(params["device"]))).replace("torch.", "")}
     if not partial:  # a partial run keeps the full run's start and commit; each notebook records its own
-        this_run.update({"git_commit": _git_commit(), "started": dt.datetime.now().isoformat(timespec="seconds")})
+        this_run.update({"git_commit": commit, "code_digest": digest,
+                         "started": dt.datetime.now().isoformat(timespec="seconds")})
     if not log:  # a fresh log: this run's settings are the run's settings from the start
         log.update(this_run)
     log.setdefault("notebooks", {})
     log["last_invocation"] = [nb.name for nb in nbs]
     for nb in nbs:
         print(f"[run {params['run_name']}] {nb.name} ...", flush=True)
-        entry = {"started": dt.datetime.now().isoformat(timespec="seconds"), "git_commit": _git_commit()}
+        entry = {"started": dt.datetime.now().isoformat(timespec="seconds"), "git_commit": _git_commit(),
+                 "code_digest": code_digest(prof)}
         # execute into a scratch file: a failing re-run never overwrites the last good executed notebook
         scratch = out_dir / f".{nb.stem}.running.ipynb"
         fresh, old_cache = ((fresh_stage_cache(out_dir, nb.name), os.environ.get("HNEURON_CACHE")) if fresh_stages
@@ -320,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log = run(args.params, only=args.only.split(",") if args.only else None, run_name=args.run_name,
                   log_output=not args.quiet, fresh_stages=args.fresh_stages)
-    except (config.ConfigError, NotebookFailed) as e:
+    except (config.ConfigError, NotebookFailed, DirtyTree) as e:
         print(f"\nERROR: {e}", file=sys.stderr)
         return 1
     total = invocation_seconds(log)

@@ -381,3 +381,13 @@ def test_span_rule_finding_reads_both_rules(tmp_path):
     assert "(`answer_phrase`)" in line and "(`alias_or_whole`)" in line
     assert "answer length alone 0.820 [0.500, 0.700]" in line and "Jaccard 0.40" in line
     assert report._finding_03_span(tmp_path / "missing") is None
+
+
+def test_coherence_line_says_whether_the_run_is_one_code_version():
+    one = {"notebooks": {"01_a.ipynb": {"code_digest": "abc"}, "02_b.ipynb": {"code_digest": "abc"}}}
+    assert "All 2 notebooks ran at one code digest, `abc`" in report.coherence_line(one)
+    mixed = {"notebooks": {"01_a.ipynb": {"code_digest": "abc"}, "02_b.ipynb": {"code_digest": "def"},
+                           "03_c.ipynb": {"git_commit": "old"}}}
+    line = report.coherence_line(mixed)
+    assert "Not one code version" in line and "2 recorded code digest(s)" in line and "1 ran before" in line
+    assert "No code digest recorded" in report.coherence_line({"notebooks": {"01_a.ipynb": {"git_commit": "old"}}})

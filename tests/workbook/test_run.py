@@ -64,3 +64,43 @@ def test_invocation_seconds_counts_only_the_latest_invocation():
     log = {"notebooks": {"00_a.ipynb": {"seconds": 10.0}, "01_b.ipynb": {"seconds": 5.0}},
            "last_invocation": ["01_b.ipynb"]}
     assert run.invocation_seconds(log) == 5.0
+
+
+def test_code_digest_follows_the_code_and_the_profile_not_the_results(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    for rel, text in {"hneuron_utils/a.py": "x = 1\n", "hneuron_utils/sub/b.py": "y = 2\n",
+                      "notebooks/01_one.ipynb": "{}", "params/p.yaml": "seed: 0\n", "results/r/t.csv": "a\n"}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    monkeypatch.setattr(run, "project_root", lambda: root)
+    prof = root / "params" / "p.yaml"
+    d0 = run.code_digest(prof)
+    assert len(d0) == 16 and d0 == run.code_digest(prof)
+    (root / "results" / "r" / "t.csv").write_text("b\n")  # results do not enter it
+    (root / "README.md").write_text("new numbers")
+    assert run.code_digest(prof) == d0
+    for rel in ("hneuron_utils/sub/b.py", "notebooks/01_one.ipynb", "params/p.yaml"):
+        before = run.code_digest(prof)
+        (root / rel).write_text((root / rel).read_text() + " ")
+        assert run.code_digest(prof) != before, rel
+
+
+def test_the_committed_run_refuses_changed_code(tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "run_dir", lambda name: tmp_path / "results" / name)
+    monkeypatch.setattr(run, "_git_commit", lambda: "abc1234-dirty")
+    nb = _toy_notebook(tmp_path / "07_toy.ipynb", "print(seed)")
+    with pytest.raises(run.DirtyTree, match="committed code"):
+        run.run("smoke", run_name="default", log_output=False, notebook_files=[nb])
+    assert not (tmp_path / "results" / "default").exists()  # refused before anything is written
+    assert run.main(["--params", "smoke", "--run-name", "default", "--only", "00"]) == 1  # a clear error, exit 1
+
+
+@pytest.mark.notebooks
+def test_each_notebook_records_the_code_digest(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(run, "run_dir", lambda name: tmp_path / "results" / name)
+    nb = _toy_notebook(tmp_path / "07_toy.ipynb", "print(seed)")
+    run.run("smoke", run_name="digest", log_output=False, notebook_files=[nb])
+    log = json.loads((tmp_path / "results" / "digest" / "run_log.json").read_text())
+    assert log["notebooks"]["07_toy.ipynb"]["code_digest"] == run.code_digest(run.config.profile_path("smoke"))
