@@ -300,6 +300,29 @@ def cohen_kappa(pred: Sequence[Any], gold: Sequence[Any]) -> float:
     return float((agree - pe) / (1 - pe)) if pe < 1 - 1e-12 else float("nan")
 
 
+def kappa_interval(pred: Sequence[Any], gold: Sequence[Any], *, n_boot: int, seed: int = 0,
+                   groups: Sequence[Any] | None = None) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of :func:`cohen_kappa`, resampling rows, or whole groups when ``groups``
+    names each row's group (e.g. its question: responses to one question are not independent). Resamples in
+    which κ is undefined (one class only) are left out; (NaN, NaN) when none defines it."""
+    pred, gold = np.asarray(pred), np.asarray(gold)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        boots = [cohen_kappa(pred[i], gold[i]) for i in rng.integers(0, len(gold), (n_boot, len(gold)))]
+    else:
+        ids = np.asarray(groups)
+        members = [np.flatnonzero(ids == g) for g in pd.unique(ids)]
+        boots = []
+        for _ in range(n_boot):
+            idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+            boots.append(cohen_kappa(pred[idx], gold[idx]))
+    arr = np.asarray(boots, dtype=float)
+    if not np.isfinite(arr).any():
+        return float("nan"), float("nan")
+    lo, hi = np.nanquantile(arr, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
 def paired_auroc(y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str, n_boot: int, seed: int) -> pd.DataFrame:
     """AUROC of each score with a bootstrap interval, and its paired difference from ``reference`` (the
     same examples resampled for both)."""

@@ -9,7 +9,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from hneuron_utils.stats import cohen_kappa, rate_with_ci
+from hneuron_utils.judges.agreement import agreement_summary
+from hneuron_utils.stats import kappa_interval, rate_with_ci
 
 MEASURES = ("claims", "names", "detect_and_name", "coherent")
 
@@ -132,14 +133,12 @@ def judge_agreement(labels: pd.DataFrame, concepts: Sequence[Any]) -> pd.DataFra
     rows = []
     for what, idx in [("all", labels.index), *((f"condition {c}", g.index) for c, g in labels.groupby("condition"))]:
         for col in LABEL_COLUMNS:
-            gold, pred = labels.loc[idx, col].astype(bool), rule.loc[idx, col]
-            base = max(gold.mean(), 1 - gold.mean())
-            g, p = gold.to_numpy(), pred.to_numpy()
-            boots = [cohen_kappa(p[i], g[i]) for i in np.random.default_rng(0).integers(0, len(g), (1000, len(g)))]
-            lo, hi = np.nanquantile(boots, [0.025, 0.975]) if np.isfinite(boots).any() else (np.nan, np.nan)
+            gold, pred = labels.loc[idx, col].astype(bool).to_numpy(), rule.loc[idx, col].to_numpy()
+            a = agreement_summary(pred, gold)
+            lo, hi = kappa_interval(pred, gold, n_boot=1000, seed=0)
             rows.append({"judge": col, "responses": what, "n": len(idx), "hand positive": int(gold.sum()),
-                         "agreement": float((gold == pred).mean()), "kappa": cohen_kappa(pred, gold),
-                         "kappa lo": float(lo), "kappa hi": float(hi), "majority_baseline": float(base)})
+                         "agreement": a["agreement"], "kappa": a["kappa"],
+                         "kappa lo": lo, "kappa hi": hi, "majority_baseline": a["majority baseline"]})
     return pd.DataFrame(rows)
 
 

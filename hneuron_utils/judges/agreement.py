@@ -11,7 +11,20 @@ import pandas as pd
 
 from hneuron_utils.data import DataError
 from hneuron_utils.judges import Judge
-from hneuron_utils.stats import cohen_kappa
+from hneuron_utils.stats import cohen_kappa, kappa_interval
+
+
+def agreement_summary(pred: Sequence[Any], gold: Sequence[Any]) -> dict[str, float]:
+    """A judge's verdicts ``pred`` against reference labels ``gold`` (the same rows, two or more classes): the
+    share of rows they agree on, Cohen's κ and the majority baseline (the share of the commoner reference class:
+    what a judge that always said it would agree on). The workbook's one agreement computation; each judge's
+    table adds its own counts (see :func:`judge_agreement`, :func:`oc_agreement`)."""
+    pred, gold = np.asarray(pred), np.asarray(gold)
+    if gold.dtype == bool:
+        majority = float(max(gold.mean(), 1 - gold.mean()))
+    else:
+        majority = float(pd.Series(gold).value_counts(normalize=True).max())
+    return {"agreement": float((pred == gold).mean()), "kappa": cohen_kappa(pred, gold), "majority baseline": majority}
 
 
 def judge_agreement(judge: Judge, labelled: pd.DataFrame) -> dict[str, Any]:
@@ -21,11 +34,10 @@ def judge_agreement(judge: Judge, labelled: pd.DataFrame) -> dict[str, Any]:
         raise ValueError("no reference-labelled rows")
     pred = np.array([judge.judge(q, r, ()).correct for q, r in zip(labelled.question, labelled.response)])
     gold = labelled.faithful.astype(bool).to_numpy()
-    agree = float((pred == gold).mean())
-    kappa = cohen_kappa(pred, gold)
-    majority = float(max(gold.mean(), 1 - gold.mean()))
+    a = agreement_summary(pred, gold)
     return {"responses": int(len(gold)), "hand: faithful": int(gold.sum()), "hand: hallucinated": int((~gold).sum()),
-            "judge agrees": int((pred == gold).sum()), "agreement": agree, "Cohen's kappa": kappa, "majority baseline": majority,
+            "judge agrees": int((pred == gold).sum()), "agreement": a["agreement"], "Cohen's kappa": a["kappa"],
+            "majority baseline": a["majority baseline"],
             "judge faithful, hand hallucinated": int((pred & ~gold).sum()),
             "judge hallucinated, hand faithful": int((~pred & gold).sum())}
 
@@ -111,20 +123,14 @@ def oc_agreement(benchmark: str, labels: pd.DataFrame, judge: Any, items: dict[s
     pred, gold = oc_classes(benchmark, labels, judge, items)
     shares = pd.Series(gold).value_counts(normalize=True)
     qids = labels.id.to_numpy()
-    groups = [np.flatnonzero(qids == q) for q in pd.unique(qids)]
-    rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(n_boot):
-        idx = np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))])
-        boot.append(cohen_kappa(pred[idx], gold[idx]))
-    boot = np.asarray(boot)
-    lo, hi = (np.nanquantile(boot, [0.025, 0.975]) if np.isfinite(boot).any() else (np.nan, np.nan))
+    lo, hi = kappa_interval(pred, gold, n_boot=n_boot, seed=seed, groups=qids)
+    a = agreement_summary(pred, gold)
     counts = pd.Series(gold).value_counts()
     event = OC_EVENTS.get(benchmark)
     return {"benchmark": benchmark, "judge": getattr(judge, "name", type(judge).__name__), "responses": len(gold),
-            "questions": len(groups), "agreement": float((pred == gold).mean()), "kappa": cohen_kappa(pred, gold),
-            "kappa_lo": float(lo), "kappa_hi": float(hi),
-            "majority_baseline": float(shares.max()), "majority_class": str(shares.idxmax()),
+            "questions": int(len(pd.unique(qids))), "agreement": a["agreement"], "kappa": a["kappa"],
+            "kappa_lo": lo, "kappa_hi": hi,
+            "majority_baseline": a["majority baseline"], "majority_class": str(shares.idxmax()),
             "per_class": "; ".join(f"{c} {int(n)}" for c, n in counts.sort_index().items()),
             "event": event, "event_positives": int(counts.get(event, 0)) if event is not None else None}
 

@@ -14,7 +14,8 @@ from hneuron_utils.monitor import auroc_by_position, risk_coverage
 from hneuron_utils.monitor.longform import OUTCOMES, outcome
 from hneuron_utils.monitor.probes import (StreamProbe, alarm_scores, paired_risk_difference,
                                           risk_at_coverage, running_nll, token_features, tokens_until_alarm)
-from hneuron_utils.stats import bootstrap_ci, cohen_kappa, paired_difference, rate_with_ci
+from hneuron_utils.judges.agreement import agreement_summary
+from hneuron_utils.stats import bootstrap_ci, paired_difference, rate_with_ci
 
 
 # --------------------------------------------------------------------------- the streams and the judge
@@ -57,9 +58,10 @@ def outcome_agreement(labels: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for name, g in groups:
         gold, pred = (g.label == "wrong").to_numpy(), (g.rule == "wrong").to_numpy()
+        a = agreement_summary(pred, gold)
         rows.append({"answers": name, "responses": len(g), **{f"hand: {o}": int((g.label == o).sum()) for o in OUTCOMES},
-                     "agreement (wrong vs not)": float((gold == pred).mean()), "Cohen's kappa": cohen_kappa(pred, gold),
-                     "majority baseline": float(max(gold.mean(), 1 - gold.mean())),
+                     "agreement (wrong vs not)": a["agreement"], "Cohen's kappa": a["kappa"],
+                     "majority baseline": a["majority baseline"],
                      "rule wrong, hand not": int((pred & ~gold).sum()), "rule not, hand wrong": int((~pred & gold).sum()),
                      "three-way agreement": float((g.label == g.rule).mean())})
     return pd.DataFrame(rows)

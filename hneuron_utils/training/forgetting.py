@@ -648,7 +648,7 @@ def judge_agreement(labels: pd.DataFrame) -> pd.DataFrame:
     """The rule judge against reference labels (``label`` ∈ :data:`OUTCOMES`) on the two calls notebook 08 counts —
     correct vs not (forgetting) and wrong vs not (the hallucination rate) — with Cohen's κ and the majority
     baseline, over all labels and per model."""
-    from hneuron_utils.stats import cohen_kappa
+    from hneuron_utils.judges.agreement import agreement_summary
 
     bad = set(labels.label) - set(OUTCOMES)
     if bad:
@@ -659,8 +659,9 @@ def judge_agreement(labels: pd.DataFrame) -> pd.DataFrame:
     for name, g in [("all", labels)] + [(m, g) for m, g in labels.groupby("model", sort=False)]:
         for call in ("correct", "wrong"):
             gold, pred = (g.label == call).to_numpy(), (g.rule == call).to_numpy()
+            a = agreement_summary(pred, gold)
             rows.append({"answers": name, "call": f"{call} vs not", "responses": len(g),
                          **{f"hand: {o}": int((g.label == o).sum()) for o in OUTCOMES},
-                         "agreement": float((gold == pred).mean()), "Cohen's kappa": cohen_kappa(pred, gold),
-                         "majority baseline": float(max(gold.mean(), 1 - gold.mean()))})
+                         "agreement": a["agreement"], "Cohen's kappa": a["kappa"],
+                         "majority baseline": a["majority baseline"]})
     return pd.DataFrame(rows)

@@ -43,3 +43,28 @@ def test_interval_side_is_the_one_interval_rule():
     assert side(0.51, 0.7, null=0.5) == 1 and side(0.4, 0.6, null=0.5) == 0
     assert side(float("nan"), float("nan")) == 0  # no interval: nothing detectable (05's smoke run has such slopes)
     assert verdict(0.01, 0.2, "a", "b") == "a beat b" and "cannot be compared" in verdict(float("nan"), 0.1, "a", "b")
+
+
+def test_kappa_interval_covers_kappa_and_resamples_whole_groups():
+    rng = np.random.default_rng(0)
+    gold = rng.random(200) < 0.4
+    pred = np.where(rng.random(200) < 0.85, gold, ~gold)  # a judge right 85% of the time
+    k = stats.cohen_kappa(pred, gold)
+    lo, hi = stats.kappa_interval(pred, gold, n_boot=500, seed=0)
+    assert lo < k < hi and hi - lo < 0.35
+    # ten responses per question, all alike: resampling questions sees 20 units, not 200, and is wider
+    g_lo, g_hi = stats.kappa_interval(np.repeat(pred[:20], 10), np.repeat(gold[:20], 10), n_boot=500, seed=0,
+                                      groups=np.repeat(np.arange(20), 10))
+    r_lo, r_hi = stats.kappa_interval(np.repeat(pred[:20], 10), np.repeat(gold[:20], 10), n_boot=500, seed=0)
+    assert g_hi - g_lo > 1.5 * (r_hi - r_lo)
+    one = np.ones(30, bool)
+    assert all(np.isnan(stats.kappa_interval(one, one, n_boot=50)))  # one class only: no interval, not [1, 1]
+
+
+def test_agreement_summary_majority_baseline_for_two_and_more_classes():
+    from hneuron_utils.judges.agreement import agreement_summary
+
+    a = agreement_summary(np.array([True, True, False, False]), np.array([True, False, False, False]))
+    assert a["agreement"] == 0.75 and a["majority baseline"] == 0.75 and 0 < a["kappa"] < 1
+    m = agreement_summary(np.array(["x", "y", "z", "x", "x"]), np.array(["x", "y", "y", "x", "z"]))
+    assert m["agreement"] == 0.6 and m["majority baseline"] == 0.4
