@@ -1344,6 +1344,75 @@ def _injection_words(run: Path, cells: "pd.DataFrame") -> str:
                   "detection")
 
 
+def _meaning_00(run: Path) -> list[str]:
+    s = _read(run, "00_shapes")
+    if s is None:
+        return []
+    v = s.set_index(s.columns[0]).iloc[:, 0].astype(float)
+    smallest, largest = (v[f"{x}‰ of all FFN neurons (paper's {w})"] for x, w in (("0.01", "smallest"), ("0.35", "largest")))
+    return [f"This model has {int(v['layers'])} layers × {int(v['FFN neurons per layer (d_ff)']):,} FFN neurons = "
+            f"{int(v['FFN neurons in total = features per example']):,} candidate neurons, so one neuron is "
+            f"{v['one neuron in ‰ of all FFN neurons']:.3g}‰ of them: the paper's H-neuron sets (0.01–0.35‰) would "
+            f"be {smallest:g} to {largest:g} neurons here.",
+            "CETT is a share: how much of a token's FFN output one neuron carries, so it compares neurons within a "
+            "layer and across layers on one scale; the notebooks that follow read it on the answer tokens."]
+
+
+def _meaning_01(run: Path) -> list[str]:
+    f = _read(run, "01_funnel")
+    if f is None:
+        return []
+    n = dict(zip(f.stage.str.strip(), f.questions))
+    n = {k: (f"{int(x):,}" if str(x).isdigit() else x) for k, x in n.items()}
+    out = [f"Of {n.get('TriviaQA questions in the pool', '?')} pool questions, {n.get('sampled K times', '?')} were "
+           f"sampled K times: {n.get('→ faithful', '?')} came out consistently right (faithful) and "
+           f"{n.get('→ hallucinated', '?')} consistently wrong (hallucinated); the rest were mixed or stopped early "
+           "and are not used, as in the paper.",
+           f"Kept: {n.get('kept: train faithful', '?')} + {n.get('kept: train hallucinated', '?')} training and "
+           f"{n.get('kept: test faithful', '?')} + {n.get('kept: test hallucinated', '?')} test examples "
+           "(faithful + hallucinated), balanced per class."]
+    sl = _read(run, "01_span_lengths")
+    params = json.loads((run / "run_log.json").read_text()).get("params", {}) if (run / "run_log.json").exists() else {}
+    rule = params.get("answer_span")
+    if sl is not None and rule in set(sl.rule):
+        m = sl[(sl.rule == rule)].groupby("class").apply(
+            lambda g: (g.mean_tokens * g.examples).sum() / g.examples.sum(), include_groups=False)
+        out.append(f"Under this run's answer-span rule ({rule}) the answer spans are {m.get('faithful', float('nan')):.1f} "
+                   f"tokens long on average for faithful and {m.get('hallucinated', float('nan')):.1f} for hallucinated "
+                   "answers: a length difference any detector can pick up, which notebook 03 measures as a baseline.")
+    return out
+
+
+def _meaning_02(run: Path) -> list[str]:
+    st, bi = _read(run, "02_stats"), _read(run, "02_batch_independence")
+    if st is None:
+        return []
+    v = st.set_index(st.columns[0]).iloc[:, 0]
+    out = [f"{int(v['examples']):,} examples ({int(v['tokens']):,} tokens) now have two CETT values per FFN neuron "
+           f"(answer tokens and the other tokens): {int(v['features per example (×2)']):,} features each, the input "
+           "of notebook 03's probe."]
+    if bi is not None:
+        b = bi.set_index(bi.columns[0]).iloc[:, 0]
+        out.append(f"Extracting {int(b['examples'])} examples one by one and in batches agrees on "
+                   f"{b['identical after float16 storage']:.1%} of {int(b['features compared']):,} features after "
+                   "float16 storage, so batching does not change what the probe sees beyond storage precision.")
+    return out
+
+
+def what_this_means(run: Path, number: str) -> list[str]:
+    """The plain-text readings of notebook ``number`` generated from its run's tables, for the notebook's closing
+    "What this means" (the README's findings for 03–09, without markdown): nothing typed in, a sentence whose
+    table is missing is left out. Read inside the notebook that just wrote the tables, so never marked stale."""
+    makers = {"00": lambda: _meaning_00(run), "01": lambda: _meaning_01(run), "02": lambda: _meaning_02(run),
+              "03": lambda: [_finding_03_random(run), _finding_03_best(run), _finding_03_length(run),
+                             _finding_03_span(run)],
+              **{f"0{k}": (lambda k=k: [globals()[f"_finding_0{k}"](run, {})]) for k in range(4, 10)}}
+    if number not in makers:
+        raise ValueError(f"no readings for notebook {number!r}: one of {sorted(makers)}")
+    lines = [x for x in makers[number]() if x]
+    return [re.sub(r"\*\*(0\d)\*\* ", "", x).replace("**", "") for x in lines]
+
+
 def findings_block(run: Path) -> str:
     """The README's "What the default run found": at most ``MAX_FINDINGS`` lines, each with its number, 95%
     interval and n, and where the paper makes a claim, whether this run agrees — every verdict chosen in code by

@@ -391,3 +391,15 @@ def test_coherence_line_says_whether_the_run_is_one_code_version():
     line = report.coherence_line(mixed)
     assert "Not one code version" in line and "2 recorded code digest(s)" in line and "1 ran before" in line
     assert "No code digest recorded" in report.coherence_line({"notebooks": {"01_a.ipynb": {"git_commit": "old"}}})
+
+
+def test_every_notebook_closes_with_readings_generated_from_its_tables(tmp_path):
+    from hneuron_utils.paths import project_root
+
+    run = project_root() / "results" / "default"
+    for n in [f"0{k}" for k in range(10)]:
+        lines = report.what_this_means(run, n)
+        assert lines and all("**" not in x for x in lines), n
+    assert report.what_this_means(tmp_path, "04") == []  # no tables: nothing invented
+    with pytest.raises(ValueError, match="no readings"):
+        report.what_this_means(run, "10")
