@@ -47,7 +47,8 @@ def default_run_lengths(run: str = "default") -> dict[str, float]:
 
 def stage_costs(profile: str, *, sequence_tokens: float, shape: Shape) -> pd.DataFrame:
     """Rows for 01's sampling (every pool question K times, the paper's protocol without a screen: an upper
-    bound, as 01 stops once both classes are full) and 02's CETT pass (every example once)."""
+    bound, as 01 stops once both classes are full), 02's CETT pass (every example once) and 03's suppression
+    rule (greedy answers, unmodified and under each C's α = 0, generated on NDIF)."""
     p = config.load_profile(profile)
     questions = p["pool_size"] or 8837  # the packaged TriviaQA pool when the profile takes all of it
     completions = questions * p["n_samples"]
@@ -55,11 +56,20 @@ def stage_costs(profile: str, *, sequence_tokens: float, shape: Shape) -> pd.Dat
     prompt_tokens = questions * sequence_tokens             # prefilled once per question, shared by its K samples
     examples = 2 * (p["n_train_per_class"] + p["n_test_per_class"])
     cett_tokens = examples * sequence_tokens
+    # 03's suppression rule: the unmodified model and each C's neurons at α = 0 answer suppress_eval_size questions
+    # greedily (16 new tokens, 01's screen length), every step a generate request's α write; 250 more questions
+    # screened when 01's screen found too few (the paper's protocol has none)
+    passes = 1 + len(p["probe_Cs"])
+    asked = p["suppress_eval_size"] * passes + (0 if p["screen"] else 250)
+    suppress_req = passes * math.ceil(p["suppress_eval_size"] / p["gen_batch_size"]) + (0 if p["screen"] else
+                                                                                         math.ceil(250 / p["gen_batch_size"]))
     rows = []
     for stage, req, toks, back in (
             ("01 sampling (OpenAI-compatible server)", completions, gen_tokens + prompt_tokens, 0.0),
             ("02 CETT pass (NDIF, float16 features back)", math.ceil(examples / p["cett_batch_size"]), cett_tokens,
-             examples * 2 * shape.layers * shape.d_ff * 2)):
+             examples * 2 * shape.layers * shape.d_ff * 2),
+            ("03 suppression rule (NDIF generate, α write at every step)", suppress_req,
+             asked * (sequence_tokens + 16), 0.0)):
         flops = 2 * shape.parameters * toks
         rows.append({"profile": profile, "model": shape.name, "stage": stage, "requests": int(req),
                      "tokens": int(toks), "PFLOP": round(flops / 1e15, 1), "GB returned": round(back / 1e9, 1),
@@ -94,7 +104,9 @@ def markdown(table: pd.DataFrame, seq_tokens: float) -> str:
     return ("\n".join(lines) + f"\n\nCounts: each profile's pool × `n_samples` completions of at most `max_new_tokens`"
             f" (the paper's protocol has no screen, so this is an upper bound: 01 stops once both classes are full), "
             f"and 2 × (`n_train_per_class` + `n_test_per_class`) teacher-forced examples of {seq_tokens:.0f} tokens "
-            f"(the default run's mean sequence, chat template included). FLOPs = 2 × parameters × tokens; minutes at "
+            f"(the default run's mean sequence, chat template included); 03's suppression rule: (1 + the C grid's size) × "
+            "`suppress_eval_size` greedy answers of 16 tokens (plus 250 screened questions where the profile has no "
+            "screen), each batch one NDIF request whose trace writes α = 0 at every step. FLOPs = 2 × parameters × tokens; minutes at "
             f"an assumed {table['assumed sustained FLOP/s'].iloc[0] / 1e12:.0f} TFLOP/s sustained (40% of one "
             "H100's dense bf16 peak): a lower bound for sampling, whose decoding is limited by memory bandwidth "
             "rather than FLOPs. The CETT features that come back from NDIF are the bulk of a remote run: "

@@ -15,6 +15,10 @@ def test_stage_costs_follow_the_profile_and_the_shape():
     n_ex = 2 * (p["n_train_per_class"] + p["n_test_per_class"])
     assert cett.tokens == n_ex * 50 and abs(cett["GB returned"] - n_ex * 2 * 10 * 100 * 2 / 1e9) < 0.05
     assert abs(cett.PFLOP - 2 * 1e9 * n_ex * 50 / 1e15) < 0.05
+    sup = t.loc["03 suppression rule (NDIF generate, α write at every step)"]
+    passes = 1 + len(p["probe_Cs"])
+    assert not p["screen"] and sup.tokens == (p["suppress_eval_size"] * passes + 250) * (50 + 16)
+    assert sup.requests >= passes  # at least one request per pass (unmodified, and each C at α = 0)
 
 
 def test_the_notes_show_the_computed_costs():
