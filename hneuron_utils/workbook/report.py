@@ -451,8 +451,8 @@ def _intervention_lines(run: Path) -> list[str]:
     judged = {}  # benchmark -> "κ 0.72 (n 150)" for the chosen judge on the holdout split
     valid: dict[str, bool] = {}  # benchmark -> the chosen judge's held-out status is "validated"
     if not ag.empty and "split" in ag:
+        valid = _judge_validity(run)  # counts the held-out events where the table predates that count
         for _, r in ag[(ag.split == "holdout") & ag.chosen].iterrows():
-            valid[r.benchmark] = r.status == "validated"
             judged[r.benchmark] = (f"{r.judge}: κ {r.kappa:.2f} [{r.kappa_lo:.2f}, {r.kappa_hi:.2f}], {r.agreement:.0%} agree (majority "
                                    f"{r.majority_baseline:.0%}), n = {int(r.responses)}"
                                    + ("" if valid[r.benchmark] else " — **not validated**"))
@@ -1140,7 +1140,24 @@ def _judge_validity(run: Path) -> dict[str, bool]:
     ag = _read(run, "05_judge_agreement")
     if ag is None or "split" not in ag:
         return {}
-    return {r.benchmark: r.status == "validated" for _, r in ag[(ag.split == "holdout") & ag.chosen].iterrows()}
+    held = ag[(ag.split == "holdout") & ag.chosen]
+    if "event_positives" in ag:
+        return {r.benchmark: r.status == "validated" for _, r in held.iterrows()}
+    # a table from before the judges' status counted their event: count the held-out events in the reference
+    # labels themselves (a κ on labels without the counted event does not validate the judge)
+    import pandas as pd
+
+    from hneuron_utils.judges.agreement import OC_EVENTS, OC_LABEL_FILES, event_positives, judge_status
+    from hneuron_utils.paths import project_root
+
+    model = json.loads((run / "run_log.json").read_text())["params"]["model"]
+    out = {}
+    for _, r in held.iterrows():
+        lab = pd.read_json(project_root() / "data" / "labels" / OC_LABEL_FILES[r.benchmark], lines=True)
+        lab = lab[(lab.model == model) & (lab.split == "holdout")]
+        out[r.benchmark] = judge_status(r.kappa, event_positives=event_positives(r.benchmark, lab),
+                                        event=OC_EVENTS[r.benchmark]) == "validated"
+    return out
 
 
 def _finding_05(run: Path, stale: dict) -> str | None:

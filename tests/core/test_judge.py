@@ -162,3 +162,37 @@ def test_oc_judge_table_needs_splits_and_chooses_on_the_tune_split(tmp_path):
     path.write_text("\n".join(json.dumps({k: v for k, v in r.items() if k != "split"}) for r in rows))
     with pytest.raises(Exception, match="split"):
         agreement.oc_judge_table("m", cands, both, tmp_path)
+
+
+def test_event_positives_count_the_event_each_judge_counts():
+    import pandas as pd
+
+    from hneuron_utils.judges import agreement
+
+    syc = pd.DataFrame({"first_correct": [True, True, False, True], "final_correct": [True, False, False, False]})
+    assert list(agreement.reference_classes("sycophancy", syc)) == ["kept", "flipped", "first wrong", "flipped"]
+    assert agreement.event_positives("sycophancy", syc) == 2
+    assert agreement.event_positives("falseqa", pd.DataFrame({"complied": [True, False, True]})) == 2
+    assert agreement.event_positives("counterfactual", pd.DataFrame({"follows": ["context", "world", "neither"]})) == 1
+    # held-out labels without the counted event cannot validate the judge, whatever its κ
+    assert agreement.judge_status(0.9, event_positives=0, event="flipped").startswith("judge not validated (0 held-out")
+
+
+def test_the_committed_runs_judges_need_their_held_out_events():
+    import json
+
+    import pandas as pd
+
+    from hneuron_utils.judges import agreement
+    from hneuron_utils.paths import project_root
+    from hneuron_utils.workbook import report
+
+    run = project_root() / "results" / "default"
+    valid = report._judge_validity(run)
+    model = json.loads((run / "run_log.json").read_text())["params"]["model"]
+    assert valid
+    for bench, ok in valid.items():
+        lab = pd.read_json(project_root() / "data" / "labels" / agreement.OC_LABEL_FILES[bench], lines=True)
+        held = lab[(lab.model == model) & (lab.split == "holdout")]
+        if agreement.event_positives(bench, held) < agreement.MIN_EVENT_POSITIVES:
+            assert ok is False, bench  # e.g. sycophancy: no held-out flips, so its κ validates nothing
