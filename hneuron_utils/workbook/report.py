@@ -1423,7 +1423,8 @@ def what_this_means(run: Path, number: str) -> list[str]:
     makers = {"00": lambda: _meaning_00(run), "01": lambda: _meaning_01(run), "02": lambda: _meaning_02(run),
               "03": lambda: [_finding_03_random(run), _finding_03_best(run), _finding_03_length(run),
                              _finding_03_span(run)],
-              **{f"0{k}": (lambda k=k: [globals()[f"_finding_0{k}"](run, {})]) for k in range(4, 10)}}
+              **{f"0{k}": (lambda f=f: [f(run, {})]) for k, f in ((4, _finding_04), (5, _finding_05), (6, _finding_06),
+                                                                  (7, _finding_07), (8, _finding_08), (9, _finding_09))}}
     if number not in makers:
         raise ValueError(f"no readings for notebook {number!r}: one of {sorted(makers)}")
     lines = [x for x in makers[number]() if x]
