@@ -323,6 +323,19 @@ def kappa_interval(pred: Sequence[Any], gold: Sequence[Any], *, n_boot: int, see
     return float(lo), float(hi)
 
 
+def spearman_interval(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Spearman's ρ between two measures over the same units with a 95% interval from Fisher's z and the
+    Fieller–Hartley–Pearson standard error √(1.06 / (n − 3)) (the units treated as independent)."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+    if len(x) != len(y) or len(x) < 10:
+        raise ValueError(f"need two measures over the same ≥ 10 units, got {len(x)} and {len(y)}")
+    rho = float(spearmanr(x, y).statistic)
+    z, se = np.arctanh(np.clip(rho, -0.999999, 0.999999)), np.sqrt(1.06 / (len(x) - 3))
+    return rho, float(np.tanh(z - 1.96 * se)), float(np.tanh(z + 1.96 * se))
+
+
 def paired_auroc(y: np.ndarray, scores: Mapping[str, np.ndarray], reference: str, n_boot: int, seed: int) -> pd.DataFrame:
     """AUROC of each score with a bootstrap interval, and its paired difference from ``reference`` (the
     same examples resampled for both)."""

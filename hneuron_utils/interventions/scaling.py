@@ -22,6 +22,13 @@ def by_layer(flat_indices: Sequence[int] | np.ndarray, d_ff: int) -> dict[int, t
     return {k: torch.tensor(sorted(v)) for k, v in out.items()}
 
 
+def check_layers(loaded: Any, layers: Any) -> None:
+    """Stop before any forward pass when a layer index (the keys of a {layer: neurons} plan) is not the model's."""
+    for layer in layers:
+        if not 0 <= layer < loaded.n_layers:
+            raise ValueError(f"layer {layer} out of range (model has {loaded.n_layers})")
+
+
 @contextlib.contextmanager
 def scaled(loaded: Any, neurons: Mapping[int, torch.Tensor], alpha: float) -> Iterator[None]:
     """Within the block, every forward pass multiplies the given neurons' down_proj input by ``alpha``."""
@@ -35,9 +42,8 @@ def scaled(loaded: Any, neurons: Mapping[int, torch.Tensor], alpha: float) -> It
         return pre
 
     try:
+        check_layers(loaded, neurons)
         for layer, idx in neurons.items():
-            if not 0 <= layer < loaded.n_layers:
-                raise ValueError(f"layer {layer} out of range (model has {loaded.n_layers})")
             hooks.append(loaded.down_proj_module(layer).register_forward_pre_hook(make(idx)))
         yield
     finally:
@@ -66,9 +72,7 @@ def nnsight_forward(loaded: Any, neurons: Mapping[int, torch.Tensor], alpha: flo
     Because our decoding loop makes one traced call per step, the intervention reaches every position
     of the prompt and of every generated token (a known nnsight pitfall: an in-place write inside nnsight's own
     ``generate`` without ``tracer.iter`` only reaches the prompt)."""
-    for layer in neurons:
-        if not 0 <= layer < loaded.n_layers:
-            raise ValueError(f"layer {layer} out of range (model has {loaded.n_layers})")
+    check_layers(loaded, neurons)
     plan = [(layer, idx.to(loaded.device)) for layer, idx in sorted(neurons.items())]
 
     def forward(model: Any, **kw: Any) -> Any:
@@ -129,9 +133,7 @@ def remote_step_edit(loaded: Any, flat_neurons: Sequence[int] | None, alpha: flo
     if unmodified(flat_neurons, alpha):
         return None
     plan = sorted(by_layer(flat_neurons, loaded.d_ff).items())
-    for layer, _ in plan:
-        if not 0 <= layer < loaded.n_layers:
-            raise ValueError(f"layer {layer} out of range (model has {loaded.n_layers})")
+    check_layers(loaded, dict(plan))
 
     def edit(model: Any) -> None:
         for layer, idx in plan:
@@ -161,9 +163,8 @@ def row_scale_plan(loaded: Any, conditions: Sequence[Condition]) -> list[tuple[i
     c then multiplies ``z[r, :, U]`` by ``M[c]``: every condition's own set and α, in one call."""
     sets = [by_layer(f, loaded.d_ff) if not unmodified(f, a) else {} for f, a in conditions]
     plan = []
+    check_layers(loaded, {l for s in sets for l in s})
     for layer in sorted({l for s in sets for l in s}):
-        if not 0 <= layer < loaded.n_layers:
-            raise ValueError(f"layer {layer} out of range (model has {loaded.n_layers})")
         union = torch.tensor(sorted({int(j) for s in sets for j in s.get(layer, torch.tensor([])).tolist()}))
         where = {int(j): k for k, j in enumerate(union.tolist())}
         scales = torch.ones(len(conditions), len(union))

@@ -98,19 +98,6 @@ def analyse(base_model: str, tuned_model: str, dtype: str, h_flat: Sequence[int]
     return tests, h_table, d_up, d_down, ranks
 
 
-def spearman_with_ci(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Spearman's ρ between two per-neuron measures with a 95% interval from Fisher's z and the
-    Fieller–Hartley–Pearson standard error √(1.06 / (n − 3)) (neurons treated as independent)."""
-    from scipy.stats import spearmanr
-
-    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
-    if len(x) != len(y) or len(x) < 10:
-        raise ValueError(f"need two measures over the same ≥ 10 neurons, got {len(x)} and {len(y)}")
-    rho = float(spearmanr(x, y).statistic)
-    z, se = np.arctanh(np.clip(rho, -0.999999, 0.999999)), np.sqrt(1.06 / (len(x) - 3))
-    return rho, float(np.tanh(z - 1.96 * se)), float(np.tanh(z + 1.96 * se))
-
-
 def drift_score(d_up: np.ndarray, d_down: np.ndarray, zscore: str = "global") -> np.ndarray:
     """The per-neuron score :func:`normalised_ranks` ranks: the mean of the z-scored Δ_up and Δ_down."""
     if zscore not in ZSCORES:
@@ -129,7 +116,7 @@ def seed_reference(base: Any, tuned: Any, reference: Any, *, h_flat: Sequence[in
     H-neurons' inertia test under it (:func:`hneuron_utils.stats.inertia_test`, global z)."""
     import pandas as pd
 
-    from hneuron_utils.stats import inertia_test
+    from hneuron_utils.stats import inertia_test, spearman_interval
 
     pairs = {"base → tuned": (base, tuned), "base → second tuning (another seed)": (base, reference),
              "tuned → second tuning": (tuned, reference)}
@@ -142,7 +129,7 @@ def seed_reference(base: Any, tuned: Any, reference: Any, *, h_flat: Sequence[in
                "ratio to base → tuned": float((up.mean() + down.mean()) / 2 / scale) if scale > 0 else np.nan,
                "neurons": int(up.size)}
         if name.startswith("base → second"):
-            rho, lo, hi = spearman_with_ci(drift_score(*first), drift_score(up, down))
+            rho, lo, hi = spearman_interval(drift_score(*first), drift_score(up, down))
             row.update({"ρ with base → tuned": rho, "ρ lo": lo, "ρ hi": hi})
             row.update(inertia_test(normalised_ranks(up, down, "global"), h_flat, n_permutations, seed))
         rows.append(row)
