@@ -136,7 +136,7 @@ def judge_agreement(labels: pd.DataFrame, concepts: Sequence[Any]) -> pd.DataFra
             gold, pred = labels.loc[idx, col].astype(bool).to_numpy(), rule.loc[idx, col].to_numpy()
             a = agreement_summary(pred, gold)
             lo, hi = kappa_interval(pred, gold, n_boot=1000, seed=0)
-            rows.append({"judge": col, "responses": what, "n": len(idx), "hand positive": int(gold.sum()),
+            rows.append({"judge": col, "responses": what, "n": len(idx), "reference positive": int(gold.sum()),
                          "agreement": a["agreement"], "kappa": a["kappa"],
                          "kappa lo": lo, "kappa hi": hi, "majority_baseline": a["majority baseline"]})
     return pd.DataFrame(rows)

@@ -35,14 +35,14 @@ def judge_agreement(judge: Judge, labelled: pd.DataFrame) -> dict[str, Any]:
     pred = np.array([judge.judge(q, r, ()).correct for q, r in zip(labelled.question, labelled.response)])
     gold = labelled.faithful.astype(bool).to_numpy()
     a = agreement_summary(pred, gold)
-    return {"responses": int(len(gold)), "hand: faithful": int(gold.sum()), "hand: hallucinated": int((~gold).sum()),
+    return {"responses": int(len(gold)), "reference: faithful": int(gold.sum()), "reference: hallucinated": int((~gold).sum()),
             "judge agrees": int((pred == gold).sum()), "agreement": a["agreement"], "Cohen's kappa": a["kappa"],
             "majority baseline": a["majority baseline"],
-            "judge faithful, hand hallucinated": int((pred & ~gold).sum()),
-            "judge hallucinated, hand faithful": int((~pred & gold).sum())}
+            "judge faithful, reference hallucinated": int((pred & ~gold).sum()),
+            "judge hallucinated, reference faithful": int((~pred & gold).sum())}
 
 
-def read_hand_labels(path: Path) -> pd.DataFrame:
+def read_reference_labels(path: Path) -> pd.DataFrame:
     """A reference-label file (JSONL: id, model, question, response, faithful, note)."""
     if not path.is_file():
         raise FileNotFoundError(f"reference labels {path} not found")

@@ -59,10 +59,10 @@ def outcome_agreement(labels: pd.DataFrame) -> pd.DataFrame:
     for name, g in groups:
         gold, pred = (g.label == "wrong").to_numpy(), (g.rule == "wrong").to_numpy()
         a = agreement_summary(pred, gold)
-        rows.append({"answers": name, "responses": len(g), **{f"hand: {o}": int((g.label == o).sum()) for o in OUTCOMES},
+        rows.append({"answers": name, "responses": len(g), **{f"reference: {o}": int((g.label == o).sum()) for o in OUTCOMES},
                      "agreement (wrong vs not)": a["agreement"], "Cohen's kappa": a["kappa"],
                      "majority baseline": a["majority baseline"],
-                     "rule wrong, hand not": int((pred & ~gold).sum()), "rule not, hand wrong": int((~pred & gold).sum()),
+                     "rule wrong, reference not": int((pred & ~gold).sum()), "rule not, reference wrong": int((~pred & gold).sum()),
                      "three-way agreement": float((g.label == g.rule).mean())})
     return pd.DataFrame(rows)
 

@@ -65,10 +65,9 @@ def letter_ids(tokenizer: Any, n: int = 5) -> list[int]:
     return letter_reading(tokenizer, "", n)[1]
 
 
-@torch.inference_mode()
-def letter_probs(model: Any, tokenizer: Any, prompts: Sequence[str], letters: list[int]) -> np.ndarray:
-    """Softmax probabilities [B, len(letters)] of the option letters as the next token after each prompt
-    (left-padded batch; positions counted from each row's first token)."""
+def left_padded(tokenizer: Any, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+    """A left-padded batch of ``prompts`` (no special tokens added): ``input_ids``, ``attention_mask`` and
+    ``position_ids`` counted from each row's first token."""
     tok = tokenizer
     enc = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     n = max(len(e) for e in enc)
@@ -77,9 +76,18 @@ def letter_probs(model: Any, tokenizer: Any, prompts: Sequence[str], letters: li
     am = torch.zeros((len(enc), n), dtype=torch.long)
     for r, e in enumerate(enc):
         ids[r, n - len(e):], am[r, n - len(e):] = torch.tensor(e), 1
-    pos = (am.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": ids, "attention_mask": am, "position_ids": (am.cumsum(-1) - 1).clamp(min=0)}
+
+
+@torch.inference_mode()
+def letter_probs(model: Any, tokenizer: Any, prompts: Sequence[str], letters: list[int], *,
+                 forward: Any = None) -> np.ndarray:
+    """Softmax probabilities [B, len(letters)] of the option letters as the next token after each prompt
+    (a :func:`left_padded` batch). ``forward(model, **batch)`` replaces ``model(**batch)`` (e.g. a
+    :class:`~hneuron_utils.models.lower_layers.ResidualStore`)."""
     dev = next(model.parameters()).device
-    out = model(input_ids=ids.to(dev), attention_mask=am.to(dev), position_ids=pos.to(dev), logits_to_keep=1)
+    batch = {k: v.to(dev) for k, v in left_padded(tokenizer, prompts).items()}
+    out = (forward or (lambda m, **kw: m(**kw)))(model, **batch, logits_to_keep=1)
     return torch.softmax(out.logits[:, -1].float(), -1)[:, letters].cpu().numpy()
 
 
@@ -94,12 +102,13 @@ def mc_prompts(tokenizer: Any, items: Sequence[Any], *, target_format: str) -> l
 
 
 def letter_choices(model: Any, tokenizer: Any, prompts: Sequence[str], n_options: Sequence[int], *,
-                   letters: list[int], batch_size: int) -> list[dict]:
-    """Per prompt, in batches: the option letter with the highest probability among its ``n_options`` letters
-    ("choice", 0-based) and the probability mass on those letters ("letter_mass")."""
+                   letters: list[int], batch_size: int, forward: Any = None) -> list[dict]:
+    """Per prompt, in batches of ``batch_size`` in the given order: the option letter with the highest
+    probability among its ``n_options`` letters ("choice", 0-based) and the probability mass on those letters
+    ("letter_mass")."""
     out = []
     for b in range(0, len(prompts), batch_size):
-        probs = letter_probs(model, tokenizer, prompts[b:b + batch_size], letters)
+        probs = letter_probs(model, tokenizer, prompts[b:b + batch_size], letters, forward=forward)
         for p, k in zip(probs, n_options[b:b + batch_size]):
             out.append({"choice": int(np.argmax(p[:k])), "letter_mass": float(p[:k].sum())})
     return out
@@ -143,22 +152,41 @@ def mc_scores(loaded: Any, items: Sequence[Any], *, target_format: str, batch_si
 class ValidationScorer:
     """Held-out-free model selection: the number of ``items`` (a validation split of the *tuning* items) that a
     model in training answers right, read like :func:`mc_scores` (argmax over the option letters after the
-    format's prefix). Called by :func:`hneuron_utils.training.sft.tune` every ``eval_every`` steps."""
+    format's prefix; prompts batched in order of length, as there). Called by
+    :func:`hneuron_utils.training.sft.tune` every ``eval_every`` steps.
 
-    def __init__(self, items: Sequence[Any], *, target_format: str, batch_size: int):
+    With ``reuse_below = k`` (the lowest trained layer, when only layers ``k`` and above train) the residual
+    entering layer ``k`` is computed once per batch and reused by every later evaluation
+    (:class:`~hneuron_utils.models.lower_layers.ResidualStore`: the same numbers, about ``k / n_layers`` of
+    the work saved)."""
+
+    version = 2  # 1: prompts batched in item order, every layer computed at every evaluation
+
+    def __init__(self, items: Sequence[Any], *, target_format: str, batch_size: int, reuse_below: int | None = None):
         from hneuron_utils.data.medmc import score_prefix
+        from hneuron_utils.models.lower_layers import ResidualStore
 
         if not items:
             raise ValueError("the validation split is empty: raise ft_val_items")
         self.items, self.target_format, self.batch_size = list(items), target_format, batch_size
         self.prefix = score_prefix(target_format)
+        self.store = ResidualStore(reuse_below) if reuse_below else None
+
+    def key(self) -> dict[str, Any]:
+        """What the scores depend on besides the model: written beside a tuning's evaluations."""
+        from hneuron_utils.cache import digest
+
+        return {"scorer": type(self).__name__, "version": self.version, "format": self.target_format,
+                "batch_size": self.batch_size, "items": digest([(it.id, it.correct) for it in self.items], 16)}
 
     def __call__(self, model: Any, tokenizer: Any) -> dict[str, float]:
         prompts = mc_prompts(tokenizer, self.items, target_format=self.target_format)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # as mc_scores: less padding
         _, letters = letter_reading(tokenizer, self.prefix)
-        read = letter_choices(model, tokenizer, prompts, [len(it.options) for it in self.items], letters=letters,
-                              batch_size=self.batch_size)
-        right = sum(r["choice"] == it.correct for r, it in zip(read, self.items))
+        read = letter_choices(model, tokenizer, [prompts[i] for i in order],
+                              [len(self.items[i].options) for i in order], letters=letters,
+                              batch_size=self.batch_size, forward=self.store)
+        right = sum(r["choice"] == self.items[i].correct for r, i in zip(read, order))
         return {"validation correct": int(right), "validation items": len(prompts)}
 
 
@@ -661,7 +689,7 @@ def judge_agreement(labels: pd.DataFrame) -> pd.DataFrame:
             gold, pred = (g.label == call).to_numpy(), (g.rule == call).to_numpy()
             a = agreement_summary(pred, gold)
             rows.append({"answers": name, "call": f"{call} vs not", "responses": len(g),
-                         **{f"hand: {o}": int((g.label == o).sum()) for o in OUTCOMES},
+                         **{f"reference: {o}": int((g.label == o).sum()) for o in OUTCOMES},
                          "agreement": a["agreement"], "Cohen's kappa": a["kappa"],
                          "majority baseline": a["majority baseline"]})
     return pd.DataFrame(rows)

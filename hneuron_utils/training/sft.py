@@ -273,13 +273,17 @@ def response_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits, target)
 
 
-def response_logits(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(float logits [N, V], target ids [N]) at the N labelled (response) positions of ``batch``."""
+def response_logits(model: Any, batch: dict[str, torch.Tensor], *, forward: Any = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float logits [N, V], target ids [N]) at the N labelled (response) positions of ``batch``.
+    ``forward(inner, **inputs)`` replaces the decoder stack's own call (e.g. a
+    :class:`~hneuron_utils.models.lower_layers.ResidualStore` on ``model.model``)."""
     inner, head = getattr(model, "model", None), model.get_output_embeddings()
     if inner is None or head is None:
         raise ValueError("response_logits needs a model with .model and an output embedding")
-    hidden = inner(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   use_cache=False).last_hidden_state
+    hidden = (forward or (lambda m, **kw: m(**kw)))(inner, input_ids=batch["input_ids"],
+                                                    attention_mask=batch["attention_mask"],
+                                                    use_cache=False).last_hidden_state
     target = batch["labels"][:, 1:]
     keep = target != -100
     logits = head(hidden[:, :-1][keep]).float()
@@ -307,9 +311,16 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
 
     out_dir = Path(out_dir)
     done = out_dir / "tune_record.json"
+    eval_key = evaluate.key() if hasattr(evaluate, "key") else None
     if done.exists():
         if evaluate is not None and not (out_dir / "evals.csv").exists():
             raise RuntimeError(f"{out_dir} was tuned without evaluations: delete the folder to tune it again with them")
+        if eval_key is not None:
+            stored = out_dir / "evals_key.json"
+            was = json.loads(stored.read_text()) if stored.exists() else "an earlier scorer (no evals_key.json)"
+            if was != eval_key:
+                raise RuntimeError(f"{out_dir} was evaluated by {was}, not by {eval_key}: delete the folder to tune "
+                                   "and evaluate it again")
         return json.loads(done.read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -323,6 +334,7 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
     else:
         frozen = frozen_parameters(model, cfg.freeze)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    reuse = _residual_store(model, cfg)
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     encoded = [e for e in (encode_pair(tok, p, cfg.max_tokens) for p in pairs) if any(x != -100 for x in e[1])]
@@ -361,7 +373,7 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16"):
-            logits, target = response_logits(model, batch)
+            logits, target = response_logits(model, batch, forward=reuse)
             loss, ce, w = token_objective(logits, target, cfg.loss, cfg.eaft_alpha, cfg.eaft_topk)
             if step == start == 0:  # the head-at-labels loss must be the model's own loss
                 with torch.no_grad():
@@ -397,6 +409,8 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
     pd.DataFrame(losses).to_csv(out_dir / "losses.csv", index=False)
     if evaluate is not None:
         pd.DataFrame(evals).to_csv(out_dir / "evals.csv", index=False)
+        if eval_key is not None:
+            (out_dir / "evals_key.json").write_text(json.dumps(eval_key, indent=1))
     n_train = sum(p.numel() for p in trainable)
     record = {"config": asdict(cfg), "chat template": template, "frozen parameters": frozen,
               "trainable parameters": n_train, "total parameters": sum(p.numel() for p in model.parameters()),
@@ -407,6 +421,23 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
     done.write_text(json.dumps(record, indent=1))
     ckpt.unlink(missing_ok=True)
     return json.loads(done.read_text())  # the same record a cached re-run returns
+
+
+_RESIDUALS: dict[int, Any] = {}  # one store per first trained layer, shared by the tunings of one process
+
+
+def _residual_store(model: torch.nn.Module, cfg: TuneConfig) -> Any:
+    """With ``cfg.train_layers`` (only those layers' MLPs train) the residual entering the lowest trained layer
+    depends only on the batch: a store computes it once per batch and every tuning of this process on the same
+    batches (the learning-rate grid, the other loss) reuses it — the same numbers, less work. None otherwise."""
+    if not cfg.train_layers:
+        return None
+    from hneuron_utils.models import lower_layers
+
+    k = min(cfg.train_layers)
+    if k == 0 or not lower_layers.frozen_below(model.model, k):
+        return None
+    return _RESIDUALS.setdefault(k, lower_layers.ResidualStore(k, max_bytes=3 << 30))
 
 
 def tuned_dir(cfg: TuneConfig) -> Path:

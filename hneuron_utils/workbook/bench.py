@@ -3,6 +3,7 @@
     python -m hneuron_utils.workbook.bench cett   [--model M] [--examples 200] [--batch-size 16]
     python -m hneuron_utils.workbook.bench sample [--model M] [--questions 64] [--samples 10]
     python -m hneuron_utils.workbook.bench steer  [--model M] [--items 24] [--alphas 0 1 2 3] [--sets 3]
+    python -m hneuron_utils.workbook.bench tune   [--model M] [--steps 6] [--val-items 48]
 
 ``cett`` times, in the model's bfloat16 (on this CPU): our extraction (:func:`cett.extract`); a
 per-example extraction in the style of the official script (one full forward per example with logits
@@ -277,6 +278,81 @@ def run_monitor(model: str, n: int, batch_size: int, max_new_tokens: int = 80, k
                          "monitored": round(res["monitored_tokens"] / res["monitored_seconds"], 1)}}
 
 
+def run_tune(model: str, *, steps: int, val_items: int, eval_batch_size: int) -> dict[str, Any]:
+    """Notebook 08's tuning and validation with and without the lower layers reused
+    (:mod:`hneuron_utils.models.lower_layers`), with the default profile's 08 settings: ``steps`` tuning steps
+    three times (no reuse; the first run of a grid, which computes and stores the residuals; a later run,
+    which reuses them all) and one validation evaluation four ways (items in their order with every layer, as
+    before; sorted by length; sorted with the residuals computed; sorted with them reused)."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from hneuron_utils.data import medmc
+    from hneuron_utils.training import forgetting, sft
+    from hneuron_utils.workbook import config
+
+    cfg = config.Config(config.load_profile("default"))
+    items = medmc.load_medmc()
+    train_items, _ = forgetting.mc_split(items, n_train=cfg.ft_train_items, n_eval=cfg.ft_eval_items, seed=cfg.seed)
+    val, fit = train_items[:val_items], train_items[cfg.ft_val_items:]
+    pairs = forgetting.mc_pairs(fit, target_format=cfg.ft_target_format)
+    loaded = models.load_model(model, dtype="float32")
+    layers = forgetting.train_layer_indices(cfg.ft_train_layers, n_layers=loaded.n_layers, h_flat=[],
+                                            d_ff=loaded.d_ff)
+    del loaded
+    tcfg = dataclasses.replace(forgetting.tune_config(cfg, pairs, "sft", train_layers=layers, lr=1e-4), steps=steps,
+                               base_model=model)
+    seconds: dict[str, float] = {}
+    keep_store = sft._residual_store
+    with tempfile.TemporaryDirectory() as tmp:
+        sft._residual_store = lambda m, c: None
+        try:
+            seconds["tuning steps, every layer"] = sft.tune(tcfg, pairs, Path(tmp) / "plain", progress=False)["seconds"]
+        finally:
+            sft._residual_store = keep_store
+        sft._RESIDUALS.clear()
+        seconds["tuning steps, residuals computed (first rate)"] = sft.tune(tcfg, pairs, Path(tmp) / "a",
+                                                                          progress=False)["seconds"]
+        seconds["tuning steps, residuals reused (later rates)"] = sft.tune(tcfg, pairs, Path(tmp) / "b",
+                                                                          progress=False)["seconds"]
+        same = all(torch.equal(p, q) for p, q in zip(
+            models.load_model(str(Path(tmp) / "plain"), dtype="float32").hf.parameters(),
+            models.load_model(str(Path(tmp) / "b"), dtype="float32").hf.parameters()))
+    sft._RESIDUALS.clear()
+    loaded = models.load_model(model, dtype="float32")
+    for n, p in loaded.hf.named_parameters():
+        p.requires_grad = any(n.startswith(f"model.layers.{k}.mlp.") for k in layers)
+    loaded.hf.eval()
+    tok = loaded.tokenizer
+    prompts = forgetting.mc_prompts(tok, val, target_format=cfg.ft_target_format)
+    _, letters = forgetting.letter_reading(tok, medmc.score_prefix(cfg.ft_target_format))
+    reads = {}
+
+    def unsorted() -> int:
+        read = forgetting.letter_choices(loaded.hf, tok, prompts, [len(it.options) for it in val], letters=letters,
+                                         batch_size=eval_batch_size)
+        return sum(r["choice"] == it.correct for r, it in zip(read, val))
+
+    fast = forgetting.ValidationScorer(val, target_format=cfg.ft_target_format, batch_size=eval_batch_size,
+                                       reuse_below=min(layers))
+    plain = forgetting.ValidationScorer(val, target_format=cfg.ft_target_format, batch_size=eval_batch_size)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for name, fn in [("evaluation, item order, every layer (before)", unsorted),
+                         ("evaluation, sorted, every layer", lambda: plain(loaded.hf, tok)["validation correct"]),
+                         ("evaluation, sorted, residuals computed (first)", lambda: fast(loaded.hf, tok)["validation correct"]),
+                         ("evaluation, sorted, residuals reused (later)", lambda: fast(loaded.hf, tok)["validation correct"])]:
+            seconds[name], reads[name] = _timed(fn)
+    s = {k: round(v, 1) for k, v in seconds.items()}
+    return {"model": model, "tuning steps": steps, "tuning batch size": cfg.ft_batch_size, "trained layers": list(layers),
+            "validation items": len(val), "evaluation batch size": eval_batch_size, "seconds": s,
+            "speed-up": {"tuning step, later rates": round(seconds["tuning steps, every layer"]
+                                                        / seconds["tuning steps, residuals reused (later rates)"], 2),
+                         "evaluation, later": round(seconds["evaluation, item order, every layer (before)"]
+                                                    / seconds["evaluation, sorted, residuals reused (later)"], 2)},
+            "identical weights, reused vs every layer": same, "validation correct": reads}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hneuron_utils.workbook.bench", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -303,12 +379,20 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--answers", type=int, default=48)
     m.add_argument("--batch-size", type=int, default=48)
     m.add_argument("--max-new-tokens", type=int, default=80)
+    u = sub.add_parser("tune")
+    u.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
+    u.add_argument("--steps", type=int, default=6)
+    u.add_argument("--val-items", type=int, default=48)
+    u.add_argument("--eval-batch-size", type=int, default=8)
     args = ap.parse_args(argv)
     if args.what == "cett":
         res = run_cett(args.model, args.examples, args.batch_size)
     elif args.what == "steer":
         res = run_steer(args.model, args.items, tuple(args.alphas), args.sets, args.neurons, batch_size=args.batch_size,
                         max_new_tokens=args.max_new_tokens)
+    elif args.what == "tune":
+        res = run_tune(args.model, steps=args.steps, val_items=args.val_items,
+                       eval_batch_size=args.eval_batch_size)
     elif args.what == "monitor":
         res = run_monitor(args.model, args.answers, args.batch_size, args.max_new_tokens)
     else:

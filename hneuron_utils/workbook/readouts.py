@@ -120,20 +120,31 @@ def read_abstention(table: pd.DataFrame) -> str:
     return out + (f": difference {d.abstains:+.0%} [{d['abstains lo']:+.0%}, {d['abstains hi']:+.0%}] → {words}.")
 
 
+def reference_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the column names that tables written before the rename used for reference labels
+    ("hand: faithful", "hand positive", "judge faithful, hand hallucinated", ...) read as "reference ..."."""
+    def rename(c: Any) -> Any:
+        if not isinstance(c, str):
+            return c
+        return (c.replace("hand: ", "reference: ").replace("hand positive", "reference positive")
+                .replace(", hand ", ", reference "))
+    return table.rename(columns=rename)
+
+
 def read_judge(table: pd.DataFrame, prompt: str, min_kappa: float = 0.6) -> str:
     """One sentence on whether the abstention judge is validated for responses under ``prompt``: κ at
     least ``min_kappa`` with both classes among the reference labels."""
     row = table[table.prompt == prompt]
     if row.empty:
         return f"no reference labels under the {prompt!r} prompt: the judge is NOT validated there"
-    r = row.iloc[0]
-    if min(r["hand: faithful"], r["hand: hallucinated"]) == 0:
+    r = reference_columns(row).iloc[0]
+    if min(r["reference: faithful"], r["reference: hallucinated"]) == 0:
         return (f"{prompt}: {r.responses} reference labels, all of one class — agreement {r.agreement:.0%} equals what a "
                 "constant judge scores; the judge is NOT validated there")
     kappa = r["Cohen's kappa"]
     verdict = "validated" if kappa >= min_kappa else "NOT validated"
-    return (f"{prompt}: agreement {r.agreement:.0%} on {r.responses} reference labels ({r['hand: faithful']} abstain, "
-            f"{r['hand: hallucinated']} invent), κ = {kappa:.2f}, majority baseline {r['majority baseline']:.0%}"
+    return (f"{prompt}: agreement {r.agreement:.0%} on {r.responses} reference labels ({r['reference: faithful']} abstain, "
+            f"{r['reference: hallucinated']} invent), κ = {kappa:.2f}, majority baseline {r['majority baseline']:.0%}"
             f" → {verdict} (κ ≥ {min_kappa} needed)")
 
 
@@ -791,8 +802,8 @@ def read_controls(controls: pd.DataFrame) -> list[str]:
 
 
 def read_judges(agreement: pd.DataFrame, threshold: float = 0.6) -> list[str]:
-    a = agreement[agreement.responses == "all"]
-    return [f"Rule judge '{r['judge']}' vs {r['n']} reference labels ({r['hand positive']} positive in the reference labels): agreement "
+    a = reference_columns(agreement[agreement.responses == "all"])
+    return [f"Rule judge '{r['judge']}' vs {r['n']} reference labels ({r['reference positive']} positive in the reference labels): agreement "
             f"{_pct(r['agreement'])} (majority baseline {_pct(r['majority_baseline'])}), κ = {r['kappa']:.2f} "
             f"[{r['kappa lo']:.2f}, {r['kappa hi']:.2f}]"
             + ("" if r["kappa"] >= threshold else f": not validated (κ below {threshold})") + "."

@@ -403,7 +403,7 @@ def _generalisation_lines(run: Path) -> list[str]:
         else:
             a = pd.read_csv(ag, index_col=0).iloc[:, 0]
             lines += ["", f"NonExist abstention judge vs reference labels of {int(float(a['responses']))} real responses "
-                      f"({int(float(a['hand: faithful']))} abstaining): agreement {float(a['agreement']):.1%}"
+                      f"({int(float(a.get('reference: faithful', a.get('hand: faithful'))))} abstaining): agreement {float(a['agreement']):.1%}"
                       + _kappa_words(a) + "."]
     lines += ["", "Paper (Table 1, accuracy, random → H-neurons): NQ-Open 53–60% → 63–72%, BioASQ 53–67% → 66–76%, "
               "NonExist 51–81% → 43–97%."]

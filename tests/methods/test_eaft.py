@@ -381,6 +381,31 @@ def test_answer_letter_format_reads_the_letter_after_the_prefilled_prefix(tmp_pa
     assert scorer(loaded.hf, loaded.tokenizer) == {"validation correct": int(got.correct.sum()), "validation items": 5}
     with pytest.raises(ValueError, match="validation split is empty"):
         forgetting.ValidationScorer([], target_format="answer_letter", batch_size=3)
+    # reusing the lower layers' residuals gives the same reading, and reuses them at the next evaluation
+    for n, p in loaded.hf.named_parameters():
+        p.requires_grad = n.startswith("model.layers.2.mlp.")
+    fast = forgetting.ValidationScorer(items, target_format="answer_letter", batch_size=3, reuse_below=2)
+    assert fast(loaded.hf, loaded.tokenizer) == scorer(loaded.hf, loaded.tokenizer)
+    fast(loaded.hf, loaded.tokenizer)
+    assert (fast.store.computed, fast.store.reused) == (2, 2)  # 5 items in batches of 3: two batches
+
+
+def test_tuning_with_reused_lower_layers_gives_the_same_weights(tmp_path, monkeypatch):
+    """The learning-rate grid and the second loss reuse the first tuning's residuals: bit-identical weights."""
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
+    cfg, pairs = _cfg(train_layers=(2,))
+    sft._RESIDUALS.clear()
+    sft.tune(cfg, pairs, tmp_path / "first", progress=False)
+    store = sft._RESIDUALS[2]
+    computed, reused = store.computed, store.reused
+    assert computed > 0
+    sft.tune(cfg, pairs, tmp_path / "again", progress=False)  # the same batches: every residual reused
+    assert store.computed == computed and store.reused == reused + 6
+    monkeypatch.setattr(sft, "_residual_store", lambda model, cfg: None)
+    sft.tune(cfg, pairs, tmp_path / "plain", progress=False)
+    a, b, c = (models.load_model(str(tmp_path / d), dtype="float32").hf for d in ("first", "again", "plain"))
+    for (n, p), q, r in zip(a.named_parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(p, q) and torch.equal(p, r), n
 
 
 def test_tune_evaluates_on_schedule_stops_early_and_resumes_with_its_curve(tmp_path, monkeypatch):
@@ -408,6 +433,23 @@ def test_tune_evaluates_on_schedule_stops_early_and_resumes_with_its_curve(tmp_p
     with pytest.raises(ValueError, match="eval_every"):
         sft.tune(full, pairs, tmp_path / "c", progress=False, evaluate=evaluate)
     assert sft.tuned_dir(full) != sft.tuned_dir(cfg)  # a run stopped early is its own model
+
+    class Keyed:  # an evaluator that names itself: a cached run evaluated by another one is refused
+        def __init__(self, version):
+            self.version = version
+
+        def key(self):
+            return {"version": self.version}
+
+        def __call__(self, model, tok):
+            return {"validation correct": 1, "validation items": 2}
+
+    sft.tune(cfg, pairs, tmp_path / "k", progress=False, evaluate=Keyed(1), eval_every=4)
+    assert sft.tune(cfg, pairs, tmp_path / "k", progress=False, evaluate=Keyed(1), eval_every=4)["steps run"] == 6
+    with pytest.raises(RuntimeError, match="evaluated by"):
+        sft.tune(cfg, pairs, tmp_path / "k", progress=False, evaluate=Keyed(2), eval_every=4)
+    with pytest.raises(RuntimeError, match="an earlier scorer"):  # evaluated before evaluators named themselves
+        sft.tune(cfg, pairs, tmp_path / "a", progress=False, evaluate=Keyed(1), eval_every=4)
 
 
 def test_selection_table_choice_and_manipulation_check():

@@ -94,7 +94,7 @@ def test_judge_agreement_counts_and_kappa():
                        "response": ["I don't know.", "Pfizer.", "I'm not aware of such a medicine.", "Bayer"],
                        "faithful": [True, False, True, True]})
     a = A.judge_agreement(AbstentionJudge(), df)
-    assert a["responses"] == 4 and a["judge agrees"] == 3 and a["judge hallucinated, hand faithful"] == 1
+    assert a["responses"] == 4 and a["judge agrees"] == 3 and a["judge hallucinated, reference faithful"] == 1
     assert a["agreement"] == 0.75 and a["Cohen's kappa"] == pytest.approx(0.5)
     with pytest.raises(ValueError):
         A.judge_agreement(AbstentionJudge(), df.iloc[:0])
@@ -114,7 +114,7 @@ def test_hand_labels_file_is_valid_and_the_judge_agrees_with_it():
     path = project_root() / "data" / "labels" / "nonexist_abstention.jsonl"
     if not path.exists():
         pytest.skip("no reference labels committed yet")
-    df = A.read_hand_labels(path)
+    df = A.read_reference_labels(path)
     assert len(df) >= 60 and df.faithful.map(type).eq(bool).all()
     assert A.judge_agreement(AbstentionJudge(), df)["agreement"] >= 0.9
 
@@ -227,9 +227,9 @@ def test_agreement_by_prompt_and_its_verdicts():
 
 def test_the_committed_abstention_labels_validate_the_judge_under_the_system_turn():
     path = project_root() / "data" / "labels" / "nonexist_abstention.jsonl"
-    t = G.agreement_by_prompt(AbstentionJudge(), A.read_hand_labels(path))
+    t = G.agreement_by_prompt(AbstentionJudge(), A.read_reference_labels(path))
     row = t[t.prompt == "abstention allowed"].iloc[0]
-    assert row.responses >= 100 and min(row["hand: faithful"], row["hand: hallucinated"]) >= 20
+    assert row.responses >= 100 and min(row["reference: faithful"], row["reference: hallucinated"]) >= 20
     assert row["Cohen's kappa"] >= 0.6
 
 

@@ -145,7 +145,7 @@ def test_stream_round_trip_and_outcome_labels(tmp_path):
                  ).to_json(p, orient="records", lines=True)
     labels = ev.read_outcome_labels(p)
     a = ev.outcome_agreement(labels).iloc[0]
-    assert a["agreement (wrong vs not)"] == pytest.approx(2 / 3) and a["rule wrong, hand not"] == 1 and a.answers == "all"
+    assert a["agreement (wrong vs not)"] == pytest.approx(2 / 3) and a["rule wrong, reference not"] == 1 and a.answers == "all"
     assert len(ev.outcome_disagreements(labels)) == 1 and "κ" in readouts.read_agreement(ev.outcome_agreement(labels))
     pd.DataFrame([{"id": "a", "question": "q", "answers": [], "response": "x", "label": "maybe"}]).to_json(
         p, orient="records", lines=True)

@@ -403,3 +403,16 @@ def test_every_notebook_closes_with_readings_generated_from_its_tables(tmp_path)
     assert report.what_this_means(tmp_path, "04") == []  # no tables: nothing invented
     with pytest.raises(ValueError, match="no readings"):
         report.what_this_means(run, "10")
+
+
+def test_tables_written_before_the_reference_rename_still_read():
+    """Judge tables committed before "hand: ..." became "reference: ..." read the same."""
+    import pandas as pd
+
+    from hneuron_utils.workbook import readouts
+
+    row = {"prompt": "p", "responses": 10, "agreement": 0.9, "Cohen's kappa": 0.8, "majority baseline": 0.6}
+    old = pd.DataFrame([{**row, "hand: faithful": 4, "hand: hallucinated": 6, "judge faithful, hand hallucinated": 1}])
+    new = readouts.reference_columns(old)
+    assert {"reference: faithful", "judge faithful, reference hallucinated"} <= set(new.columns)
+    assert "(4 abstain, 6 invent)" in readouts.read_judge(old, "p") == readouts.read_judge(new, "p")
