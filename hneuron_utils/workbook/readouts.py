@@ -158,7 +158,11 @@ def read_shift(shift: Mapping[str, float]) -> str:
             f"{shift['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] → {words}")
 
 
-def read_transfer(results: pd.DataFrame, reference_set: str = "TriviaQA", min_per_class: int = 10) -> list[str]:
+MIN_READ_PER_CLASS = 10  # below this many questions per class a set's AUROC gets no words (its interval spans most of [0, 1])
+
+
+def read_transfer(results: pd.DataFrame, reference_set: str = "TriviaQA", min_per_class: int = MIN_READ_PER_CLASS
+                  ) -> list[str]:
     """Per set other than ``reference_set``: the H-neuron AUROC against chance and against the random
     range, in words chosen by the intervals: "transfers" only where the H-neuron interval lies above 0.5,
     and above, below or overlapping the random draws' range. Below ``min_per_class`` questions per class

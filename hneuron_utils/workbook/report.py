@@ -1107,6 +1107,7 @@ def _finding_03_span(run: Path) -> str | None:
 
 def _finding_04(run: Path, stale: dict) -> str | None:
     from hneuron_utils.stats import verdict
+    from hneuron_utils.workbook.readouts import MIN_READ_PER_CLASS
 
     res, d = _read(run, "04_results"), _read(run, "04_baseline_differences")
     if res is None:
@@ -1119,6 +1120,9 @@ def _finding_04(run: Path, stale: dict) -> str | None:
             parts.append(f"{r['set']}: not scored (a class is empty)")
             continue
         part = f"{r['set']} AUROC {_iv(r.auroc, r.auroc_lo, r.auroc_hi)} (n = {n}/class)"
+        if n < MIN_READ_PER_CLASS:
+            parts.append(f"{part}: too few to read (at least {MIN_READ_PER_CLASS} per class needed)")
+            continue
         x = None if d is None else d[(d["set"] == r["set"]) & d.method.str.startswith("random")]
         if x is not None and len(x):
             x = x.iloc[0]

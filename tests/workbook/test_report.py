@@ -416,3 +416,20 @@ def test_tables_written_before_the_reference_rename_still_read():
     new = readouts.reference_columns(old)
     assert {"reference: faithful", "judge faithful, reference hallucinated"} <= set(new.columns)
     assert "(4 abstain, 6 invent)" in readouts.read_judge(old, "p") == readouts.read_judge(new, "p")
+
+
+def test_generalisation_finding_gives_no_words_to_a_set_too_small_to_read(tmp_path):
+    import pandas as pd
+
+    t = tmp_path / "tables"
+    t.mkdir()
+    pd.DataFrame([{"set": "NQ-Open", "classifier": "H-neurons", "n faithful": 3, "n hallucinated": 40,
+                   "auroc": 0.9, "auroc_lo": 0.6, "auroc_hi": 1.0},
+                  {"set": "BioASQ", "classifier": "H-neurons", "n faithful": 30, "n hallucinated": 40,
+                   "auroc": 0.7, "auroc_lo": 0.6, "auroc_hi": 0.8}]).to_csv(t / "04_results.csv", index=False)
+    pd.DataFrame([{"set": s, "method": "random neurons", "auroc_diff": 0.2, "auroc_diff_lo": 0.1,
+                   "auroc_diff_hi": 0.3} for s in ("NQ-Open", "BioASQ")]).to_csv(t / "04_baseline_differences.csv",
+                                                                                  index=False)
+    line = report._finding_04(tmp_path, {})
+    assert "NQ-Open AUROC 0.900 [0.600, 1.000] (n = 3/class): too few to read" in line
+    assert "agrees on 1 of the 1 sets" in line  # only BioASQ is scored against random neurons
