@@ -129,11 +129,18 @@ class ResidualStore:
     ``store(model, **inputs)`` returns ``model(**inputs)``; the residual entering ``layer`` is kept (in memory,
     up to ``max_bytes``, oldest dropped first) under a key made of the batch's tensors, the model's source
     (``config._name_or_path``), the autocast state and a checksum of the lower layers' weights, so a changed
-    batch, model or lower weight never reuses a stale residual. It refuses a model whose lower layers could
-    train (:func:`frozen_below`). The first reuse of each store is checked against the full forward pass."""
+    batch, model or lower weight never reuses a stale residual. The first reuse of each store is checked
+    against the full forward pass.
 
-    def __init__(self, layer: int, *, max_bytes: int = 2 << 30):
+    ``require_frozen`` (for a model in training): refuse a model whose lower layers could train
+    (:func:`frozen_below`). ``across_models``: leave the source out of the key, so models saved from one
+    tuning of the upper layers share the residuals (the checksum of the lower weights still tells them
+    apart from any other model)."""
+
+    def __init__(self, layer: int, *, max_bytes: int = 2 << 30, require_frozen: bool = True,
+                 across_models: bool = False):
         self.layer, self.max_bytes = int(layer), int(max_bytes)
+        self.require_frozen, self.across_models = require_frozen, across_models
         self._kept: dict[str, torch.Tensor] = {}
         self.computed = self.reused = 0
         self._checked = False
@@ -142,7 +149,8 @@ class ResidualStore:
         import hashlib
 
         h = hashlib.sha256()
-        h.update(str(getattr(model.config, "_name_or_path", type(model).__name__)).encode())
+        h.update(str(type(model).__name__ if self.across_models
+                     else getattr(model.config, "_name_or_path", type(model).__name__)).encode())
         h.update(str((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), self.layer)).encode())
         with torch.no_grad():  # a cheap checksum of the lower weights (a strided sample of every tensor)
             for p in _lower_parameters(model, self.layer):
@@ -155,7 +163,7 @@ class ResidualStore:
         return h.hexdigest()
 
     def __call__(self, model: torch.nn.Module, **inputs: Any) -> Any:
-        if not frozen_below(model, self.layer):
+        if self.require_frozen and not frozen_below(model, self.layer):
             raise ValueError(f"a parameter below layer {self.layer} requires a gradient: its residual could change")
         key = self._key(model, inputs)
         residual = self._kept.get(key)

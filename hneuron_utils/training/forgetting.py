@@ -114,12 +114,14 @@ def letter_choices(model: Any, tokenizer: Any, prompts: Sequence[str], n_options
     return out
 
 
-def mc_scores(loaded: Any, items: Sequence[Any], *, target_format: str, batch_size: int, progress: bool = True
-              ) -> pd.DataFrame:
+def mc_scores(loaded: Any, items: Sequence[Any], *, target_format: str, batch_size: int, progress: bool = True,
+              forward: Any = None) -> pd.DataFrame:
     """The model's choice on each multiple-choice item: the option letter with the highest probability as
     the next token of :func:`mc_prompts` (after "Answer:" in the "answer_letter" format, as the first answer
     token in "letter_text"), its correctness, and the probability mass on the letters (how much the model
-    answers in the letter format). Cached per model, format and item."""
+    answers in the letter format). Cached per model, format and item. ``forward`` replaces the model's own
+    call (a :class:`~hneuron_utils.models.lower_layers.ResidualStore` shared by models that differ only in
+    their upper layers)."""
     from hneuron_utils.progress import bar
 
     from hneuron_utils.models import model_key
@@ -137,7 +139,8 @@ def mc_scores(loaded: Any, items: Sequence[Any], *, target_format: str, batch_si
     def compute(ids: list[str]) -> dict[str, dict]:
         order = sorted(ids, key=lambda i: len(prompts[i]))
         read = letter_choices(loaded.hf, loaded.tokenizer, [prompts[i] for i in order],
-                              [len(by_id[i].options) for i in order], letters=letters, batch_size=batch_size)
+                              [len(by_id[i].options) for i in order], letters=letters, batch_size=batch_size,
+                              forward=forward)
         return dict(zip(order, read))
 
     got = cached_map("mc_letters", key, list(by_id), compute, chunk=4 * batch_size,
@@ -527,16 +530,20 @@ def tune_config(cfg: Any, pairs: Sequence[Pair], loss: str, *, train_layers: Seq
 
 
 def measure(loaded: Any, held_out: Sequence[Any], known: Sequence[Any], unknown: Sequence[Any], passages: Sequence[str],
-            *, target_format: str, max_new_tokens: int, gen_batch_size: int, batch_size: int) -> dict[str, Any]:
+            *, target_format: str, max_new_tokens: int, gen_batch_size: int, batch_size: int,
+            reuse: Any = None) -> dict[str, Any]:
     """Everything measured on one model's outputs: the held-out multiple-choice choices, greedy answers to the
-    known and unknown TriviaQA questions (each marked when it opens like a tuning target), and the passages' NLL."""
+    known and unknown TriviaQA questions (each marked when it opens like a tuning target), and the passages' NLL.
+    ``reuse``: a :class:`~hneuron_utils.models.lower_layers.ResidualStore` (``across_models``) through which the
+    multiple-choice prompts run, so models tuned only above its layer share the layers below."""
     from hneuron_utils.data.medmc import starts_like_target
 
     qa = {name: qa_outcomes(loaded, recs, max_new_tokens, gen_batch_size) for name, recs in
           (("known", known), ("unknown", unknown))}
     for frame in qa.values():
         frame["opens like a target"] = [starts_like_target(t, target_format) for t in frame.text]
-    return {"mc": mc_scores(loaded, held_out, target_format=target_format, batch_size=batch_size, progress=False),
+    return {"mc": mc_scores(loaded, held_out, target_format=target_format, batch_size=batch_size, progress=False,
+                            forward=reuse),
             **qa, "ppl": passage_nll(loaded, passages, batch_size, 256)}
 
 

@@ -85,3 +85,21 @@ def test_the_store_reuses_per_batch_and_notices_a_changed_lower_weight():
     model.model.layers[0].mlp.up_proj.weight.requires_grad = True
     with pytest.raises(ValueError, match="requires a gradient"):
         store(model, **batch)
+
+
+def test_a_store_across_models_shares_residuals_only_where_the_lower_weights_match():
+    tok = tiny.build_tokenizer()
+    base = tiny.build_model(tok).eval()
+    tuned = tiny.build_model(tok).eval()
+    other = tiny.build_model(tok, seed=1).eval()
+    with torch.no_grad():
+        tuned.model.layers[2].mlp.up_proj.weight.mul_(1.1)
+    tuned.config._name_or_path = "somewhere/else"
+    store = lower_layers.ResidualStore(2, across_models=True, require_frozen=False)  # inference: grads stay on
+    batch = _batch(tok)
+    with torch.no_grad():
+        store(base, **batch)
+        got = store(tuned, **batch).logits
+        assert (store.computed, store.reused) == (1, 1) and torch.equal(got, tuned(**batch).logits)
+        store(other, **batch)  # another model's lower weights: computed afresh
+    assert store.computed == 2
