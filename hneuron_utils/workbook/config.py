@@ -456,9 +456,12 @@ SCHEMA: tuple[Param, ...] = (
           check=_positive),
     Param("conf_items", (int,), "Held-out TriviaQA questions per outcome (answered right / wrong by notebook 01's "
           "greedy screen) whose stated confidence is asked.", paper="— (not in the papers)", check=_positive),
-    Param("conf_alphas", (list,), "Scales α of the H-neurons (and of a random set of the same size) while the model "
+    Param("conf_alphas", (list,), "Scales α of the H-neurons (and of conf_random_draws random sets of the same size) while the model "
           "states its confidence (must include 1).", paper="— (05's range 0–3)", check=_alphas),
     Param("conf_max_new_tokens", (int,), "Greedy tokens of the confidence reply.", paper="—", check=_positive),
+    Param("conf_random_draws", (int,), "Random neuron sets (same size as the H-neurons) scaled at every α of "
+          "conf_alphas beside the H-neurons: the control a shift of P(yes) is read against.",
+          paper="— (not in the papers)", check=_positive),
 )
 
 _BY_NAME = {p.name: p for p in SCHEMA}

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from hneuron_utils.text import generation
 
@@ -191,3 +192,48 @@ def test_base_style_teacher_forcing_recreates_the_generated_tokens():
     tf = teacher_forced(tok, prompt, out.text, None, templated=False)
     assert tf.input_ids[tf.response_start:].tolist() == out.token_ids[:-1]
     assert tf.input_ids[: tf.response_start].tolist() == tok(prompt)["input_ids"]
+
+
+def test_float32_log_probs_equal_the_float32_softmax_in_chunks():
+    from hneuron_utils.text.replies import float32_log_probs
+
+    g = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=True).to(torch.bfloat16)
+    h = torch.randn(4, 16, generator=g).to(torch.bfloat16)
+    for cap in (None, 5.0):
+        z = h.float() @ head.weight.float().T + head.bias.float()
+        z = torch.tanh(z / cap) * cap if cap else z
+        want = torch.log_softmax(z, -1)[:, [3, 7, 11]]
+        got = float32_log_probs(head, h, [3, 7, 11], softcap=cap, chunk=7)
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_p_yes_is_read_from_float32_logits_of_a_bfloat16_model(tmp_path, monkeypatch):
+    """P(yes) comes from the bfloat16 state entering the head, multiplied in float32 (not from the model's
+    bfloat16 logits), and agrees with a single unbatched pass up to bfloat16's batch noise."""
+    from hneuron_utils import models
+    from hneuron_utils.text import replies
+    from hneuron_utils.text.generation import render
+
+    monkeypatch.setenv("HNEURON_CACHE", str(tmp_path))
+    loaded = models.load_model("tiny-random", dtype="bfloat16")
+    seen = []
+    real = replies.float32_log_probs
+
+    def spy(head, hidden, ids, **kw):
+        seen.append(hidden.dtype)
+        return real(head, hidden, ids, **kw)
+
+    monkeypatch.setattr(replies, "float32_log_probs", spy)
+    convs = [[{"role": "user", "content": q}] for q in ("Is the sky blue?", "Is grass red?", "Is 2 > 1?")]
+    got = replies.yes_no_replies(loaded, ["a", "b", "c"], convs, max_new_tokens=2, batch_size=8)
+    assert seen == [torch.bfloat16]
+    yes, no = replies.first_token_ids(loaded.tokenizer, ["Yes", "yes"]), replies.first_token_ids(loaded.tokenizer, ["No", "no"])
+    head = loaded.hf.get_output_embeddings().weight.float()
+    with torch.no_grad():
+        for i, c in zip("abc", convs):
+            ids = torch.tensor([loaded.tokenizer(render(loaded.tokenizer, c), add_special_tokens=False)["input_ids"]])
+            out = loaded.hf(input_ids=ids, output_hidden_states=True)
+            p = torch.softmax(out.hidden_states[-1][0, -1].float() @ head.T, -1).double()
+            py, pn = float(p[yes].sum()), float(p[no].sum())
+            assert got[i]["p_yes"] == pytest.approx(py / (py + pn), rel=3e-2)
