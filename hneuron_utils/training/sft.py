@@ -294,7 +294,8 @@ def response_logits(model: Any, batch: dict[str, torch.Tensor], *, forward: Any 
 
 
 def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every: int = 50,
-         progress: bool = True, *, evaluate: Any = None, eval_every: int = 0) -> dict[str, Any]:
+         progress: bool = True, *, evaluate: Any = None, eval_every: int = 0, save_weights: bool = True
+         ) -> dict[str, Any]:
     """Fine-tune ``cfg.base_model`` on ``pairs`` and save it (float32 safetensors, tokenizer with its chat
     template, ``tune_config.json``, ``losses.csv``) in ``out_dir``. Resumes from ``out_dir/checkpoint.pt``;
     returns the training record. A finished ``out_dir`` is returned as it is.
@@ -302,7 +303,10 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
     With ``evaluate`` (a callable ``(model, tokenizer) -> dict of numbers``, e.g. a validation score) and
     ``eval_every`` > 0, the model is evaluated before the first step and every ``eval_every`` steps (in eval
     mode, without gradients, under the training's autocast); the rows go to ``evals.csv``. A finished run
-    without that file raises instead of returning a curve it never measured."""
+    without that file raises instead of returning a curve it never measured.
+
+    ``save_weights=False`` keeps only the record, the losses and the evaluations (a run tuned only for its
+    validation curve: the 1.5B model's weights take 6.7 GB); asking such a folder for weights later raises."""
     if evaluate is not None and eval_every < 1:
         raise ValueError(f"eval_every must be >= 1 with an evaluate function, got {eval_every}")
     from hneuron_utils.progress import bar as progress_bar
@@ -315,6 +319,9 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
     if done.exists():
         if evaluate is not None and not (out_dir / "evals.csv").exists():
             raise RuntimeError(f"{out_dir} was tuned without evaluations: delete the folder to tune it again with them")
+        if save_weights and not json.loads(done.read_text()).get("weights saved", True):
+            raise RuntimeError(f"{out_dir} was tuned for its evaluations only, without saving the weights: delete "
+                               "the folder to tune it again with them")
         if eval_key is not None:
             stored = out_dir / "evals_key.json"
             was = json.loads(stored.read_text()) if stored.exists() else "an earlier scorer (no evals_key.json)"
@@ -402,7 +409,8 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    model.save_pretrained(out_dir, safe_serialization=True)
+    if save_weights:
+        model.save_pretrained(out_dir, safe_serialization=True)
     tok.save_pretrained(out_dir)
     import pandas as pd
 
@@ -414,7 +422,7 @@ def tune(cfg: TuneConfig, pairs: Sequence[Pair], out_dir: Path, checkpoint_every
     n_train = sum(p.numel() for p in trainable)
     record = {"config": asdict(cfg), "chat template": template, "frozen parameters": frozen,
               "trainable parameters": n_train, "total parameters": sum(p.numel() for p in model.parameters()),
-              "pairs": len(pairs), "steps run": end,
+              "pairs": len(pairs), "steps run": end, "weights saved": save_weights,
               "pairs dropped (response beyond max_tokens)": len(pairs) - len(encoded), "seconds": round(losses[-1]["seconds"], 1) if losses else 0.0,
               "first loss": losses[0]["loss"] if losses else None, "last loss": losses[-1]["loss"] if losses else None}
     (out_dir / "tune_config.json").write_text(json.dumps(asdict(cfg), indent=1))

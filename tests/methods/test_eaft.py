@@ -444,10 +444,14 @@ def test_tune_evaluates_on_schedule_stops_early_and_resumes_with_its_curve(tmp_p
         def __call__(self, model, tok):
             return {"validation correct": 1, "validation items": 2}
 
-    sft.tune(cfg, pairs, tmp_path / "k", progress=False, evaluate=Keyed(1), eval_every=4)
-    assert sft.tune(cfg, pairs, tmp_path / "k", progress=False, evaluate=Keyed(1), eval_every=4)["steps run"] == 6
+    sft.tune(cfg, pairs, tmp_path / "k", progress=False, evaluate=Keyed(1), eval_every=4, save_weights=False)
+    assert not list((tmp_path / "k").glob("*.safetensors")) and (tmp_path / "k" / "evals.csv").exists()
+    with pytest.raises(RuntimeError, match="without saving the weights"):
+        sft.tune(cfg, pairs, tmp_path / "k", progress=False, evaluate=Keyed(1), eval_every=4)
+    assert sft.tune(cfg, pairs, tmp_path / "k", progress=False, evaluate=Keyed(1), eval_every=4,
+                    save_weights=False)["steps run"] == 6
     with pytest.raises(RuntimeError, match="evaluated by"):
-        sft.tune(cfg, pairs, tmp_path / "k", progress=False, evaluate=Keyed(2), eval_every=4)
+        sft.tune(cfg, pairs, tmp_path / "k", progress=False, evaluate=Keyed(2), eval_every=4, save_weights=False)
     with pytest.raises(RuntimeError, match="an earlier scorer"):  # evaluated before evaluators named themselves
         sft.tune(cfg, pairs, tmp_path / "a", progress=False, evaluate=Keyed(1), eval_every=4)
 
