@@ -1290,9 +1290,18 @@ def _finding_08(run: Path, stale: dict) -> str | None:
     if learn.empty:
         return None
     taught = bool((learn["change lo"] > 0).all())  # the manipulation check (08_manipulation_check.csv reads the same)
-    head = ("**08** EAFT vs SFT (beyond the paper): new-domain held-out accuracy change " + ", ".join(
+    base = out_t[out_t.measure.str.startswith("new domain") & out_t.change.isna()]
+    before = f" from the untuned {_wilson_pct(base.rate.iloc[0], int(base.n.iloc[0]))}" if len(base) else ""
+    head = (f"**08** EAFT vs SFT (beyond the paper): new-domain held-out accuracy change{before}: " + ", ".join(
         f"{r.model} {_iv(100 * r.change, 100 * r['change lo'], 100 * r['change hi'], '+.1f')} points (n = {int(r.n)})"
         for _, r in learn.iterrows()))
+    sel = _read(run, "08_selection")
+    if sel is not None and "chosen" in sel and sel.chosen.any():
+        c, zero = sel[sel.chosen].iloc[0], sel[(sel.step == 0)].iloc[0]
+        k = int(c["validation items"])
+        head += (f" (learning rate {c.lr:g} and {int(c.step)} steps chosen as the best of {int((sel.step > 0).sum())} "
+                 f"settings on a {k}-item validation split of the tuning items: "
+                 f"{_wilson_pct(c.accuracy, k)} vs {_wilson_pct(zero.accuracy, k)} untuned there)")
     if not taught:
         return (head + " → inconclusive: the tuning did not teach the new domain, so the EAFT − SFT differences in "
                 "forgetting are not read as a finding." + _stale_note(stale, "08"))
