@@ -106,13 +106,13 @@ def starting_at(model: torch.nn.Module, layer: int, residual: torch.Tensor) -> I
 def frozen_below(model: torch.nn.Module, layer: int) -> bool:
     """Whether nothing that feeds decoder layer ``layer`` can change in training: no parameter of the input
     embeddings (tied to the output head or not) or of ``layers[:layer]`` requires a gradient."""
-    layers = _check_layer(model, layer)
-    below = [*model.get_input_embeddings().parameters(), *(p for m in layers[:layer] for p in m.parameters())]
-    return not any(p.requires_grad for p in below)
+    return not any(p.requires_grad for p in _lower_parameters(model, layer))
 
 
 def _lower_parameters(model: torch.nn.Module, layer: int) -> list[torch.Tensor]:
-    layers = decoder_layers(model)
+    """The input embeddings' and ``layers[:layer]``'s parameters: everything the residual entering ``layer``
+    depends on besides the batch."""
+    layers = _check_layer(model, layer)
     return [*model.get_input_embeddings().parameters(), *(p for m in layers[:layer] for p in m.parameters())]
 
 
@@ -129,7 +129,7 @@ class ResidualStore:
     ``store(model, **inputs)`` returns ``model(**inputs)``; the residual entering ``layer`` is kept (in memory,
     up to ``max_bytes``, oldest dropped first) under a key made of the batch's tensors, the model's source
     (``config._name_or_path``), the autocast state and a checksum of the lower layers' weights, so a changed
-    batch, model or lower weight never reuses a stale residual. The first reuse of each store is checked
+    batch, model or lower weight never reuses a stale residual. The first call of each store is checked
     against the full forward pass.
 
     ``require_frozen`` (for a model in training): refuse a model whose lower layers could train
@@ -155,7 +155,7 @@ class ResidualStore:
         with torch.no_grad():  # a cheap checksum of the lower weights (a strided sample of every tensor)
             for p in _lower_parameters(model, self.layer):
                 flat = p.detach().reshape(-1)
-                h.update(repr(float(flat[:: max(1, flat.numel() // 4096)].double().sum())).encode())
+                h.update(f"{p.dtype}:{float(flat[:: max(1, flat.numel() // 4096)].double().sum())!r}".encode())
         for k in sorted(inputs):
             v = inputs[k]
             if isinstance(v, torch.Tensor):
@@ -177,7 +177,7 @@ class ResidualStore:
             self.reused += 1
         with starting_at(model, self.layer, residual):
             out = model(**inputs)
-        if not self._checked:  # once: the fast path must equal the full forward pass on this batch
+        if not self._checked:  # once per store: the fast path must equal the full forward pass on this batch
             self._checked = True
             with torch.no_grad():
                 full = model(**inputs)

@@ -103,3 +103,14 @@ def test_a_store_across_models_shares_residuals_only_where_the_lower_weights_mat
         assert (store.computed, store.reused) == (1, 1) and torch.equal(got, tuned(**batch).logits)
         store(other, **batch)  # another model's lower weights: computed afresh
     assert store.computed == 2
+
+
+def test_the_same_weights_in_another_dtype_get_their_own_residual():
+    tok = tiny.build_tokenizer()
+    model = tiny.build_model(tok).eval()
+    store = lower_layers.ResidualStore(2, across_models=True, require_frozen=False)
+    batch = _batch(tok)
+    with torch.no_grad():
+        store(model, **batch)
+        store(model.to(torch.bfloat16), **batch)
+    assert store.computed == 2
